@@ -1,0 +1,181 @@
+"""Frozen config models; YAML specs in queries/ and pipelines/ load into them.
+
+Unknown keys and bad values raise ``ConfigError`` naming the key (``balance.t: ...``).
+Each stage section is owned by its package; a run spec lists the steps to run, in order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """A spec that does not load: unknown key, wrong type or value out of range."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorldConfig(Strict):
+    """The synthetic mini-web (wit/world) the demo and tests run on."""
+
+    size: Literal["tiny", "small"] = "tiny"
+    seed: int = 0
+
+
+class QueriesConfig(Strict):
+    wikipedia: list[str] = Field(default_factory=list, description="pages-articles XML .bz2 dumps")
+    pageviews: list[str] = Field(default_factory=list, description="hourly pageview .gz files")
+    wordnet: bool = True
+    unigram_min: int = Field(100, ge=1)
+    pmi_min: float = 30.0
+    bigram_min_count: int = Field(1, ge=1, description="bigrams seen fewer times are not scored")
+    views_min: int = Field(70, ge=0)
+    hourly_views_min: int = Field(50, ge=0)
+    budget: int = Field(500_000, ge=1)
+
+
+class CandidatesConfig(Strict):
+    inputs: list[str] = Field(default_factory=list)
+    format: Literal["wat", "warc", "parquet", "csv"] = "wat"
+    url_col: str = "url"
+    text_col: str = "text"
+    max_text_chars: int = Field(1000, ge=1)
+
+
+class MatchConfig(Strict):
+    pass
+
+
+class BalanceConfig(Strict):
+    t: int = Field(20_000, ge=1)
+    oversample: float = Field(1.0, gt=0)
+    mode: Literal["metaclip", "hardcap"] = "metaclip"
+    seed: int = 0
+
+
+class DownloadConfig(Strict):
+    image_size: int = Field(256, ge=8)
+    resize_mode: Literal["no", "keep_ratio", "center_crop", "border"] = "keep_ratio"
+    timeout: float = Field(10.0, gt=0)
+    retries: int = Field(2, ge=0)
+    per_host_concurrency: int = Field(8, ge=1)
+    honor_robots: bool = True
+    max_bytes: int = Field(20_000_000, ge=1)
+    processes: int = Field(1, ge=1)
+    threads: int = Field(16, ge=1)
+
+
+class FilterConfig(Strict):
+    min_side: int = Field(32, ge=1)
+    max_aspect: float = Field(3.0, ge=1)
+    max_pixels: int = Field(50_000_000, ge=1)
+    min_caption_chars: int = Field(2, ge=0)
+    max_caption_chars: int = Field(1000, ge=1)
+    nsfw_model: str | None = None
+    clip_model: str | None = None
+    clip_min_score: float = 0.0
+
+
+class DedupeConfig(Strict):
+    eval: dict[str, str] = Field(default_factory=dict, description="eval set name -> path")
+    phash_threshold: int = Field(10, ge=0, le=64)
+    within_dataset: bool = True
+    enabled: bool = True
+
+
+class ShardConfig(Strict):
+    samples_per_shard: int = Field(1000, ge=1)
+
+
+class TrainConfig(Strict):
+    model: str = "wit-vit-tiny"
+    steps: int = Field(200, ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(5e-4, gt=0)
+    warmup: int = Field(20, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    workers: int = Field(2, ge=0, description="data loader workers")
+    ray_workers: int = Field(0, ge=0, description="0: train in-process; N: Ray Train with N workers")
+    seed: int = 0
+
+
+class OverlapConfig(Strict):
+    eval: dict[str, str] = Field(default_factory=dict)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+
+STEP_NAMES = (
+    "world", "queries", "candidates", "match", "balance", "download", "filter", "dedupe",
+    "balance_final", "shard", "train", "overlap",
+)
+
+
+class RunSpec(Strict):
+    """A pipeline spec: which steps to run, in order, and each step's config."""
+
+    name: str = "run"
+    seed: int = 0
+    runner: Literal["local", "ray"] = "local"
+    address: str | None = None
+    steps: list[str] = Field(default_factory=lambda: list(STEP_NAMES))
+    world: WorldConfig | None = None
+    queries: QueriesConfig = QueriesConfig()
+    candidates: CandidatesConfig = CandidatesConfig()
+    match: MatchConfig = MatchConfig()
+    balance: BalanceConfig = BalanceConfig()
+    download: DownloadConfig = DownloadConfig()
+    filter: FilterConfig = FilterConfig()
+    dedupe: DedupeConfig = DedupeConfig()
+    balance_final: BalanceConfig = BalanceConfig()
+    shard: ShardConfig = ShardConfig()
+    train: TrainConfig = TrainConfig()
+    overlap: OverlapConfig = OverlapConfig()
+
+    def model_post_init(self, _: Any) -> None:
+        bad = [s for s in self.steps if s not in STEP_NAMES]
+        if bad:
+            raise ValueError(f"steps: unknown step(s) {bad}; known: {list(STEP_NAMES)}")
+
+
+def _format(err: ValidationError, source: str) -> str:
+    lines = [f"invalid spec {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_model(model: type[BaseModel], data: dict | None, source: str = "<dict>") -> Any:
+    try:
+        return model.model_validate(data or {})
+    except ValidationError as err:
+        raise ConfigError(_format(err, source)) from None
+    except ValueError as err:
+        raise ConfigError(f"invalid spec {source}: {err}") from None
+
+
+def load_yaml(path: str | Path, model: type[BaseModel] = RunSpec, overrides: dict | None = None) -> Any:
+    """Load a YAML spec into ``model``; ``overrides`` (dotted keys) win over the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"spec not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"spec {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"spec {path}: top level must be a mapping, got {type(data).__name__}")
+    for key, value in (overrides or {}).items():
+        node = data
+        *head, last = key.split(".")
+        for h in head:
+            node = node.setdefault(h, {})
+        node[last] = value
+    return load_model(model, data, str(path))

@@ -1,0 +1,134 @@
+"""Sharded Parquet folders on fsspec paths: listing, atomic writes and completion markers.
+
+A stage's output folder holds ``part-NNNNN.parquet`` (one per task) and ``_markers/part-NNNNN.json``
+(written last, holding the task's stats). A task whose marker exists is finished; a rerun skips it.
+Every file is written under a temporary name and renamed into place, so a killed run leaves
+either the old state or the new one, never half a file under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
+
+MARKERS = "_markers"
+
+
+def fs_and_path(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, path = url_to_fs(str(url))
+    return fs, path
+
+
+def join(base: str, *parts: str) -> str:
+    base = str(base)
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def makedirs(url: str) -> None:
+    fs, path = fs_and_path(url)
+    fs.makedirs(path, exist_ok=True)
+
+
+def exists(url: str) -> bool:
+    fs, path = fs_and_path(url)
+    return fs.exists(path)
+
+
+def expand(inputs: list[str] | str, suffixes: tuple[str, ...] | None = None) -> list[str]:
+    """Expand paths, folders and globs into a sorted list of file URLs (markers/temps excluded)."""
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    out: list[str] = []
+    for item in inputs:
+        fs, path = fs_and_path(item)
+        protocol = item.split("://", 1)[0] + "://" if "://" in str(item) else ""
+        if any(ch in path for ch in "*?["):
+            found = fs.glob(path)
+        elif fs.isdir(path):
+            found = [p for p in fs.find(path)]
+        elif fs.exists(path):
+            found = [path]
+        else:
+            raise FileNotFoundError(f"input not found: {item}")
+        for p in sorted(found):
+            name = p.rsplit("/", 1)[-1]
+            if f"/{MARKERS}/" in p or name.startswith((".", "_")):
+                continue
+            if suffixes and not name.endswith(suffixes):
+                continue
+            out.append(protocol + p if protocol and not p.startswith(protocol) else p)
+    return sorted(dict.fromkeys(out))
+
+
+def part_name(index: int, suffix: str = ".parquet") -> str:
+    return f"part-{index:05d}{suffix}"
+
+
+def _tmp_name(final: str) -> str:
+    head, _, tail = final.rpartition("/")
+    return f"{head}/.tmp-{uuid.uuid4().hex[:12]}-{tail}" if head else f".tmp-{uuid.uuid4().hex[:12]}-{tail}"
+
+
+def atomic_write_bytes(url: str, data: bytes) -> None:
+    fs, path = fs_and_path(url)
+    parent = path.rpartition("/")[0]
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = _tmp_name(path)
+    with fs.open(tmp, "wb") as f:
+        f.write(data)
+    if getattr(fs, "protocol", None) in ("file", ("file", "local")) or "file" in fs.protocol:
+        os.replace(tmp, path)
+    else:
+        fs.mv(tmp, path)
+
+
+def write_parquet(url: str, table: pa.Table) -> None:
+    """Write ``table`` to ``url`` atomically (temporary name, then rename)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    atomic_write_bytes(url, sink.getvalue().to_pybytes())
+
+
+def read_parquet(url: str | list[str], columns: list[str] | None = None) -> pa.Table:
+    paths = expand(url, (".parquet",)) if isinstance(url, str) else url
+    tables = []
+    for p in paths:
+        fs, path = fs_and_path(p)
+        with fs.open(path, "rb") as f:
+            tables.append(pq.read_table(f, columns=columns))
+    if not tables:
+        raise FileNotFoundError(f"no parquet files in {url}")
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def write_json(url: str, obj: Any) -> None:
+    atomic_write_bytes(url, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def read_json(url: str) -> Any:
+    fs, path = fs_and_path(url)
+    with fs.open(path, "rb") as f:
+        return json.loads(f.read())
+
+
+def marker_url(out: str, index: int) -> str:
+    return join(out, MARKERS, part_name(index, ".json"))
+
+
+def is_done(out: str, index: int) -> bool:
+    return exists(marker_url(out, index))
+
+
+def read_markers(out: str) -> list[dict]:
+    fs, path = fs_and_path(join(out, MARKERS))
+    if not fs.exists(path):
+        return []
+    return [read_json(p) for p in sorted(fs.glob(path + "/part-*.json"))]

@@ -1,0 +1,79 @@
+"""The Ray runner: tasks as rows of a Ray Data dataset, processed by a pool of stage actors.
+
+This is the only module that imports ray for stages. Each actor builds its stage once
+(``setup()``: automata, models) and runs the same ``run_task`` as the local runner, so the
+output files are identical. Finished tasks are skipped before anything is scheduled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from wit.io import folders
+from wit.runners.task import run_task
+from wit.stage import Stage
+
+log = logging.getLogger(__name__)
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to ``address`` (a cluster) or start/join a local Ray once per process."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    kwargs = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+                  logging_level=logging.WARNING)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
+    try:
+        from ray.data import DataContext
+
+        ctx = DataContext.get_current()
+        ctx.enable_progress_bars = True
+        ctx.print_on_execution_start = False
+    except Exception:  # noqa: BLE001 - progress settings are cosmetic
+        pass
+
+
+class _StageActor:
+    def __init__(self, stage: Stage, out: str, ledger_dir: str | None):
+        self.stage, self.out, self.ledger_dir = stage, out, ledger_dir
+        stage.setup()
+
+    def __call__(self, batch: dict) -> dict:
+        stats = [
+            run_task(self.stage, int(i), str(p), self.out, self.ledger_dir)
+            for i, p in zip(batch["index"], batch["path"])
+        ]
+        return {"stats": [json.dumps(s) for s in stats]}
+
+
+def run_ray(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: str | None,
+            address: str | None = None, workers: int | None = None) -> list[dict]:
+    import ray
+    import ray.data
+
+    done = [folders.read_json(folders.marker_url(out, i)) | {"skipped": True}
+            for i, _ in tasks if folders.is_done(out, i)]
+    pending = [(i, p) for i, p in tasks if not folders.is_done(out, i)]
+    if not pending:
+        return done
+    ensure_ray(address)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    n = max(1, min(workers or max(1, int(cpus // max(stage.num_cpus, 1))), len(pending)))
+    ds = ray.data.from_items([{"index": i, "path": p} for i, p in pending], override_num_blocks=len(pending))
+    ds = ds.map_batches(
+        _StageActor,
+        fn_constructor_kwargs={"stage": stage, "out": out, "ledger_dir": ledger_dir},
+        batch_size=1,
+        concurrency=n,
+        num_cpus=stage.num_cpus,
+    )
+    rows = ds.take_all()
+    return done + [json.loads(r["stats"]) for r in rows]

@@ -1,0 +1,60 @@
+"""The pyarrow schema of every stage's output (the run-directory contract of DESIGN.md)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+QUERIES = pa.schema(
+    [
+        ("query_id", pa.int32()),
+        ("query", pa.string()),
+        ("source", pa.string()),
+        ("score", pa.float64()),
+    ]
+)
+
+CANDIDATES = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("url", pa.string()),
+        ("text", pa.string()),
+        ("page_url", pa.string()),
+        ("source", pa.string()),
+    ]
+)
+
+MATCHED = CANDIDATES.append(pa.field("query_ids", pa.list_(pa.int32())))
+
+ENTRY_COUNTS = pa.schema([("query_id", pa.int32()), ("count", pa.int64())])
+
+# The URL list handed to download is the matched schema (balance only drops rows).
+BALANCED = MATCHED
+
+LEDGER = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("stage", pa.string()),
+        ("status", pa.string()),  # "kept" | "dropped"
+        ("reason", pa.string()),  # "" when kept; a short stable code when dropped
+    ]
+)
+
+DROPS = pa.schema([("uid", pa.string()), ("reason", pa.string())])
+
+
+def empty(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Select and cast ``table``'s columns to ``schema`` (extra columns are kept after them)."""
+    cols = []
+    for field in schema:
+        if field.name not in table.column_names:
+            raise ValueError(f"missing column {field.name!r}; have {table.column_names}")
+        cols.append(table.column(field.name).cast(field.type))
+    extra = [n for n in table.column_names if n not in schema.names]
+    return pa.Table.from_arrays(
+        cols + [table.column(n) for n in extra],
+        schema=pa.schema(list(schema) + [table.schema.field(n) for n in extra]),
+    )
