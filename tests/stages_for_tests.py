@@ -1,0 +1,52 @@
+"""Small real stages used by the foundation tests (importable by Ray workers)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from wit import schemas
+from wit.stage import BatchResult, Stage
+
+
+@dataclass
+class KeepEvenLength(Stage):
+    """Keeps rows whose text has an even length; drops the rest as `odd_length`."""
+
+    name: str = "evenlen"
+    output_schema = schemas.CANDIDATES
+    sleep_per_task: float = 0.0
+
+    def setup(self) -> None:
+        self.ready = True
+
+    def begin_task(self, path: str, index: int) -> None:
+        if self.sleep_per_task:
+            time.sleep(self.sleep_per_task)
+        marker = os.environ.get("WIT_TEST_CRASH_AT_TASK")
+        if marker is not None and int(marker) == index:
+            os._exit(9)  # simulate kill -9 in the middle of a run
+
+    def process_batch(self, batch: pa.Table) -> BatchResult:
+        assert self.ready, "setup() not called"
+        even = pc.equal(pc.bit_wise_and(pc.utf8_length(batch["text"]), 1), 0)
+        dropped = batch.filter(pc.invert(even))
+        return BatchResult(
+            kept=batch.filter(even),
+            dropped=BatchResult.drops(dropped["uid"].to_pylist(), ["odd_length"] * dropped.num_rows),
+        )
+
+
+@dataclass
+class UpperText(Stage):
+    """Upper-cases the text; keeps everything (a second chained stage)."""
+
+    name: str = "upper"
+    output_schema = schemas.CANDIDATES
+
+    def process_batch(self, batch: pa.Table) -> BatchResult:
+        return BatchResult(kept=batch.set_column(2, "text", pc.utf8_upper(batch["text"])))
