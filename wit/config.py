@@ -38,6 +38,10 @@ class QueriesConfig(Strict):
     views_min: int = Field(70, ge=0)
     hourly_views_min: int = Field(50, ge=0)
     budget: int = Field(500_000, ge=1)
+    task_mb: float = Field(64.0, gt=0, description="compressed MB per counting task (multistream dumps)")
+    stride_parts: int = Field(1, ge=1, description="page-stride tasks per single-stream dump")
+    buckets: int = Field(16, ge=1, description="hash buckets of the spilled counts (merge memory / buckets)")
+    spill_rows: int = Field(2_000_000, ge=1, description="counter keys per task before spilling to disk")
 
 
 class CandidatesConfig(Strict):
@@ -45,7 +49,9 @@ class CandidatesConfig(Strict):
     format: Literal["wat", "warc", "parquet", "csv"] = "wat"
     url_col: str = "url"
     text_col: str = "text"
+    page_url_col: str | None = Field(None, description="list column holding the page URL, if any")
     max_text_chars: int = Field(1000, ge=1)
+    source: str | None = Field(None, description="value of the source column (default: the format)")
 
 
 class MatchConfig(Strict):
@@ -69,6 +75,13 @@ class DownloadConfig(Strict):
     max_bytes: int = Field(20_000_000, ge=1)
     processes: int = Field(1, ge=1)
     threads: int = Field(16, ge=1)
+    per_host_qps: float = Field(0.0, ge=0, description="max requests/s per host and worker (0: no limit)")
+    backoff: float = Field(0.5, ge=0, description="first retry delay in s; doubles each retry")
+    max_redirects: int = Field(5, ge=0)
+    max_pixels: int = Field(50_000_000, ge=1, description="header check before decode (decompression bombs)")
+    encode_quality: int = Field(95, ge=1, le=100)
+    decoder: Literal["fast", "img2dataset"] = "fast"
+    user_agent_token: str = "wit"
 
 
 class FilterConfig(Strict):
@@ -80,12 +93,16 @@ class FilterConfig(Strict):
     nsfw_model: str | None = None
     clip_model: str | None = None
     clip_min_score: float = 0.0
+    nsfw_max_score: float = Field(0.5, ge=0, le=1)
 
 
 class DedupeConfig(Strict):
     eval: dict[str, str] = Field(default_factory=dict, description="eval set name -> path")
     phash_threshold: int = Field(10, ge=0, le=64)
+    thresholds: dict[str, int] = Field(default_factory=dict, description="per eval set pHash distance")
+    match_flips: bool = True
     within_dataset: bool = True
+    within_threshold: int = Field(4, ge=0, le=64)
     enabled: bool = True
 
 

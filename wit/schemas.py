@@ -58,3 +58,27 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         cols + [table.column(n) for n in extra],
         schema=pa.schema(list(schema) + [table.schema.field(n) for n in extra]),
     )
+
+# download: the balanced columns + the stored image (resized, re-encoded) and its geometry.
+DOWNLOADED = pa.schema(list(BALANCED) + [
+    pa.field("key", pa.string()), pa.field("jpg", pa.binary()),
+    pa.field("width", pa.int32()), pa.field("height", pa.int32()),
+    pa.field("orig_width", pa.int32()), pa.field("orig_height", pa.int32()),
+    pa.field("sha256", pa.string()),
+])
+
+# filter keeps DOWNLOADED; dedupe adds its image descriptors.
+FILTERED = DOWNLOADED
+DEDUPED = DOWNLOADED.append(pa.field("phash", pa.uint64())).append(pa.field("pixel_sha256", pa.string()))
+
+# dedupe index: one row per eval image.
+EVAL_INDEX = pa.schema([("set", pa.string()), ("item", pa.string()), ("pixel_sha256", pa.string()),
+                        ("phash", pa.uint64())])
+
+# One row per sample of a shard tar (RUN/shards/NNNNN.parquet).
+SHARD = pa.schema([
+    ("key", pa.string()), ("uid", pa.string()), ("url", pa.string()), ("caption", pa.string()),
+    ("width", pa.int32()), ("height", pa.int32()), ("orig_width", pa.int32()), ("orig_height", pa.int32()),
+    ("sha256", pa.string()), ("phash", pa.uint64()), ("query_ids", pa.list_(pa.int32())),
+    ("page_url", pa.string()), ("source", pa.string()), ("shard", pa.string()),
+])

@@ -154,7 +154,8 @@ def reconcile(ledger_dir: str, stage_outputs: dict[str, str] | None = None, chai
 
 def _count_output_rows(out: str) -> int | None:
     fs, path = folders.fs_and_path(out)
-    files = [p for p in fs.glob(path + "/part-*.parquet")]
+    # part-NNNNN.parquet, or NNNNN.parquet beside NNNNN.tar for the shard stage
+    files = fs.glob(path + "/part-*.parquet") or fs.glob(path + "/[0-9][0-9][0-9][0-9][0-9].parquet")
     if not files:
         return None
     con = duckdb.connect()

@@ -1,0 +1,219 @@
+"""Download stage: every fault route ends with its reason code; politeness; retry-failed; resume."""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from wit import schemas
+from wit.config import DownloadConfig
+from wit.download.fetch import Fetcher
+from wit.download.image import prepare, target_size
+from wit.download.stage import DownloadStage
+from wit.io import folders, ledger
+from wit.records import candidate_uid
+from wit.runners import run_stage
+
+
+def _jpeg(w: int, h: int, color=(200, 30, 30)) -> bytes:
+    b = io.BytesIO()
+    Image.new("RGB", (w, h), color).save(b, "JPEG", quality=90)
+    return b.getvalue()
+
+
+def _bomb_png(w: int = 20000, h: int = 20000) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Fault routes shaped like the mini-web's (wit.world) for a self-contained first pass."""
+
+    protocol_version = "HTTP/1.1"
+    hits: dict[str, int] = {}
+    active = 0
+    max_active = 0
+    lock = threading.Lock()
+
+    def log_message(self, *a):  # quiet
+        pass
+
+    def _send(self, code: int, body: bytes, ctype: str = "image/jpeg", extra: dict | None = None, length=None):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: C901 - a route table
+        p = self.path
+        with self.lock:
+            _Handler.hits[p] = _Handler.hits.get(p, 0) + 1
+        if p.startswith("/img/"):
+            with self.lock:  # requests in flight, measured while the client surely holds its slot
+                _Handler.active += 1
+                _Handler.max_active = max(_Handler.max_active, _Handler.active)
+            time.sleep(0.02)
+            with self.lock:
+                _Handler.active -= 1
+            self._send(200, _jpeg(640, 480))
+        elif p == "/fault/404":
+            self._send(404, b"nope", "text/plain")
+        elif p == "/fault/500":
+            self._send(500, b"boom", "text/plain")
+        elif p == "/fault/flaky":  # 500 on the first hit, then an image
+            self._send(500 if _Handler.hits[p] == 1 else 200, _jpeg(300, 200))
+        elif p == "/fault/slow":
+            time.sleep(1.5)
+            self._send(200, _jpeg(50, 50))
+        elif p == "/fault/reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.shutdown(socket.SHUT_RDWR)
+        elif p == "/fault/truncated":
+            self._send(200, _jpeg(200, 200)[:500], length=5000)
+            self.connection.shutdown(socket.SHUT_RDWR)
+        elif p == "/fault/html":
+            self._send(200, b"<html><body>hi</body></html>", "text/html")
+        elif p == "/fault/wrongtype":
+            self._send(200, b"this is not a jpeg at all" * 10, "image/jpeg")
+        elif p.startswith("/fault/loop"):
+            self._send(302, b"", extra={"Location": "/fault/loop"})
+        elif p.startswith("/fault/hop"):
+            n = int(p.rsplit("/", 1)[1]) if p.count("/") == 3 else 3
+            self._send(302, b"", extra={"Location": f"/fault/hop/{n - 1}" if n > 1 else "/img/hop.jpg"})
+        elif p == "/fault/robots":
+            self._send(200, _jpeg(100, 100), extra={"X-Robots-Tag": "noai"})
+        elif p == "/fault/bomb":
+            self._send(200, _bomb_png(), "image/png")
+        elif p == "/fault/large":
+            self._send(200, b"\xff\xd8" + b"0" * 3_000_000)
+        else:
+            self._send(404, b"", "text/plain")
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+EXPECTED = {
+    "/img/a.jpg": "", "/fault/404": "http_404", "/fault/500": "http_500", "/fault/slow": "timeout",
+    "/fault/reset": "connection_error", "/fault/truncated": "truncated", "/fault/html": "not_an_image",
+    "/fault/wrongtype": "decode_error", "/fault/loop": "too_many_redirects", "/fault/hop": "",
+    "/fault/robots": "robots_optout", "/fault/bomb": "decompression_bomb", "/fault/large": "too_large",
+}
+FAST = DownloadConfig(timeout=0.5, retries=0, backoff=0.01, max_bytes=2_000_000, image_size=64)
+
+
+def _urls(folder, base: str, paths: list[str], parts: int = 1) -> list[str]:
+    out = []
+    for k in range(parts):
+        chunk = paths[k::parts]
+        urls = [base + p for p in chunk]
+        texts = [f"a photo of {p}" for p in chunk]
+        t = pa.table({"uid": [candidate_uid(u, x) for u, x in zip(urls, texts)], "url": urls, "text": texts,
+                      "page_url": [base + "/page"] * len(urls), "source": ["test"] * len(urls),
+                      "query_ids": [[1, 2]] * len(urls)}, schema=schemas.MATCHED)
+        path = str(folder / f"part-{k:05d}.parquet")
+        folders.write_parquet(path, t)
+        out.append(path)
+    return out
+
+
+def test_every_fault_route_gets_its_reason(tmp_path, server):
+    (tmp_path / "in").mkdir()
+    inputs = _urls(tmp_path / "in", server, list(EXPECTED))
+    rep = run_stage(DownloadStage(cfg=FAST), inputs, str(tmp_path / "out"), ledger_dir=str(tmp_path / "ledger"),
+                    progress=False)
+    led = folders.read_parquet(str(tmp_path / "ledger")).to_pylist()
+    got = {r["uid"]: r["reason"] for r in led}
+    for p, want in EXPECTED.items():
+        uid = candidate_uid(server + p, f"a photo of {p}")
+        assert got[uid] == want, f"{p}: expected {want!r}, got {got[uid]!r}"
+    assert rep.kept == 2 and rep.dropped == len(EXPECTED) - 2
+    kept = folders.read_parquet(str(tmp_path / "out"))
+    assert kept.schema.names[: len(schemas.DOWNLOADED)] == schemas.DOWNLOADED.names
+    row = kept.to_pylist()[0]
+    assert (row["orig_width"], row["orig_height"]) == (640, 480) and min(row["width"], row["height"]) == 64
+    assert Image.open(io.BytesIO(row["jpg"])).size == (row["width"], row["height"])
+    assert all(c.ok for c in ledger.reconcile(str(tmp_path / "ledger"), {"download": str(tmp_path / "out")}).values())
+
+
+def test_retries_with_backoff_recover_a_flaky_url(server):
+    f = Fetcher(timeout=1, retries=2, backoff=0.01)
+    res = f.fetch(server + "/fault/flaky")
+    assert res.reason == "" and res.attempts == 2 and res.body[:2] == b"\xff\xd8"
+    assert f.fetch(server + "/fault/404").attempts == 1  # not retryable
+
+
+def test_per_host_concurrency_is_respected(server):
+    _Handler.max_active = 0
+    f = Fetcher(timeout=2, retries=0, per_host_concurrency=2)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(16) as pool:
+        res = list(pool.map(f.fetch, [f"{server}/img/c{i}.jpg" for i in range(24)]))
+    assert all(r.reason == "" for r in res)
+    assert _Handler.max_active <= 2 and max(f.limiter.max_seen.values()) == 2
+
+
+def test_per_host_rate_limit(server):
+    f = Fetcher(timeout=2, retries=0, per_host_concurrency=8, per_host_qps=20)
+    t0 = time.perf_counter()
+    for i in range(6):
+        f.fetch(f"{server}/img/r{i}.jpg")
+    assert time.perf_counter() - t0 >= 5 / 20 - 0.01
+
+
+def test_robots_optout_can_be_disabled(server):
+    assert Fetcher(honor_robots=False, retries=0).fetch(server + "/fault/robots").reason == ""
+
+
+def test_geometry_matches_img2dataset_resizer():
+    from img2dataset.resizer import Resizer
+
+    body = _jpeg(1001, 643)
+    for mode in ("keep_ratio", "center_crop", "border", "no"):
+        ours = prepare(body, image_size=224, resize_mode=mode)
+        jpg, w, h, ow, oh, err = Resizer(224, mode, False)(io.BytesIO(body))
+        assert err is None and (ours.width, ours.height, ours.orig_width, ours.orig_height) == (w, h, ow, oh), mode
+    assert target_size(1001, 643, 224, "keep_ratio") == (349, 224)
+
+
+def test_retry_failed_reattempts_only_transient_failures(tmp_path, server):
+    (tmp_path / "in").mkdir()
+    _Handler.hits.pop("/fault/flaky", None)
+    inputs = _urls(tmp_path / "in", server, ["/img/x.jpg", "/fault/flaky", "/fault/404"])
+    led = str(tmp_path / "ledger")
+    run_stage(DownloadStage(cfg=FAST), inputs, str(tmp_path / "dl"), ledger_dir=led, progress=False)
+    hits_img = _Handler.hits["/img/x.jpg"]
+    cmd = [sys.executable, "-m", "wit.cli", "download", "--urls", str(tmp_path / "in"), "--out", str(tmp_path / "dl"),
+           "--ledger", led, "--retry-failed", "--set", "retries=0", "--set", "image_size=64", "--no-progress"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert _Handler.hits["/img/x.jpg"] == hits_img  # finished work is not fetched again
+    retry = folders.read_parquet(str(tmp_path / "dl-retry"))
+    assert retry.column("url").to_pylist() == [server + "/fault/flaky"]
+    checks = ledger.reconcile(led, {"download": str(tmp_path / "dl"), "download_retry": str(tmp_path / "dl-retry")})
+    assert checks["download_retry"].ledger_rows == 1 and all(c.ok for c in checks.values())

@@ -1,0 +1,190 @@
+"""Query builder on real inputs: enwiki dump sample, pageviews sample, NLTK's PMI, bad input."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import xml.etree.ElementTree as ET
+from collections import Counter
+
+import pytest
+
+from wit.queries import counts, pageviews, wikipedia
+from wit.queries.wordnet import synset_query
+from wit.runners import run_stage
+from wit.text.normalize import collapse_whitespace, spaced
+
+DUMP = "wikipedia/enwiki-pages-articles-206-pages.xml.bz2"
+TABLES = "wikipedia/enwiki-table-markup-5-pages.xml.bz2"
+PAGEVIEWS = "wikipedia/pageviews-20240803-060000-sample.gz"
+MW = "{http://www.mediawiki.org/xml/export-0.10/}"
+
+
+def _count(urls: list[str], out, parts: int = 1, spill_rows: int = 2_000_000, buckets: int = 4):
+    slices = [s for u in urls for s in wikipedia.plan_slices(u, 1, parts)]
+    stage = counts.CountStage(spill_dir=str(out), buckets=buckets, spill_rows=spill_rows)
+    report = run_stage(stage, [s.encode() for s in slices], str(out), progress=False)
+    uni = counts.merge_unigrams(str(out))
+    bi = counts.bigram_pmi(str(out), uni, None)
+    return report, uni, bi
+
+
+def _as_counter(uni) -> Counter:
+    return Counter(dict(zip(uni["token"].to_pylist(), uni["count"].to_pylist())))
+
+
+def _bigram_counter(bi) -> Counter:
+    return Counter(dict(zip(zip(bi["w1"].to_pylist(), bi["w2"].to_pylist()), bi["count"].to_pylist())))
+
+
+def _independent_articles(path) -> tuple[list[str], list[str]]:
+    """(article texts, redirect texts) of namespace 0, read with a whole-document XML parser."""
+    root = ET.fromstring(bz2.decompress(path.read_bytes()))
+    articles, redirects = [], []
+    for page in root.iter(f"{MW}page"):
+        if page.findtext(f"{MW}ns") != "0":
+            continue
+        text = page.find(f"{MW}revision").findtext(f"{MW}text") or ""
+        (redirects if page.find(f"{MW}redirect") is not None else articles).append(text)
+    return articles, redirects
+
+
+def test_real_dump_word_counts_equal_independent_count(shared_data, tmp_path):
+    report, uni, _ = _count([str(shared_data / DUMP)], tmp_path / "c")
+    articles, redirects = _independent_articles(shared_data / DUMP)
+    assert report.n_in == 206 and report.kept == len(articles) == 106
+    assert report.by_reason == {"redirect": 99, "namespace": 1}
+    expected = Counter()
+    for text in articles:
+        expected.update(spaced(collapse_whitespace(wikipedia.clean_wikitext(text))).split())
+    assert _as_counter(uni) == expected
+    # Redirects contribute nothing: their one word ("REDIRECT") would otherwise be counted.
+    redirect_words = Counter(w for t in redirects for w in spaced(collapse_whitespace(wikipedia.clean_wikitext(t))).split())
+    assert redirect_words["REDIRECT"] >= 99 and _as_counter(uni)["REDIRECT"] == expected["REDIRECT"] < 5
+
+
+def test_counts_identical_for_any_number_of_tasks_and_spills(shared_data, tmp_path):
+    url = str(shared_data / DUMP)
+    _, uni1, bi1 = _count([url], tmp_path / "one")
+    report, uni5, bi5 = _count([url], tmp_path / "five", parts=5, spill_rows=20_000, buckets=7)
+    assert report.tasks == 5
+    assert _as_counter(uni1) == _as_counter(uni5)
+    assert _bigram_counter(bi1) == _bigram_counter(bi5)
+    assert sorted(bi1["pmi"].to_pylist()) == sorted(bi5["pmi"].to_pylist())
+
+
+def test_pmi_equals_nltk_bigram_collocation_finder(shared_data, tmp_path):
+    from nltk.collocations import BigramAssocMeasures, BigramCollocationFinder
+
+    url = str(shared_data / TABLES)
+    _, uni, bi = _count([url], tmp_path / "c")
+    # NLTK counts the same token runs: each article split at gaps where the matcher sees no bigram.
+    runs = []
+    for page in wikipedia.iter_pages(wikipedia.DumpSlice(url)):
+        run: list[str] = []
+        for part in counts.article_parts(page.text):
+            if part:
+                run.append(part)
+            elif run:
+                runs.append(run)
+                run = []
+    finder = BigramCollocationFinder.from_documents(runs)
+    assert dict(finder.word_fd) == _as_counter(uni)
+    assert dict(finder.ngram_fd) == _bigram_counter(bi)
+    nltk_scores = dict(finder.score_ngrams(BigramAssocMeasures.pmi))
+    ours = dict(zip(zip(bi["w1"].to_pylist(), bi["w2"].to_pylist()), bi["pmi"].to_pylist()))
+    assert ours == nltk_scores  # exactly equal floats
+    threshold = sorted(nltk_scores.values())[len(nltk_scores) // 2]
+    kept = counts.bigram_pmi(str(tmp_path / "c"), uni, threshold)
+    assert set(zip(kept["w1"].to_pylist(), kept["w2"].to_pylist())) == {
+        k for k, v in nltk_scores.items() if v >= threshold}
+
+
+def test_clean_wikitext_rules():
+    text = (
+        "'''Bold''' {{Infobox|a={{nested|x}}|b=[[y]]}}text<ref name=r>cite {{c}}</ref> more<ref name=r/>\n"
+        "== Heading ==\n* item [[Paris|the capital]] and [[Lyon]]s\n"
+        "[[File:X.jpg|thumb|A [[cat]] sits]] [[Category:Cats]] [[de:Katze]] [[:Category:Dogs]]\n"
+        "{| class=\"wikitable\"\n|-\n| cell {{t}}\n|}\n"
+        "[http://example.com Example site] <!-- hidden --> <b>kept</b>&nbsp;x &amp; y"
+    )
+    out = collapse_whitespace(wikipedia.clean_wikitext(text))
+    assert out == "Bold text more Heading item the capital and Lyons Category:Dogs Example site kept x & y"
+
+
+def test_pageview_titles_equal_independent_computation(shared_data):
+    path = shared_data / PAGEVIEWS
+    for hourly_min, views_min in ((50, 70), (1, 1), (2, 5)):
+        expected: dict[str, int] = {}
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                domain, title, views, _ = line.split(" ")
+                if domain == "en" and int(views) >= hourly_min and ":" not in title:
+                    key = title.replace("_", " ")
+                    expected[key] = expected.get(key, 0) + int(views)
+        pv = pageviews.read_pageviews([str(path)], hourly_min)
+        got = dict(pageviews.titles_above(pv, views_min))
+        assert got == {t: v for t, v in expected.items() if v >= views_min}
+    pv = pageviews.read_pageviews([str(path)], 1)
+    assert pv.stats["lines"] == 1000 and pv.stats["domain_lines"] == 169
+    assert pv.stats["colon_skipped"] > 0 and not any(":" in t for t in pv.views)
+
+
+def test_pageviews_summed_across_files_and_bad_lines_counted(tmp_path):
+    a, b = tmp_path / "a.gz", tmp_path / "b.gz"
+    a.write_bytes(gzip.compress(b"en Foo_bar 60 0\nen Foo_bar 49 0\nen.m Foo_bar 500 0\nde Foo_bar 90 0\n"))
+    b.write_bytes(gzip.compress(b"en Foo_bar 55 0\nen Talk:Foo 900 0\nen broken 70\nen Baz x 0\n"))
+    pv = pageviews.read_pageviews([str(a), str(b)], 50)
+    assert pv.views == {"Foo bar": 115}
+    assert pv.stats["bad_line"] == 2 and pv.bad_positions == [f"{b}:3", f"{b}:4"]
+    assert pv.stats["colon_skipped"] == 1 and pv.stats["below_hourly_min"] == 1
+
+
+def test_truncated_bz2_is_an_error_naming_file_and_position(shared_data, tmp_path):
+    data = (shared_data / TABLES).read_bytes()
+    bad = tmp_path / "trunc.xml.bz2"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(wikipedia.DumpError, match=r"trunc\.xml\.bz2: truncated bz2 stream.*compressed byte 0"):
+        list(wikipedia.iter_pages(wikipedia.DumpSlice(str(bad))))
+
+
+def test_not_xml_is_an_error(tmp_path):
+    notxml = tmp_path / "notxml.xml.bz2"
+    notxml.write_bytes(bz2.compress(b"just some text, not a dump\n" * 10))
+    with pytest.raises(wikipedia.DumpError, match=r"notxml\.xml\.bz2: not a MediaWiki XML dump"):
+        list(wikipedia.iter_pages(wikipedia.DumpSlice(str(notxml))))
+    garbage = tmp_path / "garbage.xml.bz2"
+    garbage.write_bytes(b"\x00\x01binary" * 100)
+    with pytest.raises(wikipedia.DumpError, match=r"garbage\.xml\.bz2: no bz2 stream header at compressed byte 0"):
+        list(wikipedia.iter_pages(wikipedia.DumpSlice(str(garbage))))
+    corrupt = tmp_path / "corrupt.xml.bz2"
+    good = bz2.compress(b"<mediawiki>" + b"<page><title>x</title></page>" * 1000 + b"</mediawiki>")
+    corrupt.write_bytes(good[:40] + bytes(200) + good[240:])
+    with pytest.raises(wikipedia.DumpError, match=r"corrupt\.xml\.bz2: bad bz2 data .* compressed byte 0"):
+        list(wikipedia.iter_pages(wikipedia.DumpSlice(str(corrupt))))
+
+
+def test_unclosed_page_and_bad_page_xml(tmp_path):
+    unclosed = tmp_path / "unclosed.xml.bz2"
+    unclosed.write_bytes(bz2.compress(b"<mediawiki>\n<page><title>A</title><ns>0</ns><revision><text>x"))
+    with pytest.raises(wikipedia.DumpError, match=r"unclosed\.xml\.bz2: truncated XML: the page at decompressed byte 12"):
+        list(wikipedia.iter_pages(wikipedia.DumpSlice(str(unclosed))))
+    badpage = tmp_path / "badpage.xml.bz2"
+    badpage.write_bytes(bz2.compress(
+        b"<mediawiki>\n<page><title>A &bogus;</title><ns>0</ns></page>\n"
+        b"<page><title>B</title><ns>0</ns><id>2</id><revision><text>hello world</text></revision></page>\n"
+        b"</mediawiki>\n"))
+    pages = list(wikipedia.iter_pages(wikipedia.DumpSlice(str(badpage))))
+    assert pages[0].error.startswith("bad_xml") and pages[0].uid == f"{badpage}@12"
+    assert (pages[1].uid, pages[1].text) == ("enwiki:2", "hello world")
+
+
+def test_synset_query():
+    assert synset_query("hot_dog.n.01") == "hot dog"
+    assert synset_query("dog.n.01") == "dog"
+    assert synset_query("st._john's_wort.n.01") == "st"  # up to the FIRST '.', as the recipe states
+
+
+def test_slice_encoding_round_trips():
+    for sl in (wikipedia.DumpSlice("s3://b/x#y.xml.bz2", 10, 99), wikipedia.DumpSlice("/a.bz2", 0, None, 2, 5)):
+        assert wikipedia.DumpSlice.decode(sl.encode()) == sl

@@ -1,0 +1,1 @@
+"""Candidate (image URL, alt text) pairs from Common Crawl WAT/WARC files and URL+text lists."""

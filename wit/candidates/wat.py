@@ -1,0 +1,60 @@
+"""(image URL, alt) pairs from Common Crawl WAT files: the ``IMG@/src`` links of each page."""
+
+from __future__ import annotations
+
+import json
+from typing import Iterator
+from urllib.parse import urljoin
+
+from wit.candidates.crawl import iter_records
+
+# A WAT record without this byte string has no image link: skip its JSON parse.
+_IMG_MARK = b'"IMG@/src"'
+
+
+def page_images(meta: dict) -> tuple[str, str, list[tuple[str, str]]]:
+    """(page URL, base URL, [(src, alt)]) of one WAT metadata document; src as written in the page."""
+    env = meta.get("Envelope") or {}
+    page_url = (env.get("WARC-Header-Metadata") or {}).get("WARC-Target-URI") or ""
+    html = ((env.get("Payload-Metadata") or {}).get("HTTP-Response-Metadata") or {}).get("HTML-Metadata") or {}
+    base = ((html.get("Head") or {}).get("Base")) or ""
+    links = html.get("Links") or []
+    pairs = [(link.get("url") or "", link.get("alt") or "") for link in links
+             if isinstance(link, dict) and link.get("path") == "IMG@/src"]
+    return page_url, _base_url(page_url, base), pairs
+
+
+def _base_url(page_url: str, base: str) -> str:
+    return urljoin(page_url, base) if base and page_url else (base or page_url)
+
+
+def resolve(base: str, src: str) -> str:
+    """``src`` resolved against ``base``; left relative when there is no base (dropped later)."""
+    src = src.strip()
+    if not base or src.startswith(("http://", "https://", "data:")):
+        return src
+    try:
+        return urljoin(base, src)
+    except ValueError:
+        return src
+
+
+def wat_pairs(path: str, errors: dict[str, int]) -> Iterator[tuple[str, str, str]]:
+    """(url, alt, page_url) for every ``IMG@/src`` link in the WAT file at ``path``."""
+    for rec in iter_records(path, "metadata", errors):
+        if _IMG_MARK not in rec.body:
+            continue
+        try:
+            # Undecodable bytes become U+FFFD: the pair is then dropped as invalid_utf8, the rest kept.
+            meta = json.loads(rec.body.decode("utf-8", "replace"))
+        except ValueError:
+            errors["bad_json"] = errors.get("bad_json", 0) + 1
+            continue
+        if not isinstance(meta, dict):
+            errors["bad_json"] = errors.get("bad_json", 0) + 1
+            continue
+        page_url, base, pairs = page_images(meta)
+        page_url = page_url or rec.target_uri
+        base = base or page_url
+        for src, alt in pairs:
+            yield resolve(base, src), alt, page_url

@@ -1,0 +1,78 @@
+"""Image descriptors for duplicate detection: an exact pixel hash and a 64-bit DCT perceptual hash.
+
+``phash64`` is the classic pHash: greyscale, 32x32, 2-D DCT, the 8x8 lowest frequencies,
+one bit per coefficient above their median. Bit i (MSB first) is coefficient (i // 8, i % 8)
+(row = vertical frequency). A horizontal flip negates the coefficients of odd horizontal
+frequency, so ``phash64_flip`` gets the flipped image's hash from the same DCT for free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import numpy as np
+from PIL import Image
+from scipy.fft import dctn
+
+_WEIGHTS = (np.uint64(1) << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
+# (-1)^u for horizontal frequency u: the DCT of a mirrored signal
+_FLIP_SIGN = np.tile(np.where(np.arange(8) % 2 == 1, -1.0, 1.0), (8, 1))
+
+
+def pixel_hash(img: Image.Image) -> str:
+    """sha256 of the decoded RGB pixels and size: equal iff the pixels are identical."""
+    rgb = img.convert("RGB")
+    h = hashlib.sha256(f"{rgb.size[0]}x{rgb.size[1]}:".encode())
+    h.update(rgb.tobytes())
+    return h.hexdigest()
+
+
+def _grey32(img: Image.Image) -> np.ndarray:
+    if img.format == "JPEG":
+        img.draft("L", (64, 64))
+    return np.asarray(img.convert("L").resize((32, 32), Image.Resampling.BOX), dtype=np.float32)
+
+
+def _low_freq(greys: np.ndarray) -> np.ndarray:
+    return dctn(greys, type=2, axes=(-2, -1), norm="ortho")[..., :8, :8]
+
+
+def _bits(coef: np.ndarray) -> np.ndarray:
+    flat = coef.reshape(coef.shape[0], 64)
+    bits = flat > np.median(flat, axis=1, keepdims=True)
+    return (bits.astype(np.uint64) * _WEIGHTS).sum(axis=1, dtype=np.uint64)
+
+
+def phash64_batch(images: list[Image.Image], with_flip: bool = False):
+    """pHashes (uint64 array) of ``images``; with ``with_flip``, also those of their mirror images."""
+    if not images:
+        empty = np.zeros(0, np.uint64)
+        return (empty, empty.copy()) if with_flip else empty
+    coef = _low_freq(np.stack([_grey32(im) for im in images]))
+    hashes = _bits(coef)
+    return (hashes, _bits(coef * _FLIP_SIGN)) if with_flip else hashes
+
+
+def phash64(img: Image.Image) -> int:
+    """The 64-bit perceptual hash of one image, as a Python int."""
+    return int(phash64_batch([img])[0])
+
+
+def phash64_flip(img: Image.Image) -> int:
+    """The pHash the horizontally flipped ``img`` would have."""
+    return int(phash64_batch([img], with_flip=True)[1][0])
+
+
+def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
+    """Bit differences between uint64 hashes (broadcasting)."""
+    return np.bitwise_count(np.bitwise_xor(np.asarray(a, np.uint64), np.asarray(b, np.uint64)))
+
+
+def describe_bytes(data: bytes) -> tuple[str, int, int]:
+    """(pixel_sha256, phash, phash of the mirror image) of encoded image bytes."""
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    px = pixel_hash(img)
+    h, hf = phash64_batch([img], with_flip=True)
+    return px, int(h[0]), int(hf[0])

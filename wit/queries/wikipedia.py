@@ -1,0 +1,330 @@
+"""Read a Wikipedia pages-articles dump (XML, .bz2 single- or multistream) and clean its wikitext.
+
+A dump is cut into independent *slices* so counting can run in parallel: a multistream dump
+into runs of whole bz2 streams (offsets from its ``-multistream-index.txt.bz2`` when present,
+else from the stream headers found in the file); a single-stream dump into page strides (slice
+k of K takes pages k, k+K, ...), which each decompress the whole file. ``iter_pages(slice)``
+yields the pages of one slice; bad input raises ``DumpError`` naming the file and byte position.
+"""
+
+from __future__ import annotations
+
+import bz2
+import html
+import logging
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Iterator
+
+import fsspec
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+# A bz2 stream header ("BZh" + block size) followed by the first block's magic (pi in BCD).
+_STREAM_MAGIC = re.compile(rb"BZh[1-9]1AY&SY")
+_HEADER_WINDOW = 1 << 16
+
+
+class DumpError(ValueError):
+    """A dump that cannot be read: the message names the file and the byte position."""
+
+
+@dataclass(frozen=True)
+class DumpSlice:
+    """One independent unit of a dump: compressed bytes [start, end) and a page stride."""
+
+    url: str
+    start: int = 0
+    end: int | None = None  # exclusive; None: to the end of the file
+    part: int = 0
+    parts: int = 1
+
+    def encode(self) -> str:
+        end = "" if self.end is None else str(self.end)
+        return f"{self.url}#bytes={self.start}-{end}&pages={self.part}/{self.parts}"
+
+    @classmethod
+    def decode(cls, text: str) -> "DumpSlice":
+        url, sep, frag = text.rpartition("#")
+        if not sep or not frag.startswith("bytes="):
+            return cls(text)
+        rng, _, pages = frag[len("bytes="):].partition("&pages=")
+        start, _, end = rng.partition("-")
+        part, _, parts = (pages or "0/1").partition("/")
+        return cls(url, int(start), int(end) if end else None, int(part), int(parts))
+
+
+@dataclass
+class Page:
+    """One <page>: ``error`` is set (and the rest empty) when its XML did not parse."""
+
+    uid: str
+    title: str = ""
+    ns: int = 0
+    redirect: bool = False
+    text: str = ""
+    error: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+
+
+def index_url(url: str) -> str | None:
+    """The multistream index that belongs to ``url`` (``...-multistream-index.txt.bz2``), if any."""
+    if "-multistream" not in url:
+        return None
+    head, _, tail = url.rpartition("-multistream")
+    cand = head + "-multistream-index.txt.bz2" if tail.startswith(".xml") else None
+    if cand is None:
+        return None
+    fs, path = fsspec.core.url_to_fs(cand)
+    return cand if fs.exists(path) else None
+
+
+def stream_offsets(url: str) -> list[int]:
+    """Compressed byte offsets where the dump's bz2 streams start (always includes 0)."""
+    idx = index_url(url)
+    if idx is not None:
+        offsets = {0}
+        with fsspec.open(idx, "rt", compression="bz2", encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                off, sep, _ = line.partition(":")
+                if not sep or not off.isdigit():
+                    raise DumpError(f"{idx}: line {n} is not 'offset:page_id:title'")
+                offsets.add(int(off))
+        return sorted(offsets)
+    offsets = []
+    overlap = 9
+    with fsspec.open(url, "rb") as f:
+        pos, tail = 0, b""
+        while chunk := f.read(CHUNK * 8):
+            buf = tail + chunk
+            base = pos - len(tail)
+            offsets.extend(base + m.start() for m in _STREAM_MAGIC.finditer(buf))
+            tail = buf[-overlap:]
+            pos += len(chunk)
+    return sorted(set(offsets)) or [0]
+
+
+def plan_slices(url: str, target_bytes: int = 64 << 20, parts: int = 1) -> list[DumpSlice]:
+    """Cut one dump into slices: runs of streams of about ``target_bytes``, else ``parts`` strides."""
+    fs, path = fsspec.core.url_to_fs(url)
+    size = fs.size(path)
+    with fs.open(path, "rb") as f:
+        head = f.read(3)
+    offsets = stream_offsets(url) if head == b"BZh" else [0]
+    if len(offsets) <= 1:
+        return [DumpSlice(url, 0, None, k, parts) for k in range(max(1, parts))]
+    slices, start = [], 0
+    for off in offsets[1:]:
+        if off - start >= target_bytes:
+            slices.append(DumpSlice(url, start, off))
+            start = off
+    slices.append(DumpSlice(url, start, None))
+    if size and slices[-1].start >= size:
+        slices.pop()
+    return slices
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def _raw_chunks(sl: DumpSlice) -> Iterator[bytes]:
+    with fsspec.open(sl.url, "rb") as f:
+        f.seek(sl.start)
+        left = None if sl.end is None else sl.end - sl.start
+        while left is None or left > 0:
+            chunk = f.read(CHUNK if left is None else min(CHUNK, left))
+            if not chunk:
+                break
+            if left is not None:
+                left -= len(chunk)
+            yield chunk
+
+
+def decompressed_chunks(sl: DumpSlice) -> Iterator[bytes]:
+    """The slice's bytes, bz2-decompressed across stream boundaries (raw XML passes through)."""
+    chunks = _raw_chunks(sl)
+    first = next(chunks, b"")
+    if not first:
+        if sl.start == 0:
+            raise DumpError(f"{sl.url}: empty file")
+        return
+    if not first.startswith(b"BZh"):
+        if sl.start == 0 and first.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+            yield first  # an uncompressed XML dump
+            yield from chunks
+            return
+        raise DumpError(f"{sl.url}: no bz2 stream header at compressed byte {sl.start} (not a .bz2 dump?)")
+    dec = bz2.BZ2Decompressor()
+    consumed = sl.start  # compressed bytes handed to decompressors so far
+    stream_start = sl.start
+    pending = first
+    while True:
+        while pending:
+            try:
+                out = dec.decompress(pending)
+            except OSError as err:
+                raise DumpError(f"{sl.url}: bad bz2 data in the stream starting at compressed byte "
+                                f"{stream_start}: {err}") from None
+            if out:
+                yield out
+            if dec.eof:
+                rest = dec.unused_data
+                consumed += len(pending) - len(rest)
+                stream_start = consumed
+                dec = bz2.BZ2Decompressor()
+                pending = rest
+                if rest and not rest.startswith(b"BZh"):
+                    raise DumpError(f"{sl.url}: {len(rest)} trailing bytes at compressed byte {consumed} "
+                                    "are not a bz2 stream")
+            else:
+                consumed += len(pending)
+                pending = b""
+        nxt = next(chunks, None)
+        if nxt is None:
+            break
+        pending = nxt
+    if consumed > stream_start:  # a stream was begun and never finished
+        raise DumpError(f"{sl.url}: truncated bz2 stream: the stream starting at compressed byte "
+                        f"{stream_start} ends at byte {consumed} without its end-of-stream marker")
+
+
+def _text_of(el: ET.Element | None) -> str:
+    return "" if el is None or el.text is None else el.text
+
+
+def parse_page(data: bytes, uid: str) -> Page:
+    """Parse one ``<page>...</page>`` fragment (the dump's default namespace is not on it)."""
+    try:
+        el = ET.fromstring(data)
+    except ET.ParseError as err:
+        return Page(uid, error=f"bad_xml: {err}")
+    title = _text_of(el.find("title"))
+    ns_text = _text_of(el.find("ns")).strip()
+    page_id = _text_of(el.find("id")).strip()
+    revs = el.findall("revision")
+    text = _text_of(revs[-1].find("text")) if revs else ""
+    return Page(f"enwiki:{page_id}" if page_id else uid, title, int(ns_text) if ns_text.lstrip("-").isdigit() else 0,
+                el.find("redirect") is not None, text)
+
+
+def iter_pages(sl: DumpSlice) -> Iterator[Page]:
+    """Yield the pages of one slice in dump order (only this slice's stride when ``parts > 1``)."""
+    buf = b""
+    base = 0  # decompressed offset of buf[0] within this slice
+    ordinal = 0
+    header_checked = sl.start != 0
+    closed = False
+    open_tag, close_tag = b"<page>", b"</page>"
+
+    def check_header(preamble: bytes) -> None:
+        if b"<mediawiki" not in preamble:
+            snippet = preamble[:60].decode("utf-8", "replace")
+            raise DumpError(f"{sl.url}: not a MediaWiki XML dump: no <mediawiki> root before the first page "
+                            f"(starts with {snippet!r})")
+
+    for chunk in decompressed_chunks(sl):
+        buf += chunk
+        pos = 0
+        while True:
+            i = buf.find(open_tag, pos)
+            if i < 0:
+                break
+            if not header_checked:
+                check_header(buf[:i])
+                header_checked = True
+            j = buf.find(close_tag, i)
+            if j < 0:
+                break
+            j += len(close_tag)
+            if ordinal % sl.parts == sl.part:
+                yield parse_page(buf[i:j], f"{sl.url}@{base + i}")
+            ordinal += 1
+            pos = j
+        if not header_checked and len(buf) > _HEADER_WINDOW:
+            check_header(buf[:_HEADER_WINDOW])
+            header_checked = True
+        if not header_checked:
+            continue  # keep the preamble until the header is checked
+        closed = closed or b"</mediawiki>" in buf[pos:]
+        keep = buf.find(open_tag, pos)
+        if keep < 0:
+            keep = max(pos, len(buf) - len(open_tag))
+        base += keep
+        buf = buf[keep:]
+    if not header_checked:
+        check_header(buf)
+    start = buf.find(open_tag)
+    if start >= 0:
+        raise DumpError(f"{sl.url}: truncated XML: the page at decompressed byte {base + start} of the slice "
+                        f"starting at compressed byte {sl.start} is never closed")
+    if sl.end is None and not (closed or b"</mediawiki>" in buf):
+        raise DumpError(f"{sl.url}: truncated XML: the dump ends without </mediawiki>")
+
+
+# ---------------------------------------------------------------------------------------------
+# Wikitext -> plain text
+
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+_DROPPED_ELEMENTS = re.compile(
+    r"<(ref|math|chem|ce|gallery|timeline|score|syntaxhighlight|source|graph|mapframe|maplink|"
+    r"templatedata|imagemap|hiero|inputbox|categorytree|references)\b[^>]*?(?:/>|>.*?</\1\s*>)",
+    re.S | re.I,
+)
+_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*\b[^<>]*>")
+_TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
+_TABLE = re.compile(r"\{\|(?:(?!\{\||\|\}).)*\|\}", re.S)
+_LINK = re.compile(r"\[\[([^\[\]]*)\]\]")
+_EXTERNAL = re.compile(r"\[(?:https?:|ftp:|//)[^\s\]]*\s*([^\]]*)\]")
+_EMPHASIS = re.compile(r"'{2,}")
+_HEADING = re.compile(r"^[ \t]*=+[ \t]*(.*?)[ \t]*=+[ \t]*$", re.M)
+_LINE_MARKERS = re.compile(r"^[ \t]*[*#:;]+", re.M)
+_MAGIC = re.compile(r"__[A-Z]+__")
+_RULE = re.compile(r"^-{4,}", re.M)
+_DROPPED_LINK_NS = frozenset({"file", "image", "media", "category"})
+_INTERWIKI = re.compile(r"^[a-z]{2,3}(?:-[a-z]+)*$")
+
+
+def _link_text(m: re.Match) -> str:
+    inner = m.group(1)
+    target, sep, label = inner.partition("|")
+    target = target.strip()
+    if ":" in target and not target.startswith(":"):
+        prefix = target.split(":", 1)[0].strip()
+        if prefix.lower() in _DROPPED_LINK_NS or (not sep and _INTERWIKI.match(prefix)):
+            return ""
+    if sep and label.strip():
+        return label
+    return target.lstrip(":")
+
+
+def _sub_until_stable(pattern: re.Pattern, repl, text: str) -> str:
+    while True:
+        text, n = pattern.subn(repl, text)
+        if not n:
+            return text
+
+
+def clean_wikitext(text: str) -> str:
+    """Plain text of an article (rules in docs/queries.md): markup stripped, links -> visible text."""
+    text = _COMMENT.sub("", text)
+    text = _DROPPED_ELEMENTS.sub("", text)
+    text = _TAG.sub(" ", text)
+    while True:  # templates and tables nest in each other: peel innermost ones until none is left
+        text, n1 = _TEMPLATE.subn("", text)
+        text, n2 = _TABLE.subn("", text)
+        if not (n1 or n2):
+            break
+    text = _sub_until_stable(_LINK, _link_text, text)
+    text = _EXTERNAL.sub(r"\1", text)
+    text = _EMPHASIS.sub("", text)
+    text = _HEADING.sub(r"\1", text)
+    text = _LINE_MARKERS.sub("", text)
+    text = _MAGIC.sub("", text)
+    text = _RULE.sub("", text)
+    return html.unescape(text)

@@ -1,0 +1,111 @@
+"""The shard stage: webdataset tars (KEY.jpg, KEY.txt, KEY.json) with one Parquet index per tar.
+
+Shards hold a configurable number of samples, which input parts do not: a pre-pass regroups the
+rows, in input order, into ``OUT/_chunks/_chunk-NNNNN.parquet`` of exactly N rows (the last may
+be shorter), then one task per chunk writes ``OUT/NNNNN.tar`` and ``OUT/NNNNN.parquet``. Both
+passes are deterministic, so a rerun after a kill rewrites the same files under the same names.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wit import schemas
+from wit.io import folders
+from wit.stage import BatchResult, Stage
+
+CHUNKS = "_chunks"
+
+
+def make_chunks(inputs: list[str], out: str, samples_per_shard: int) -> list[str]:
+    """Regroup ``inputs`` into chunks of ``samples_per_shard`` rows; cached (``_chunks/_done.json``)."""
+    done = folders.join(out, CHUNKS, "_done.json")
+    if folders.exists(done):
+        return folders.read_json(done)["chunks"]
+    paths: list[str] = []
+    pending: list[pa.Table] = []
+    n_pending = 0
+
+    def flush(rows: pa.Table) -> None:
+        url = folders.join(out, CHUNKS, f"_chunk-{len(paths):05d}.parquet")
+        folders.write_parquet(url, rows)
+        paths.append(url)
+
+    for path in inputs:
+        fs, p = folders.fs_and_path(path)
+        with fs.open(p, "rb") as f:
+            for rb in pq.ParquetFile(f).iter_batches(batch_size=1024):
+                pending.append(pa.Table.from_batches([rb]))
+                n_pending += rb.num_rows
+                while n_pending >= samples_per_shard:
+                    t = pa.concat_tables(pending, promote_options="default")
+                    flush(t.slice(0, samples_per_shard))
+                    rest = t.slice(samples_per_shard)
+                    pending, n_pending = ([rest] if rest.num_rows else []), rest.num_rows
+    if n_pending:
+        flush(pa.concat_tables(pending, promote_options="default"))
+    folders.write_json(done, {"chunks": paths, "samples_per_shard": samples_per_shard})
+    return paths
+
+
+def _tar_bytes(rows: list[dict]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for r in rows:
+            meta = {k: r.get(k) for k in ("uid", "key", "url", "page_url", "width", "height", "orig_width",
+                                          "orig_height", "sha256", "phash", "query_ids", "source")}
+            meta["caption"] = r["text"]
+            for ext, data in (("jpg", r["jpg"]), ("txt", (r["text"] or "").encode()),
+                              ("json", json.dumps(meta, sort_keys=True).encode())):
+                info = tarfile.TarInfo(f"{r['key']}.{ext}")
+                info.size, info.mode, info.mtime = len(data), 0o644, 0  # mtime 0: byte-identical reruns
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@dataclass
+class ShardStage(Stage):
+    name: str = "shard"
+    output_schema = None
+    batch_rows: int = 4096
+
+    def process_batch(self, batch: pa.Table) -> BatchResult:
+        return BatchResult(kept=batch)
+
+    def write_output(self, kept: pa.Table, out: str, index: int) -> int:
+        rows = kept.to_pylist()
+        for r in rows:
+            r.setdefault("phash", None)
+        shard = f"{index:05d}"
+        folders.atomic_write_bytes(folders.join(out, f"{shard}.tar"), _tar_bytes(rows))
+        cols = {f.name: pa.array([r.get("text" if f.name == "caption" else f.name) for r in rows], f.type)
+                for f in schemas.SHARD if f.name != "shard"}
+        cols["shard"] = pa.array([shard] * len(rows), pa.string())
+        folders.write_parquet(folders.join(out, f"{shard}.parquet"), pa.table(cols, schema=schemas.SHARD))
+        return len(rows)
+
+
+def write_stats(out: str, samples_per_shard: int) -> dict:
+    """``OUT/_stats.json``: samples, shards, bytes and per-query sample counts (from the Parquet)."""
+    import duckdb
+
+    fs, path = folders.fs_and_path(out)
+    con = duckdb.connect()
+    glob = f"{path}/[0-9][0-9][0-9][0-9][0-9].parquet"
+    samples, shards = con.execute(f"SELECT count(*), count(DISTINCT shard) FROM read_parquet('{glob}')").fetchone()
+    per_query = con.execute(f"SELECT q, count(*) FROM (SELECT unnest(query_ids) q FROM read_parquet('{glob}'))"
+                            " GROUP BY q ORDER BY 2 DESC").fetchall()
+    stats = {
+        "samples": samples, "shards": shards, "samples_per_shard": samples_per_shard,
+        "tar_bytes": sum(fs.size(p) for p in fs.glob(path + "/*.tar")),
+        "queries": len(per_query), "max_per_query": per_query[0][1] if per_query else 0,
+        "top_queries": [[int(q), int(n)] for q, n in per_query[:20]],
+    }
+    folders.write_json(folders.join(out, "_stats.json"), stats)
+    return stats

@@ -1,0 +1,1 @@
+"""Contrastive (CLIP) training straight from the webdataset shards, and zero-shot evaluation."""

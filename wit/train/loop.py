@@ -1,0 +1,243 @@
+"""The contrastive training loop (one process = one rank) and the in-process / Ray Train entry point.
+
+``train_worker`` runs on every rank: it streams batches from the shards, optimises CLIP's loss
+with AdamW and a warm-up + cosine schedule, and on rank 0 writes metrics.jsonl and an open_clip
+checkpoint. ``train`` runs it in-process (world size 1) or on N Ray Train workers, then evaluates
+zero-shot and plots the loss curve.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from wit.train import model as wit_model
+from wit.train.data import LoaderConfig, make_loader
+from wit.train.loss import clip_loss
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoints/epoch_latest.pt"
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Everything one training run needs; picklable so Ray Train workers receive it whole."""
+
+    shards: tuple[str, ...]
+    out: str
+    model: str = "wit-vit-tiny"
+    steps: int = 200
+    batch_size: int = 64
+    lr: float = 5e-4
+    warmup: int = 20
+    weight_decay: float = 0.1
+    loader_workers: int = 2
+    seed: int = 0
+    shuffle_buffer: int = 1000
+    pretrained: str | None = None
+    resume: bool = False
+    device: str = "auto"
+    precision: str = "auto"
+    log_every: int = 10
+    checkpoint_every: int = 100
+    eval_sets: dict[str, str] = field(default_factory=dict)
+    templates: tuple[str, ...] | None = None
+    # Stop after this many steps of this invocation (tests use it to simulate a killed run).
+    stop_after: int | None = None
+
+    @property
+    def checkpoint_path(self) -> str:
+        return str(Path(self.out) / CHECKPOINT)
+
+
+def lr_at(step: int, job: TrainJob) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to 0 at ``steps``."""
+    if step < job.warmup:
+        return job.lr * (step + 1) / job.warmup
+    progress = (step - job.warmup) / max(1, job.steps - job.warmup)
+    return 0.5 * job.lr * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def resolve_device(job: TrainJob) -> torch.device:
+    if job.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(job.device)
+
+
+def amp_dtype(job: TrainJob, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: bf16 (or fp16 where bf16 is missing) on CUDA, none on CPU or with fp32."""
+    if device.type != "cuda" or job.precision == "fp32":
+        return None
+    if job.precision == "fp16":
+        return torch.float16
+    if job.precision == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def _save_checkpoint(path: str, payload: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines past ``step`` (written after the checkpoint a resumed run starts from)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def train_worker(job: TrainJob, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> dict:
+    """Train on this rank until ``job.steps``; return a summary (rank 0 also writes the run's files)."""
+    device = device or resolve_device(job)
+    torch.manual_seed(job.seed)
+    bundle = wit_model.create(job.model, pretrained=job.pretrained, device=device)
+    model = bundle.model
+    optimizer = torch.optim.AdamW(wit_model.param_groups(model, job.weight_decay), lr=job.lr,
+                                  betas=(0.9, 0.98), eps=1e-6)
+    dtype = amp_dtype(job, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+
+    out = Path(job.out)
+    metrics_path = out / "metrics.jsonl"
+    step, cursors = 0, [0] * max(1, job.loader_workers)
+    if os.path.exists(job.checkpoint_path):
+        if not job.resume:
+            raise ValueError(f"{job.checkpoint_path} exists; pass --resume to continue it or choose another --out")
+        ckpt = torch.load(job.checkpoint_path, map_location=device, weights_only=True)
+        if ckpt["model"] != job.model:
+            raise ValueError(f"checkpoint is a {ckpt['model']}, not a {job.model}")
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if "scaler" in ckpt:
+            scaler.load_state_dict(ckpt["scaler"])
+        step = int(ckpt["step"])
+        data = ckpt["data"]
+        if data["loader_workers"] == job.loader_workers and data["world_size"] == world_size:
+            cursors = list(data["cursors"][rank])
+        else:
+            log.warning("loader layout changed (%s -> %d workers x %d ranks): data restarts from the beginning",
+                        data, job.loader_workers, world_size)
+        log.info("resuming at step %d", step)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        _truncate_metrics(metrics_path, step)
+
+    net = model
+    if world_size > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    loader_cfg = LoaderConfig(tuple(job.shards), job.batch_size, job.loader_workers, job.seed, job.shuffle_buffer,
+                              rank, world_size)
+    loader = make_loader(loader_cfg, bundle.train_transform, bundle.tokenizer, cursors,
+                         generator_seed=job.seed * 1_000_003 + step, pin_memory=device.type == "cuda")
+
+    def save(at_step: int) -> None:
+        all_cursors = [cursors]
+        if world_size > 1:
+            import torch.distributed as dist
+
+            all_cursors = [None] * world_size
+            dist.all_gather_object(all_cursors, cursors)
+        if rank != 0:
+            return
+        payload = {"step": at_step, "model": job.model, "state_dict": model.state_dict(),
+                   "optimizer": optimizer.state_dict(),
+                   "data": {"cursors": all_cursors, "loader_workers": job.loader_workers, "world_size": world_size}}
+        if scaler.is_enabled():
+            payload["scaler"] = scaler.state_dict()
+        _save_checkpoint(job.checkpoint_path, payload)
+
+    start_step, last_loss = step, float("nan")
+    end = job.steps if job.stop_after is None else min(job.steps, step + job.stop_after)
+    model.train()
+    t_window, n_window, bad = time.perf_counter(), 0, 0
+    batches = iter(loader)
+    with open(metrics_path, "a") if rank == 0 else open(os.devnull, "w") as metrics:
+        while step < end:
+            batch = next(batches)
+            cursors[batch["worker"]] = batch["cursor"]
+            bad += batch["bad"]
+            lr = lr_at(step, job)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            images = batch["image"].to(device, non_blocking=True)
+            texts = batch["text"].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                image_features, text_features, _ = net(images, texts)
+                loss = clip_loss(image_features, text_features, model.logit_scale, rank, world_size)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, wit_model.MAX_LOGIT_SCALE)
+            step += 1
+            n_window += images.shape[0] * world_size
+            last_loss = loss.item()
+            if step % job.log_every == 0 or step == end:
+                now = time.perf_counter()
+                record = {"step": step, "loss": round(last_loss, 5), "lr": lr,
+                          "temperature": round(1 / model.logit_scale.exp().item(), 5),
+                          "logit_scale": round(model.logit_scale.exp().item(), 4),
+                          "samples_per_s": round(n_window / (now - t_window), 2), "bad_samples": bad}
+                metrics.write(json.dumps(record) + "\n")
+                metrics.flush()
+                log.info("step %d loss %.4f lr %.2e %.1f samples/s", step, last_loss, lr, record["samples_per_s"])
+                t_window, n_window = now, 0
+            if step % job.checkpoint_every == 0 or step == end:
+                save(step)
+    del batches, loader
+    if step == start_step and rank == 0 and not os.path.exists(job.checkpoint_path):
+        save(step)
+    return {"steps": step, "start_step": start_step, "final_loss": last_loss, "bad_samples": bad,
+            "world_size": world_size, "device": str(device), "amp": str(dtype) if dtype else "fp32"}
+
+
+def train(job: TrainJob, ray_workers: int = 0, address: str | None = None) -> dict:
+    """Train (in-process, or on ``ray_workers`` Ray Train workers), then zero-shot eval and the loss plot."""
+    if ray_workers > 0:
+        from wit.train.ray_train import fit
+
+        summary = fit(job, ray_workers, address)
+    else:
+        summary = train_worker(job)
+    out = Path(job.out)
+    from wit.train.plots import plot_loss
+
+    plot_loss(out / "metrics.jsonl", out / "loss.png")
+    summary["zeroshot"] = evaluate_sets(job)
+    summary["checkpoint"] = job.checkpoint_path
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def evaluate_sets(job: TrainJob) -> dict:
+    """Zero-shot top-1/top-5 of the final checkpoint on each eval set; writes zeroshot.json."""
+    from wit.train import zeroshot
+
+    out = Path(job.out)
+    results: dict[str, dict] = {}
+    if job.eval_sets:
+        model, preprocess, tokenizer = zeroshot.load_model(job.checkpoint_path, job.model)
+        templates = list(job.templates) if job.templates else None
+        with open(out / "zeroshot_predictions.jsonl", "w") as items:
+            for name, root in sorted(job.eval_sets.items()):
+                res = zeroshot.evaluate_imagefolder(model, preprocess, tokenizer, root, templates=templates)
+                for item in res.pop("predictions"):
+                    items.write(json.dumps({"set": name, **item}) + "\n")
+                results[name] = res
+                log.info("zero-shot %s: top1 %.3f top5 %.3f (n=%d)", name, res["top1"], res["top5"], res["n"])
+    (out / "zeroshot.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
