@@ -55,7 +55,8 @@ class CandidatesConfig(Strict):
 
 
 class MatchConfig(Strict):
-    pass
+    backend: Literal["ahocorasick_rs", "pyahocorasick"] = Field(
+        "ahocorasick_rs", description="Aho-Corasick library for multi-word entries (see docs/match.md)")
 
 
 class BalanceConfig(Strict):
@@ -120,11 +121,22 @@ class TrainConfig(Strict):
     workers: int = Field(2, ge=0, description="data loader workers")
     ray_workers: int = Field(0, ge=0, description="0: train in-process; N: Ray Train with N workers")
     seed: int = 0
+    shuffle_buffer: int = Field(1000, ge=1, description="samples each loader worker mixes")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16/fp16 on CUDA, fp32 on CPU")
+    pretrained: str | None = Field(None, description="local open_clip checkpoint to start from")
+    log_every: int = Field(10, ge=1)
+    checkpoint_every: int = Field(100, ge=1)
+    templates: str | None = Field(None, description="zero-shot templates JSON (CLIP_benchmark format or a list)")
 
 
 class OverlapConfig(Strict):
-    eval: dict[str, str] = Field(default_factory=dict)
-    thresholds: dict[str, float] = Field(default_factory=dict)
+    eval: dict[str, str] = Field(default_factory=dict, description="eval set name -> path (default: the world's)")
+    thresholds: dict[str, int] = Field(default_factory=dict, description="per eval set pHash distance")
+    default_threshold: int | None = Field(None, ge=0, le=64, description="None: the detector's calibrated value")
+    templates: str | None = Field(None, description="zero-shot prompt templates JSON (CLIP_benchmark format)")
+    use_sidecar: bool = Field(True, description="read pHashes from the Parquet beside each shard tar")
+    pairs: int = Field(8, ge=0, description="closest and borderline pairs shown per set in report.html")
 
 
 STEP_NAMES = (

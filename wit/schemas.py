@@ -82,3 +82,6 @@ SHARD = pa.schema([
     ("sha256", pa.string()), ("phash", pa.uint64()), ("query_ids", pa.list_(pa.int32())),
     ("page_url", pa.string()), ("source", pa.string()), ("shard", pa.string()),
 ])
+
+# overlap: one row per training image of the shards analysed (its pHash and where it lives).
+TRAIN_HASHES = pa.schema([("uid", pa.string()), ("shard", pa.string()), ("key", pa.string()), ("phash", pa.uint64())])

@@ -60,14 +60,14 @@ def test_real_dump_word_counts_equal_independent_count(shared_data, tmp_path):
     assert _as_counter(uni) == expected
     # Redirects contribute nothing: their one word ("REDIRECT") would otherwise be counted.
     redirect_words = Counter(w for t in redirects for w in spaced(collapse_whitespace(wikipedia.clean_wikitext(t))).split())
-    assert redirect_words["REDIRECT"] >= 99 and _as_counter(uni)["REDIRECT"] == expected["REDIRECT"] < 5
+    assert redirect_words["REDIRECT"] >= 90 and _as_counter(uni)["REDIRECT"] == expected["REDIRECT"] < 5
 
 
 def test_counts_identical_for_any_number_of_tasks_and_spills(shared_data, tmp_path):
     url = str(shared_data / DUMP)
     _, uni1, bi1 = _count([url], tmp_path / "one")
-    report, uni5, bi5 = _count([url], tmp_path / "five", parts=5, spill_rows=20_000, buckets=7)
-    assert report.tasks == 5
+    report, uni5, bi5 = _count([url], tmp_path / "five", parts=3, spill_rows=100_000, buckets=7)
+    assert report.tasks == 3
     assert _as_counter(uni1) == _as_counter(uni5)
     assert _bigram_counter(bi1) == _bigram_counter(bi5)
     assert sorted(bi1["pmi"].to_pylist()) == sorted(bi5["pmi"].to_pylist())
@@ -188,3 +188,13 @@ def test_synset_query():
 def test_slice_encoding_round_trips():
     for sl in (wikipedia.DumpSlice("s3://b/x#y.xml.bz2", 10, 99), wikipedia.DumpSlice("/a.bz2", 0, None, 2, 5)):
         assert wikipedia.DumpSlice.decode(sl.encode()) == sl
+
+
+def test_spaced_is_the_translate_table_form():
+    from wit.text import normalize
+
+    rng = __import__("random").Random(0)
+    alphabet = "ab ,.;:?!`\t\n\r(é"
+    for _ in range(500):
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert normalize.spaced(s) == " " + s.translate(normalize._TABLE) + " "

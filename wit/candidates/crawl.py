@@ -46,7 +46,8 @@ def iter_records(path: str, kind: str, errors: dict[str, int]) -> Iterator[RawRe
                                    fsspec_args=False):
             body = rec.reader.read()
             if rec.content_length is not None and _short(rec, body):
-                errors["truncated_record"] = errors.get("truncated_record", 0) + 1
+                reason = "truncated_gz" if path.endswith(".gz") else "truncated_record"
+                errors[reason] = errors.get(reason, 0) + 1
                 continue
             ctype, charset = "", None
             if kind == "response":

@@ -38,7 +38,7 @@ def _main(args: argparse.Namespace) -> int:
             print("wit dedupe index: give at least one --eval NAME=PATH", file=sys.stderr)
             return 2
         index = build_index_cli(args.eval, args.out)
-        print(json.dumps({"images": len(index), "sets": sorted(set(index.sets.tolist())), "out": args.out}))
+        print(json.dumps({"images": index.n_images, "rows": len(index), "sets": sorted(set(index.sets.tolist())), "out": args.out}))
         return 0
     if not args.input:
         print("wit dedupe: --input is required (or use `wit dedupe index`)", file=sys.stderr)

@@ -27,6 +27,18 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 NO_MATCH = 255
+# Crops indexed beside each eval image (scale, x, y in [0, 1]): pHash alone misses crops > ~10%.
+CROP_VARIANTS = tuple((s, x, y) for s in (0.85, 0.92) for y in (0, 0.5, 1) for x in (0, 0.5, 1)) + ((0.75, 0.5, 0.5),)
+
+
+def crops(img, variants=CROP_VARIANTS) -> list:
+    w, h = img.size
+    out = []
+    for s, x, y in variants:
+        cw, ch = max(1, int(w * s)), max(1, int(h * s))
+        left, top = int((w - cw) * x), int((h - ch) * y)
+        out.append(img.crop((left, top, left + cw, top + ch)))
+    return out
 
 
 def iter_eval_images(path: str) -> Iterator[tuple[str, bytes]]:
@@ -80,13 +92,20 @@ class EvalIndex:
         self.sets = np.array(self.table.column("set").to_pylist(), dtype=object)
         self.items = np.array(self.table.column("item").to_pylist(), dtype=object)
         self.phashes = self.table.column("phash").to_numpy().astype(np.uint64)
-        self._exact = {h: i for i, h in reversed(list(enumerate(self.table.column("pixel_sha256").to_pylist())))}
+        self._exact = {h: i for i, h in reversed(list(enumerate(self.table.column("pixel_sha256").to_pylist()))) if h}
 
     def __len__(self) -> int:
         return self.table.num_rows
 
+    @property
+    def n_images(self) -> int:
+        """Eval images indexed (rows minus crop variants)."""
+        return len(self._exact)
+
     @classmethod
-    def build(cls, eval_sets: dict[str, str], batch: int = 256) -> "EvalIndex":
+    def build(cls, eval_sets: dict[str, str], batch: int = 256, crop_variants: bool = True) -> "EvalIndex":
+        """Index every image of ``eval_sets`` (name -> path); with ``crop_variants``, also the
+        pHashes of a few crops of each (rows with an empty pixel hash), which catches cropped copies."""
         sets, items, pxs, phs = [], [], [], []
         from PIL import Image
 
@@ -101,6 +120,13 @@ class EvalIndex:
                 phs.extend(phash64_batch(imgs).tolist())
                 sets.extend([name] * len(buf))
                 items.extend(i for i, _ in buf)
+                if crop_variants:
+                    for (item, _), im in zip(buf, imgs):
+                        variants = crops(im.convert("RGB"))
+                        phs.extend(phash64_batch(variants).tolist())
+                        pxs.extend([""] * len(variants))
+                        sets.extend([name] * len(variants))
+                        items.extend([item] * len(variants))
                 buf.clear()
 
             for item, data in iter_eval_images(path):
@@ -109,7 +135,7 @@ class EvalIndex:
                     flush()
             if buf:
                 flush()
-            log.info("eval index: %s has %d images", name, sum(1 for s in sets if s == name))
+            log.info("eval index: %s indexed (%d rows)", name, sum(1 for s in sets if s == name))
         return cls(pa.table({"set": pa.array(sets, pa.string()), "item": pa.array(items, pa.string()),
                              "pixel_sha256": pa.array(pxs, pa.string()), "phash": pa.array(phs, pa.uint64())}))
 

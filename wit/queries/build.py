@@ -144,7 +144,7 @@ def build_queries(cfg: QueriesConfig, out: str, runner: str = "local", address: 
     t = time.perf_counter()
     inputs = {"wikipedia": [file_info(u) for u in cfg.wikipedia],
               "wikipedia_index": [file_info(i) for u in cfg.wikipedia if (i := wikipedia.index_url(u))],
-              "pageviews": [file_info(u) for u in cfg.pageviews],
+              "pageviews": [file_info(u) for u in pageviews.expand_urls(cfg.pageviews)],
               "wordnet": _wordnet_version() if cfg.wordnet else None}
     timings["checksums"] = round(time.perf_counter() - t, 3)
     timings["total"] = round(time.perf_counter() - t_start, 3)

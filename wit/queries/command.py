@@ -24,12 +24,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="hourly pageview .gz file(s)")
     b.add_argument("--no-wordnet", dest="wordnet", action="store_const", const=False, default=None,
                    help="leave out WordNet synset names")
-    for flag, key, typ in (("--unigram-min", "unigram_min", int), ("--pmi-min", "pmi_min", float),
-                           ("--views-min", "views_min", int), ("--budget", "budget", int),
-                           ("--bigram-min-count", "bigram_min_count", int),
-                           ("--hourly-views-min", "hourly_views_min", int),
-                           ("--task-mb", "task_mb", float), ("--stride-parts", "stride_parts", int)):
-        b.add_argument(flag, dest=key, type=typ, default=None)
+    for flag, key, typ, help_ in (
+        ("--unigram-min", "unigram_min", int, "keep tokens counted at least this often (CLIP: 100)"),
+        ("--pmi-min", "pmi_min", float, "keep bigrams with log2 PMI at least this (CLIP: 30)"),
+        ("--views-min", "views_min", int, "keep titles with at least this many summed views (70)"),
+        ("--budget", "budget", int, "stop the list at this many queries (500000)"),
+        ("--bigram-min-count", "bigram_min_count", int, "score only bigrams seen this often (1)"),
+        ("--hourly-views-min", "hourly_views_min", int, "sum only hourly counts of at least this (50)"),
+        ("--task-mb", "task_mb", float, "compressed MB per counting task, multistream dumps (64)"),
+        ("--stride-parts", "stride_parts", int, "page-stride tasks per single-stream dump (1)"),
+    ):
+        b.add_argument(flag, dest=key, type=typ, default=None, help=help_)
     add_runner_args(b)
     b.set_defaults(func=_build)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

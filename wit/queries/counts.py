@@ -15,6 +15,7 @@ import math
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Iterator
 
 import numpy as np
@@ -52,11 +53,6 @@ def article_bigrams(text: str) -> list[tuple[str, str]]:
     """The bigrams of one article: adjacent tokens separated by exactly one space."""
     parts = article_parts(text)
     return [(a, b) for a, b in zip(parts, parts[1:]) if a and b]
-
-
-def bucket_of(key: str, buckets: int) -> int:
-    """A stable (cross-process) hash bucket for a token or a ``"w1 w2"`` bigram key."""
-    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % buckets
 
 
 @dataclass
@@ -118,22 +114,32 @@ class CountStage(Stage):
         uni, bi = self._uni, self._bi
         self._uni, self._bi = Counter(), Counter()
         uni.pop("", None)
-        by_bucket: dict[int, tuple[list, list]] = {}
-        for tok, n in uni.items():
-            cols = by_bucket.setdefault(bucket_of(tok, self.buckets), ([], []))
-            cols[0].append(tok), cols[1].append(n)
-        for b, (toks, ns) in by_bucket.items():
-            self._write("unigrams", b, pa.table([pa.array(toks, pa.string()), pa.array(ns, pa.int64())],
-                                                schema=UNIGRAMS))
-        bb: dict[int, tuple[list, list, list]] = {}
-        for (w1, w2), n in bi.items():
-            if w1 and w2:
-                cols = bb.setdefault(bucket_of(w1 + " " + w2, self.buckets), ([], [], []))
-                cols[0].append(w1), cols[1].append(w2), cols[2].append(n)
-        for b, (a, c, ns) in bb.items():
-            self._write("bigrams", b, pa.table([pa.array(a, pa.string()), pa.array(c, pa.string()),
-                                                pa.array(ns, pa.int64())], schema=BIGRAMS))
+        if uni:
+            keys = list(uni.keys())
+            table = pa.table([pa.array(keys, pa.string()), pa.array(list(uni.values()), pa.int64())],
+                             schema=UNIGRAMS)
+            self._write_buckets("unigrams", table, keys)
+        if bi:
+            pairs = list(bi.keys())
+            w1, w2 = zip(*pairs)
+            table = pa.table([pa.array(w1, pa.string()), pa.array(w2, pa.string()),
+                              pa.array(list(bi.values()), pa.int64())], schema=BIGRAMS)
+            real = pc.and_(pc.not_equal(table["w1"], ""), pc.not_equal(table["w2"], ""))
+            keys = list(compress(map(" ".join, pairs), real.to_numpy(zero_copy_only=False)))
+            self._write_buckets("bigrams", table.filter(real), keys)
         self._seq += 1
+
+    def _write_buckets(self, kind: str, table: pa.Table, keys: list[str]) -> None:
+        if not keys:
+            return
+        b = np.fromiter(map(zlib.crc32, map(str.encode, keys)), np.uint32, len(keys)) % self.buckets
+        order = np.argsort(b, kind="stable")
+        bounds = np.searchsorted(b[order], np.arange(self.buckets + 1))
+        table = table.take(pa.array(order))
+        for bucket in range(self.buckets):
+            lo, hi = int(bounds[bucket]), int(bounds[bucket + 1])
+            if hi > lo:
+                self._write(kind, bucket, table.slice(lo, hi - lo))
 
     def _write(self, kind: str, bucket: int, table: pa.Table) -> None:
         url = folders.join(self.spill_dir, kind, f"bucket={bucket:03d}", f"part-{self._task:05d}-{self._seq:04d}.parquet")

@@ -26,12 +26,23 @@ class PageviewTitles:
     bad_positions: list[str] = field(default_factory=list)
 
 
+HOUR = "{hour}"
+
+
+def expand_urls(urls: list[str]) -> list[str]:
+    """Expand an entry containing ``{hour}`` into its 24 hourly files (``000000`` .. ``230000``)."""
+    out = []
+    for u in urls:
+        out.extend(u.replace(HOUR, f"{h:02d}") for h in range(24)) if HOUR in u else out.append(u)
+    return out
+
+
 def read_pageviews(urls: list[str], hourly_min: int = 50, domains: tuple[str, ...] = ("en",)) -> PageviewTitles:
     """Sum the qualifying hourly counts of every file (compression inferred from the name)."""
     out = PageviewTitles()
     st = out.stats
     want = {d.encode() for d in domains}
-    for url in urls:
+    for url in expand_urls(urls):
         with fsspec.open(url, "rb", compression="infer") as f:
             for n, raw in enumerate(f, 1):
                 st["lines"] += 1

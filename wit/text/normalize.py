@@ -26,7 +26,15 @@ _WS = re.compile(r"\s+")
 
 def spaced(text: str) -> str:
     """Return ``text`` in MetaCLIP's spaced form (leading and trailing space included)."""
-    return " " + text.translate(_TABLE) + " "
+    # Same result as text.translate(_TABLE) (no replacement introduces another replaced
+    # character), but chained str.replace is several times faster on long texts.
+    for p in PADDED_PUNCTUATION:
+        if p in text:
+            text = text.replace(p, f" {p} ")
+    for c in SPACED_CONTROLS:
+        if c in text:
+            text = text.replace(c, " ")
+    return " " + text + " "
 
 
 def entry_key(entry: str) -> str:

@@ -62,7 +62,7 @@ def _decode(sample: dict, transform: Callable) -> tuple[torch.Tensor, str] | Non
 
 
 class ShardStream(IterableDataset):
-    """Endless batches {image, text, worker, cursor, bad} for one rank; see the module docstring."""
+    """Endless batches {image, text, key, worker, cursor, bad} for one rank; ``bad`` counts undecodable samples."""
 
     def __init__(self, cfg: LoaderConfig, transform: Callable, tokenizer: Callable,
                  cursors: list[int] | None = None):
@@ -107,6 +107,7 @@ class ShardStream(IterableDataset):
             next(stream)
         images: list[torch.Tensor] = []
         texts: list[str] = []
+        keys: list[str] = []
         bad = 0
         for sample in stream:
             cursor += 1
@@ -116,10 +117,11 @@ class ShardStream(IterableDataset):
                 continue
             images.append(decoded[0])
             texts.append(decoded[1])
+            keys.append(sample.get("__key__", ""))
             if len(images) == cfg.batch_size:
-                yield {"image": torch.stack(images), "text": self.tokenizer(texts),
+                yield {"image": torch.stack(images), "text": self.tokenizer(texts), "key": keys,
                        "worker": worker, "cursor": cursor, "bad": bad}
-                images, texts, bad = [], [], 0
+                images, texts, keys, bad = [], [], [], 0
 
 
 def make_loader(cfg: LoaderConfig, transform: Callable, tokenizer: Callable, cursors: list[int] | None = None,

@@ -49,9 +49,20 @@ class TrainJob:
     log_every: int = 10
     checkpoint_every: int = 100
     eval_sets: dict[str, str] = field(default_factory=dict)
-    templates: tuple[str, ...] | None = None
+    # A templates JSON (CLIP_benchmark format, picked by eval set name) or the templates themselves.
+    templates: str | tuple[str, ...] | None = None
     # Stop after this many steps of this invocation (tests use it to simulate a killed run).
     stop_after: int | None = None
+
+    @classmethod
+    def from_config(cls, cfg, shards: list[str], out: str, eval_sets: dict[str, str] | None = None,
+                    resume: bool = False) -> "TrainJob":
+        """A job from the pipeline's TrainConfig section."""
+        return cls(tuple(shards), str(out), model=cfg.model, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                   warmup=cfg.warmup, weight_decay=cfg.weight_decay, loader_workers=cfg.workers, seed=cfg.seed,
+                   shuffle_buffer=cfg.shuffle_buffer, pretrained=cfg.pretrained, resume=resume, device=cfg.device,
+                   precision=cfg.precision, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+                   eval_sets=dict(eval_sets or {}), templates=cfg.templates)
 
     @property
     def checkpoint_path(self) -> str:
@@ -163,7 +174,7 @@ def train_worker(job: TrainJob, rank: int = 0, world_size: int = 1, device: torc
     end = job.steps if job.stop_after is None else min(job.steps, step + job.stop_after)
     model.train()
     t_window, n_window, bad = time.perf_counter(), 0, 0
-    batches = iter(loader)
+    batches = iter(loader) if step < end else iter(())
     with open(metrics_path, "a") if rank == 0 else open(os.devnull, "w") as metrics:
         while step < end:
             batch = next(batches)
@@ -217,6 +228,9 @@ def train(job: TrainJob, ray_workers: int = 0, address: str | None = None) -> di
     from wit.train.plots import plot_loss
 
     plot_loss(out / "metrics.jsonl", out / "loss.png")
+    if math.isnan(summary.get("final_loss", math.nan)) and (out / "metrics.jsonl").exists():
+        lines = (out / "metrics.jsonl").read_text().splitlines()
+        summary["final_loss"] = json.loads(lines[-1])["loss"] if lines else math.nan
     summary["zeroshot"] = evaluate_sets(job)
     summary["checkpoint"] = job.checkpoint_path
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -231,9 +245,12 @@ def evaluate_sets(job: TrainJob) -> dict:
     results: dict[str, dict] = {}
     if job.eval_sets:
         model, preprocess, tokenizer = zeroshot.load_model(job.checkpoint_path, job.model)
-        templates = list(job.templates) if job.templates else None
         with open(out / "zeroshot_predictions.jsonl", "w") as items:
             for name, root in sorted(job.eval_sets.items()):
+                if isinstance(job.templates, str):
+                    templates = zeroshot.load_templates(job.templates, name)
+                else:
+                    templates = list(job.templates) if job.templates else None
                 res = zeroshot.evaluate_imagefolder(model, preprocess, tokenizer, root, templates=templates)
                 for item in res.pop("predictions"):
                     items.write(json.dumps({"set": name, **item}) + "\n")

@@ -1,0 +1,135 @@
+"""Balancing: MetaCLIP Algorithm 1 on 1M Zipf candidates, the hard cap, seeds and sharding."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from wit import schemas
+from wit.balance import algorithm
+from wit.balance.run import balance_folder
+from wit.io import folders, ledger
+from wit.match.counts import entry_counts, part_files
+from wit.records import unit_hash
+
+
+def _zipf_rows(n: int, n_entries: int, seed: int, max_per_row: int = 1) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    per = rng.integers(1, max_per_row + 1, n)
+    flat = (rng.zipf(1.3, per.sum()) - 1) % n_entries
+    offsets = np.concatenate(([0], np.cumsum(per))).astype(np.int32)
+    lists = [sorted(set(flat[a:b].tolist())) for a, b in zip(offsets[:-1], offsets[1:])]
+    return pa.table({
+        "uid": pa.array([f"{i:032x}" for i in range(n)], pa.string()),
+        "url": pa.array([f"http://z.test/{i}.jpg" for i in range(n)], pa.string()),
+        "text": pa.array([""] * n, pa.string()),
+        "page_url": pa.array([""] * n, pa.string()),
+        "source": pa.array(np.where(np.arange(n) % 3 == 0, "wat", "warc").tolist(), pa.string()),
+        "query_ids": pa.array(lists, pa.list_(pa.int32())),
+    }, schema=schemas.MATCHED)
+
+
+def _counts(qids: pa.ListArray) -> np.ndarray:
+    flat = pa.compute.list_flatten(qids).to_numpy()
+    return np.bincount(flat)
+
+
+def test_metaclip_on_1m_zipf_candidates():
+    t, n = 2000, 1_000_000
+    rows = _zipf_rows(n, 5000, seed=0)
+    qids = rows.column("query_ids").combine_chunks()
+    before = _counts(qids)
+    lookup = before.astype(np.int64)
+    keep = algorithm.metaclip_keep(rows.column("uid").to_pylist(), qids, lookup, float(t), seed=7)
+    after = np.bincount(pa.compute.list_flatten(qids.filter(pa.array(keep))).to_numpy(), minlength=len(before))
+    tail = (before > 0) & (before <= t)
+    head = before > t
+    assert head.sum() >= 20 and tail.sum() >= 1000
+    assert np.array_equal(after[tail], before[tail]), "a tail entry lost pairs"
+    # One entry per row: a head entry's kept pairs are Binomial(count, t/count).
+    sd = np.sqrt(t * (1 - t / before[head]))
+    z = (after[head] - t) / sd
+    assert np.all(np.abs(z) < 5.5), f"head entries outside binomial bounds: max |z| {np.abs(z).max():.1f}"
+    assert abs(z.mean()) < 4 / math.sqrt(head.sum())
+    # Same seed, same keep; another seed, another sample.
+    again = algorithm.metaclip_keep(rows.column("uid").to_pylist()[:50_000], qids[:50_000], lookup, float(t), 7)
+    assert np.array_equal(again, keep[:50_000])
+    other = algorithm.metaclip_keep(rows.column("uid").to_pylist()[:50_000], qids[:50_000], lookup, float(t), 8)
+    assert not np.array_equal(other, keep[:50_000])
+
+
+def test_metaclip_with_several_entries_per_row_follows_the_definition():
+    rows = _zipf_rows(20_000, 300, seed=1, max_per_row=3)
+    qids = rows.column("query_ids").to_pylist()
+    lookup = _counts(rows.column("query_ids").combine_chunks()).astype(np.int64)
+    t = 150
+    keep = algorithm.metaclip_keep(rows.column("uid").to_pylist(), rows.column("query_ids").combine_chunks(),
+                                   lookup, float(t), 3)
+    expected = [any(unit_hash(u, q, 3) < min(1.0, t / lookup[q]) for q in ids)
+                for u, ids in zip(rows.column("uid").to_pylist(), qids)]
+    assert keep.tolist() == expected
+
+
+def _write_shards(table: pa.Table, folder, shards: int) -> str:
+    folder.mkdir(parents=True)
+    step = -(-table.num_rows // shards)
+    for i in range(shards):
+        folders.write_parquet(str(folder / folders.part_name(i)), table.slice(i * step, step))
+    folders.write_parquet(str(folder / "entry_counts.parquet"), entry_counts(str(folder)))
+    return str(folder)
+
+
+def _kept(out: str) -> pa.Table:
+    return folders.read_parquet(part_files(out)).sort_by("uid")
+
+
+@pytest.mark.parametrize("mode", ["metaclip", "hardcap"])
+def test_same_seed_same_result_under_any_sharding(tmp_path, mode):
+    rows = _zipf_rows(30_000, 400, seed=2, max_per_row=3)
+    results = []
+    for shards in (1, 4):
+        src = _write_shards(rows, tmp_path / f"m{shards}", shards)
+        out = str(tmp_path / f"b{shards}")
+        rep = balance_folder(src, out, t=200, oversample=1.5, mode=mode, seed=11,
+                             counts_url=folders.join(src, "entry_counts.parquet"),
+                             ledger_dir=str(tmp_path / f"l{shards}"), progress=False)
+        assert rep["by_reason"] == {"balanced_out": rep["dropped"]} and rep["dropped"] > 0
+        assert ledger.reconcile(str(tmp_path / f"l{shards}"), {"balance": out})["balance"].ok
+        results.append(_kept(out))
+    assert results[0].equals(results[1])
+    stats = json.loads((tmp_path / "b4" / "balance_stats.json").read_text())
+    assert stats["cap"] == 300 and stats["head_entries"] > 0
+    assert stats["head_share_after"] < stats["head_share_before"]
+    assert sum(stats["kept_per_source"].values()) == results[0].num_rows
+    assert (tmp_path / "b4" / "balance_curve.png").stat().st_size > 1000
+
+
+def test_hardcap_never_exceeds_t_and_keeps_small_entries_whole(tmp_path):
+    rows = _zipf_rows(40_000, 500, seed=4, max_per_row=3)
+    src = _write_shards(rows, tmp_path / "m", 3)
+    t = 120
+    balance_folder(src, str(tmp_path / "b"), t=t, mode="hardcap", seed=5,
+                   counts_url=folders.join(src, "entry_counts.parquet"), progress=False)
+    lookup = algorithm.count_lookup(folders.read_parquet([folders.join(src, "entry_counts.parquet")]))
+    before = np.bincount(algorithm.attribute(rows.column("query_ids").combine_chunks(), lookup))
+    kept = _kept(str(tmp_path / "b"))
+    after = np.bincount(algorithm.attribute(kept.column("query_ids").combine_chunks(), lookup), minlength=len(before))
+    assert after.max() <= t
+    assert np.array_equal(after, np.minimum(before, t))
+
+
+def test_final_pass_keeps_extra_columns_and_recounts(tmp_path):
+    rows = _zipf_rows(5_000, 100, seed=6, max_per_row=2)
+    rows = rows.append_column("jpg", pa.array([b"x"] * rows.num_rows, pa.binary()))
+    src = tmp_path / "deduped"
+    src.mkdir()
+    folders.write_parquet(str(src / folders.part_name(0)), rows)
+    out = str(tmp_path / "final")
+    rep = balance_folder(str(src), out, t=50, name="balance_final", progress=False, ledger_dir=str(tmp_path / "l"))
+    kept = _kept(out)
+    assert "jpg" in kept.column_names and rep["stage"] == "balance_final"
+    assert folders.read_parquet([folders.join(out, "_input_entry_counts.parquet")]).equals(entry_counts(str(src)))

@@ -1,0 +1,92 @@
+"""Dedupe: descriptors, the eval index (three input formats), eval copies and in-set duplicates dropped."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image, ImageOps
+
+from wit import schemas
+from wit.config import DedupeConfig
+from wit.dedupe.descriptors import hamming, phash64, phash64_flip, pixel_hash
+from wit.dedupe.index import EvalIndex
+from wit.dedupe.stage import run_dedupe
+from wit.io import folders, ledger
+
+
+def _photos(shared_data, n):
+    return sorted((shared_data / "photos" / "imagenet-sample").glob("*.JPEG"))[:n]
+
+
+def _jpeg(img, q=90):
+    b = io.BytesIO()
+    img.convert("RGB").save(b, "JPEG", quality=q)
+    return b.getvalue()
+
+
+def test_descriptors(shared_data):
+    a, b = (Image.open(p).convert("RGB") for p in _photos(shared_data, 2))
+    assert pixel_hash(a) == pixel_hash(a.copy()) != pixel_hash(b)
+    small = a.resize((a.width // 3, a.height // 3))
+    assert hamming(phash64(a), phash64(small)) <= 6 < hamming(phash64(a), phash64(b))
+    assert hamming(phash64_flip(a), phash64(ImageOps.mirror(a))) <= 6
+
+
+def test_index_formats_and_query(tmp_path, shared_data):
+    photos = _photos(shared_data, 6)
+    (tmp_path / "folder" / "cls").mkdir(parents=True)
+    with tarfile.open(tmp_path / "shard-0.tar", "w") as tar:
+        for i, p in enumerate(photos):
+            (tmp_path / "folder" / "cls" / p.name).write_bytes(p.read_bytes())
+            tar.add(p, arcname=f"{i:04d}.jpg")
+    folders.write_parquet(str(tmp_path / "pq" / "e.parquet"),
+                          pa.table({"key": [p.name for p in photos], "jpg": [p.read_bytes() for p in photos]}))
+    idx = {k: EvalIndex.build({k: str(v)}) for k, v in
+           {"f": tmp_path / "folder", "t": tmp_path / "shard-0.tar", "p": tmp_path / "pq"}.items()}
+    assert idx["f"].phashes.tolist() == idx["t"].phashes.tolist() == idx["p"].phashes.tolist()
+    assert idx["f"].items[0] == f"cls/{photos[0].name}"
+    idx["f"].save(str(tmp_path / "ix"))
+    loaded = EvalIndex.load(str(tmp_path / "ix"))
+    q = np.array([idx["f"].phashes[2] ^ np.uint64(0b111), ~idx["f"].phashes[0]], dtype=np.uint64)
+    m = loaded.query(q, 5)
+    assert m.hit.tolist() == [True, False] and m.distance[0] == 3 and m.item[0] == f"cls/{photos[2].name}"
+    assert loaded.query(q, {"f": 2}).hit.tolist() == [False, False]  # per-set threshold
+
+
+def test_eval_copies_and_near_duplicates_dropped(tmp_path, shared_data):
+    photos = _photos(shared_data, 30)
+    evals, distract = photos[:10], photos[10:]
+    (tmp_path / "eval" / "c").mkdir(parents=True)
+    for p in evals:
+        (tmp_path / "eval" / "c" / p.name).write_bytes(p.read_bytes())
+    EvalIndex.build({"imgs": str(tmp_path / "eval")}).save(str(tmp_path / "ix"))
+    recs = []
+
+    def add(uid, img):
+        recs.append({"uid": uid, "url": "u", "text": "t", "page_url": "", "source": "s", "query_ids": [1],
+                     "key": uid[:16], "jpg": _jpeg(img), "width": img.width, "height": img.height,
+                     "orig_width": img.width, "orig_height": img.height, "sha256": ""})
+
+    for i, p in enumerate(evals[:5]):
+        im = Image.open(p).convert("RGB")
+        add(f"e{i}", im.resize((im.width // 2, im.height // 2)) if i % 2 else ImageOps.mirror(im))
+    for i, p in enumerate(distract):
+        add(f"d{i:02d}", Image.open(p).convert("RGB"))
+    add("z-dup", Image.open(distract[3]).convert("RGB").resize((150, 150)))  # near-dup of d03 (earlier uid)
+    path = str(tmp_path / "in" / "part-00000.parquet")
+    folders.write_parquet(path, pa.Table.from_pylist(recs[:12], schema=schemas.DOWNLOADED))
+    folders.write_parquet(path.replace("00000", "00001"), pa.Table.from_pylist(recs[12:], schema=schemas.DOWNLOADED))
+    out, led = str(tmp_path / "dd"), str(tmp_path / "ledger")
+    rep = run_dedupe([path, path.replace("00000", "00001")], out, str(tmp_path / "ix"), DedupeConfig(),
+                     ledger_dir=led, progress=False)
+    got = {r["uid"]: r["reason"] for r in folders.read_parquet(led).to_pylist()}
+    for i, p in enumerate(evals[:5]):
+        assert got[f"e{i}"] == f"eval_duplicate:imgs:c/{p.name}", (i, got[f"e{i}"])
+    assert got["z-dup"] == "near_duplicate" and got["d03"] == ""
+    assert rep["kept"] == 20 and rep["near_duplicates"] >= 1
+    kept = folders.read_parquet(out)
+    assert kept.schema.names[: len(schemas.DEDUPED)] == schemas.DEDUPED.names
+    assert all(c.ok for c in ledger.reconcile(led, {"dedupe": out}).values())

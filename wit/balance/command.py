@@ -1,0 +1,43 @@
+"""`wit balance --matched DIR --t 20000 [--oversample 1.0] [--mode metaclip|hardcap] [--seed N] --out DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from wit.cli import add_runner_args
+
+    p = sub.add_parser("balance", help="balance matched pairs with a per-query cap t (MetaCLIP Algorithm 1)",
+                       description=__doc__)
+    p.add_argument("--matched", required=True, help="matched folder (part-*.parquet + entry_counts.parquet)")
+    p.add_argument("--out", required=True, help="output folder; also gets balance_stats.json and a curve PNG")
+    p.add_argument("--t", type=int, default=20_000, help="per-entry cap (MetaCLIP: 20,000)")
+    p.add_argument("--oversample", type=float, default=1.0, help="cap factor for the pass before download")
+    p.add_argument("--mode", choices=["metaclip", "hardcap"], default="metaclip")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--recount", action="store_true",
+                   help="recompute entry counts over the input rows (final pass) instead of entry_counts.parquet")
+    p.add_argument("--name", default=None, help="ledger stage name (default: balance, or balance_final with --recount)")
+    p.add_argument("--ledger", default=None, help="ledger folder (default: OUT/../ledger)")
+    add_runner_args(p)
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from wit.balance.run import balance_folder
+    from wit.io import folders
+    from wit.match.run import ENTRY_COUNTS_FILE
+
+    if args.t < 1 or args.oversample <= 0:
+        raise ValueError("balance: --t must be >= 1 and --oversample > 0")
+    out = args.out.rstrip("/")
+    ledger_dir = args.ledger or folders.join(out.rpartition("/")[0] or ".", "ledger")
+    counts = None if args.recount else folders.join(args.matched.rstrip("/"), ENTRY_COUNTS_FILE)
+    name = args.name or ("balance_final" if args.recount else "balance")
+    report = balance_folder(args.matched, out, t=args.t, oversample=args.oversample, mode=args.mode, seed=args.seed,
+                            name=name, counts_url=counts, runner=args.runner, address=args.address,
+                            workers=args.workers, progress=args.progress, ledger_dir=ledger_dir)
+    print(json.dumps(report, indent=2))
+    return 0

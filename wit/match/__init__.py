@@ -1,0 +1,1 @@
+"""Substring matching of candidate texts against the query list (MetaCLIP semantics)."""

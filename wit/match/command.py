@@ -1,0 +1,33 @@
+"""`wit match --queries QUERIES.parquet --candidates DIR --out DIR`: substring-match candidates."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from wit.cli import add_runner_args
+
+    p = sub.add_parser("match", help="substring-match candidates against the queries (MetaCLIP semantics)",
+                       description=__doc__)
+    p.add_argument("--queries", required=True, help="queries.parquet (query_id, query, ...)")
+    p.add_argument("--candidates", required=True, help="candidates folder (part-*.parquet)")
+    p.add_argument("--out", required=True, help="output folder; also gets entry_counts.parquet")
+    p.add_argument("--backend", choices=["ahocorasick_rs", "pyahocorasick"], default="ahocorasick_rs",
+                   help="Aho-Corasick library for multi-word entries")
+    p.add_argument("--ledger", default=None, help="ledger folder (default: OUT/../ledger)")
+    add_runner_args(p)
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from wit.io import folders
+    from wit.match.run import match_folder
+
+    out = args.out.rstrip("/")
+    ledger_dir = args.ledger or folders.join(out.rpartition("/")[0] or ".", "ledger")
+    report = match_folder(args.queries, args.candidates, out, backend=args.backend, runner=args.runner,
+                          address=args.address, workers=args.workers, progress=args.progress, ledger_dir=ledger_dir)
+    print(json.dumps(report, indent=2))
+    return 0

@@ -1,0 +1,29 @@
+"""Running the match stage over a candidates folder: duplicate pre-pass, the stage, the count reduce."""
+
+from __future__ import annotations
+
+from wit.io import folders
+from wit.match.counts import later_duplicates, part_files, write_entry_counts
+from wit.match.stage import MatchStage
+from wit.runners import run_stage
+
+ENTRY_COUNTS_FILE = "entry_counts.parquet"
+DUPLICATES_FILE = "_duplicates.parquet"
+
+
+def match_folder(queries: str, candidates: str | list[str], out: str, backend: str = "ahocorasick_rs",
+                 **runner_kwargs) -> dict:
+    """Match every candidate part into ``out``; write ``out/entry_counts.parquet``; return the report."""
+    inputs = part_files(candidates)
+    if not inputs:
+        raise ValueError(f"match: no candidate parts in {candidates}")
+    folders.makedirs(out)
+    dups_url = folders.join(out, DUPLICATES_FILE)
+    # Computed before any task so every worker drops the same later occurrences.
+    folders.write_parquet(dups_url, later_duplicates(inputs))
+    stage = MatchStage(queries=queries, duplicates=dups_url, backend=backend)
+    report = run_stage(stage, inputs, out, **runner_kwargs).as_dict()
+    counts = write_entry_counts(out, folders.join(out, ENTRY_COUNTS_FILE))
+    report["entries_matched"] = counts.num_rows
+    report["matches"] = int(sum(counts.column("count").to_pylist()))
+    return report

@@ -1,0 +1,62 @@
+"""`wit overlap --shards DIR --eval NAME=PATH ... [--model CKPT] --out DIR`: CLIP §5 overlap analysis.
+
+Hashes every training shard (webdataset tars from wit or any other tool, e.g. img2dataset), finds
+each eval image's nearest training image by pHash, splits each eval set into Overlap / Clean, and
+writes report.json, report.md, report.html and plots under --out. With --model, zero-shot accuracy
+on All / Clean / Overlap, the one-tailed binomial p-value and the 99.5% Clopper-Pearson interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _pairs(values: list[str], flag: str, cast=str) -> dict:
+    out = {}
+    for v in values:
+        name, sep, rest = v.partition("=")
+        if not sep or not name or not rest:
+            raise ValueError(f"{flag} wants NAME=VALUE, got {v!r}")
+        try:
+            out[name] = cast(rest)
+        except ValueError:
+            raise ValueError(f"{flag} {v!r}: {rest!r} is not a valid value") from None
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from wit.cli import add_runner_args
+    from wit.overlap.detector import DEFAULT_THRESHOLD
+
+    p = sub.add_parser("overlap", help="data-overlap analysis against eval sets (CLIP section 5)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shards", nargs="+", required=True, help="training shard tars, folders or globs")
+    p.add_argument("--eval", action="append", required=True, metavar="NAME=PATH",
+                   help="an eval set (ImageFolder dir, .tar shards or Parquet with images); repeat per set")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--threshold", action="append", default=[], metavar="NAME=D",
+                   help=f"pHash distance for one set (default {DEFAULT_THRESHOLD}, see docs/overlap.md)")
+    p.add_argument("--default-threshold", type=int, default=DEFAULT_THRESHOLD, help="distance for sets not named")
+    p.add_argument("--model", default=None, help="checkpoint for zero-shot accuracy (none: contamination only)")
+    p.add_argument("--model-name", default="wit-vit-tiny", help="open_clip model name of --model")
+    p.add_argument("--templates", default=None, help="prompt templates JSON (list, or {dataset: [templates]})")
+    p.add_argument("--pairs", type=int, default=8, help="closest and borderline pairs per set in report.html")
+    p.add_argument("--rehash", action="store_true",
+                   help="decode every training image even when the shard's Parquet has a phash column")
+    add_runner_args(p)
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from wit.overlap.analysis import OverlapJob, run_overlap
+
+    job = OverlapJob(
+        shards=args.shards, eval_sets=_pairs(args.eval, "--eval"), out=args.out,
+        thresholds=_pairs(args.threshold, "--threshold", int), default_threshold=args.default_threshold,
+        model=args.model, model_name=args.model_name if args.model else None, templates=args.templates,
+        use_sidecar=not args.rehash, pairs=args.pairs,
+    )
+    summary = run_overlap(job, runner=args.runner, address=args.address, workers=args.workers, progress=args.progress)
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,22 @@
+"""Pipeline step `train`: train on RUN/shards into RUN/train and evaluate on the world's eval sets."""
+
+from __future__ import annotations
+
+
+def run_step(ctx) -> dict:
+    """Train (resuming a killed run's checkpoint), evaluate zero-shot; return loss, steps and top-1 per set."""
+    from wit.train.data import list_shards
+    from wit.train.loop import TrainJob, train
+
+    cfg = ctx.spec.train
+    world = ctx.state.get("world")
+    eval_sets = dict(getattr(world, "eval_sets", None) or {})
+    job = TrainJob.from_config(cfg, list_shards(ctx.folder("shard")), ctx.folder("train"), eval_sets, resume=True)
+    ray_workers = cfg.ray_workers or ((ctx.workers or 2) if ctx.runner == "ray" else 0)
+    summary = train(job, ray_workers=ray_workers, address=ctx.address)
+    return {
+        "steps": summary["steps"],
+        "final_loss": summary["final_loss"],
+        "bad_samples": summary.get("bad_samples", 0),
+        "zeroshot_top1": {name: r["top1"] for name, r in summary["zeroshot"].items()},
+    }
