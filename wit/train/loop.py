@@ -25,6 +25,7 @@ from wit.train.loss import clip_loss
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoints/epoch_latest.pt"
+SUMMARY = "summary.json"
 
 
 @dataclass(frozen=True)
@@ -212,8 +213,11 @@ def train_worker(job: TrainJob, rank: int = 0, world_size: int = 1, device: torc
     del batches, loader
     if step == start_step and rank == 0 and not os.path.exists(job.checkpoint_path):
         save(step)
-    return {"steps": step, "start_step": start_step, "final_loss": last_loss, "bad_samples": bad,
-            "world_size": world_size, "device": str(device), "amp": str(dtype) if dtype else "fp32"}
+    summary = {"steps": step, "start_step": start_step, "final_loss": last_loss, "bad_samples": bad,
+               "world_size": world_size, "device": str(device), "amp": str(dtype) if dtype else "fp32"}
+    if rank == 0:
+        (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 def train(job: TrainJob, ray_workers: int = 0, address: str | None = None) -> dict:
@@ -233,7 +237,7 @@ def train(job: TrainJob, ray_workers: int = 0, address: str | None = None) -> di
         summary["final_loss"] = json.loads(lines[-1])["loss"] if lines else math.nan
     summary["zeroshot"] = evaluate_sets(job)
     summary["checkpoint"] = job.checkpoint_path
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 

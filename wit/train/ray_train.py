@@ -7,9 +7,10 @@ reaches (a local path on one machine, a shared mount on a cluster).
 
 from __future__ import annotations
 
+import json
 import os
 
-from wit.train.loop import TrainJob, train_worker
+from wit.train.loop import SUMMARY, TrainJob, train_worker
 
 
 def _worker_loop(config: dict) -> None:
@@ -17,8 +18,7 @@ def _worker_loop(config: dict) -> None:
     import ray.train.torch
 
     ctx = ray.train.get_context()
-    summary = train_worker(config["job"], ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
-    ray.train.report({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
+    train_worker(config["job"], ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
 
 
 def fit(job: TrainJob, workers: int, address: str | None = None, use_gpu: bool | None = None) -> dict:
@@ -40,8 +40,10 @@ def fit(job: TrainJob, workers: int, address: str | None = None, use_gpu: bool |
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
         run_config=RunConfig(name="train", storage_path=os.path.abspath(os.path.join(job.out, "ray"))),
     )
-    result = trainer.fit()
-    return dict(result.metrics or {})
+    trainer.fit()
+    # Rank 0 wrote its summary beside the checkpoint (Ray keeps reported metrics only with checkpoints).
+    with open(os.path.join(job.out, SUMMARY)) as f:
+        return json.load(f)
 
 
 def _with_device(job: TrainJob, device: str) -> TrainJob:

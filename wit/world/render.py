@@ -199,15 +199,31 @@ def _object(d: ImageDraw.ImageDraw, concept: str, f: Frame, rng: random.Random) 
         raise ValueError(f"no drawing for object {concept!r}")
 
 
+def _scene_light(img: Image.Image, rng: random.Random, alpha: float) -> Image.Image:
+    """Blend a smooth random light field over the background.
+
+    Real photos differ from each other most in their low frequencies (layout, lighting); without
+    this, two drawings of the same concept share their coarse structure and a perceptual hash
+    (which keeps only low frequencies) cannot tell them apart, unlike on real web images.
+    """
+    w, h = img.size
+    n = 5
+    cells = bytes(rng.randint(40, 250) for _ in range(n * n * 3))
+    field = Image.frombytes("RGB", (n, n), cells).resize((w, h), Image.Resampling.BICUBIC)
+    return Image.blend(img, field, alpha)
+
+
 def draw(concepts: list[str], size: tuple[int, int], rng: random.Random, background: str | None = None) -> Image.Image:
     """Render one or more concepts side by side on a background chosen from ``rng``."""
     w, h = size
     img = Image.new("RGB", (w, h))
     if concepts and kind(concepts[0]) == "texture":
         _texture(img, concepts[0], rng)
+        img = _scene_light(img, rng, 0.3)
         concepts = concepts[1:]
     else:
         _background(img, rng, background or rng.choice(BACKGROUNDS))
+        img = _scene_light(img, rng, 0.6)
     d = ImageDraw.Draw(img)
     n = max(1, len(concepts))
     for i, concept in enumerate(concepts):
