@@ -35,7 +35,9 @@ def _keys(batches):
 def test_batches_have_images_tokens_and_cursors(bundle, shards):
     cfg = LoaderConfig(tuple(shards), batch_size=8, workers=0, shuffle_buffer=16)
     b1, b2 = _take(ShardStream(cfg, bundle.train_transform, bundle.tokenizer), 2)
-    assert b1["image"].shape == (8, 3, 32, 32) and b1["image"].dtype == torch.float32
+    assert b1["image"].shape == (8, 3, 32, 32) and b1["image"].dtype == torch.uint8
+    x = bundle.normalize(b1["image"])
+    assert x.dtype == torch.float32 and -3 < x.mean() < 3
     assert b1["text"].shape == (8, 16) and b1["text"].dtype == torch.long
     assert (b1["cursor"], b2["cursor"]) == (8, 16) and b1["bad"] == 0
     assert len(set(b1["key"] + b2["key"])) == 16

@@ -18,7 +18,7 @@ from wit.stage import Stage
 log = logging.getLogger(__name__)
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, progress: bool = True) -> None:
     """Connect to ``address`` (a cluster) or start/join a local Ray once per process."""
     import ray
 
@@ -35,7 +35,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         from ray.data import DataContext
 
         ctx = DataContext.get_current()
-        ctx.enable_progress_bars = True
+        ctx.enable_progress_bars = progress
+        if not progress:
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
         ctx.print_on_execution_start = False
     except Exception:  # noqa: BLE001 - progress settings are cosmetic
         pass
@@ -55,7 +57,7 @@ class _StageActor:
 
 
 def run_ray(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: str | None,
-            address: str | None = None, workers: int | None = None) -> list[dict]:
+            address: str | None = None, workers: int | None = None, progress: bool = True) -> list[dict]:
     import ray
     import ray.data
 
@@ -64,7 +66,7 @@ def run_ray(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: st
     pending = [(i, p) for i, p in tasks if not folders.is_done(out, i)]
     if not pending:
         return done
-    ensure_ray(address)
+    ensure_ray(address, progress=progress)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     n = max(1, min(workers or max(1, int(cpus // max(stage.num_cpus, 1))), len(pending)))
     ds = ray.data.from_items([{"index": i, "path": p} for i, p in pending], override_num_blocks=len(pending))

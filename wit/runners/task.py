@@ -147,7 +147,7 @@ def run_stage(
     elif runner == "ray":
         from wit.runners.ray import run_ray
 
-        all_stats = run_ray(stage, tasks, out, ledger_dir, address=address, workers=workers)
+        all_stats = run_ray(stage, tasks, out, ledger_dir, address=address, workers=workers, progress=progress)
     else:
         raise ValueError(f"unknown runner {runner!r}; choose local or ray")
     report = StageReport(stage.name, runner=runner)

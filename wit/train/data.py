@@ -35,6 +35,8 @@ class LoaderConfig:
     shuffle_buffer: int = 1000
     rank: int = 0
     world_size: int = 1
+    # Decode JPEGs at the smallest DCT scale still >= this side (much cheaper for large images).
+    draft_size: int | None = None
 
 
 def list_shards(path: str) -> list[str]:
@@ -47,7 +49,7 @@ def list_shards(path: str) -> list[str]:
     return shards
 
 
-def _decode(sample: dict, transform: Callable) -> tuple[torch.Tensor, str] | None:
+def _decode(sample: dict, transform: Callable, draft_size: int | None = None) -> tuple[torch.Tensor, str] | None:
     """(image tensor, caption), or None for a sample without a readable image or caption."""
     data = next((sample[k] for k in IMAGE_KEYS if k in sample), None)
     text = sample.get("txt")
@@ -55,6 +57,8 @@ def _decode(sample: dict, transform: Callable) -> tuple[torch.Tensor, str] | Non
         return None
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if draft_size and img.format == "JPEG":
+                img.draft("RGB", (draft_size, draft_size))
             image = transform(img)
         return image, text.decode("utf-8") if isinstance(text, bytes) else str(text)
     except (OSError, ValueError, SyntaxError):
@@ -111,7 +115,7 @@ class ShardStream(IterableDataset):
         bad = 0
         for sample in stream:
             cursor += 1
-            decoded = _decode(sample, self.transform)
+            decoded = _decode(sample, self.transform, cfg.draft_size)
             if decoded is None:
                 bad += 1
                 continue

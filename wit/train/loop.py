@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import torch
 
@@ -110,8 +111,12 @@ def _truncate_metrics(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in keep))
 
 
-def train_worker(job: TrainJob, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> dict:
-    """Train on this rank until ``job.steps``; return a summary (rank 0 also writes the run's files)."""
+def train_worker(job: TrainJob, rank: int = 0, world_size: int = 1, device: torch.device | None = None,
+                 batches: Iterable[dict] | None = None) -> dict:
+    """Train on this rank until ``job.steps``; return a summary (rank 0 also writes the run's files).
+
+    ``batches`` replaces the shard loader (the throughput benchmark feeds in-memory tensors).
+    """
     device = device or resolve_device(job)
     torch.manual_seed(job.seed)
     bundle = wit_model.create(job.model, pretrained=job.pretrained, device=device)
@@ -151,7 +156,7 @@ def train_worker(job: TrainJob, rank: int = 0, world_size: int = 1, device: torc
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     loader_cfg = LoaderConfig(tuple(job.shards), job.batch_size, job.loader_workers, job.seed, job.shuffle_buffer,
-                              rank, world_size)
+                              rank, world_size, draft_size=bundle.image_size)
     loader = make_loader(loader_cfg, bundle.train_transform, bundle.tokenizer, cursors,
                          generator_seed=job.seed * 1_000_003 + step, pin_memory=device.type == "cuda")
 
@@ -175,7 +180,7 @@ def train_worker(job: TrainJob, rank: int = 0, world_size: int = 1, device: torc
     end = job.steps if job.stop_after is None else min(job.steps, step + job.stop_after)
     model.train()
     t_window, n_window, bad = time.perf_counter(), 0, 0
-    batches = iter(loader) if step < end else iter(())
+    batches = iter(batches if batches is not None else loader if step < end else ())
     with open(metrics_path, "a") if rank == 0 else open(os.devnull, "w") as metrics:
         while step < end:
             batch = next(batches)
@@ -184,7 +189,7 @@ def train_worker(job: TrainJob, rank: int = 0, world_size: int = 1, device: torc
             lr = lr_at(step, job)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            images = batch["image"].to(device, non_blocking=True)
+            images = bundle.normalize(batch["image"].to(device, non_blocking=True))
             texts = batch["text"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 image_features, text_features, _ = net(images, texts)

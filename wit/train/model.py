@@ -44,19 +44,36 @@ class ModelBundle:
     tokenizer: Callable
     image_size: int
 
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 [N, 3, H, W] from ``train_transform`` -> the model's normalised float input (on their device)."""
+        return normalize(images, self.model)
+
+
+def _mean_std(model: torch.nn.Module) -> tuple[tuple, tuple]:
+    cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
+    return (tuple(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)), tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD)))
+
 
 def image_transforms(model: torch.nn.Module) -> tuple[Callable, Callable]:
-    """(train, eval) transforms: resize the short side, then a random (train) or centre (eval) square crop."""
+    """(train, eval) transforms: resize the short side, then a random (train) or centre (eval) square crop.
+
+    The train transform stops at a uint8 tensor: loader workers ship 4x fewer bytes and the
+    normalisation runs once per batch on the training device (``normalize``).
+    """
     size = image_size(model)
-    cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
-    mean = cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)
-    std = cfg.get("std", open_clip.OPENAI_DATASET_STD)
-    tail = [_to_rgb, T.ToTensor(), T.Normalize(mean=mean, std=std)]
+    mean, std = _mean_std(model)
     resize = T.Resize(size, interpolation=T.InterpolationMode.BICUBIC)
     # The only augmentation, as in CLIP: a random square crop of the resized image.
-    train = T.Compose([resize, T.RandomCrop(size, pad_if_needed=True), *tail])
-    evaluate = T.Compose([resize, T.CenterCrop(size), *tail])
+    train = T.Compose([_to_rgb, resize, T.RandomCrop(size, pad_if_needed=True), T.PILToTensor()])
+    evaluate = T.Compose([resize, T.CenterCrop(size), _to_rgb, T.ToTensor(), T.Normalize(mean=mean, std=std)])
     return train, evaluate
+
+
+def normalize(images: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+    mean, std = _mean_std(model)
+    mean_t = torch.tensor(mean, device=images.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=images.device).view(1, 3, 1, 1)
+    return (images.float() / 255 - mean_t) / std_t
 
 
 def image_size(model: torch.nn.Module) -> int:
