@@ -106,3 +106,23 @@ def test_zero_shot_accuracy_well_above_chance_after_training(tmp_path):
     res = summary["zeroshot"]["shapes"]
     assert res["chance"] == pytest.approx(1 / 6)
     assert res["top1"] >= 0.6, res
+
+
+def test_pipeline_step_trains_on_run_shards_and_world_eval_sets(data, tmp_path):
+    import shutil
+    from types import SimpleNamespace
+
+    from wit.config import RunSpec, TrainConfig
+    from wit.pipeline import RunContext
+    from wit.train.step import run_step
+
+    spec = RunSpec(train=TrainConfig(model="wit-vit-micro", steps=4, batch_size=16, warmup=1, workers=0))
+    ctx = RunContext(spec, str(tmp_path / "run"), progress=False)
+    shutil.copytree(data["root"] / "shards", ctx.folder("shard"))
+    ctx.state["world"] = SimpleNamespace(eval_sets={"shapes": data["eval"]})
+    result = run_step(ctx)
+    assert result["steps"] == 4 and result["final_loss"] > 0
+    assert set(result["zeroshot_top1"]) == {"shapes"}
+    # A rerun (e.g. after a crash late in the pipeline) resumes: nothing left to train, same answer.
+    again = run_step(ctx)
+    assert again["steps"] == 4 and again["final_loss"] == pytest.approx(result["final_loss"], abs=1e-4)

@@ -10,8 +10,6 @@ store one cursor per worker and a resumed run skips exactly what was consumed, w
 from __future__ import annotations
 
 import io
-import logging
-import math
 import random
 from dataclasses import dataclass
 from itertools import count
@@ -20,8 +18,6 @@ from typing import Callable, Iterator
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-
-log = logging.getLogger(__name__)
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
 
@@ -135,20 +131,3 @@ def make_loader(cfg: LoaderConfig, transform: Callable, tokenizer: Callable, cur
     return DataLoader(ShardStream(cfg, transform, tokenizer, cursors), batch_size=None, num_workers=cfg.workers,
                       pin_memory=pin_memory, generator=torch.Generator().manual_seed(generator_seed), **kwargs)
 
-
-def samples_per_epoch(shards: list[str]) -> int | None:
-    """Sample count from the Parquet beside each tar (the shard stage writes one), else None."""
-    import pyarrow.parquet as pq
-
-    total = 0
-    for s in shards:
-        meta = s[: -len(".tar")] + ".parquet"
-        try:
-            total += pq.ParquetFile(meta).metadata.num_rows
-        except (OSError, FileNotFoundError):
-            return None
-    return total
-
-
-def epochs_for(steps: int, batch_size: int, world_size: int, n_samples: int | None) -> float | None:
-    return None if not n_samples else math.floor(100 * steps * batch_size * world_size / n_samples) / 100
