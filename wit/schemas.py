@@ -59,17 +59,22 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         schema=pa.schema(list(schema) + [table.schema.field(n) for n in extra]),
     )
 
-# download: the balanced columns + the stored image (resized, re-encoded) and its geometry.
+# download: the balanced columns + the stored image (resized, re-encoded), its geometry and its
+# descriptors, computed while download has the pixels decoded: pHash and the mirror image's pHash
+# (of the resized image), and pixel_sha256 (of the full-resolution decode, as the eval index hashes).
+# Null descriptors (input written before they existed) make filter and dedupe decode the stored JPEG.
+DESCRIPTOR_FIELDS = [pa.field("phash", pa.uint64()), pa.field("phash_flip", pa.uint64()),
+                     pa.field("pixel_sha256", pa.string())]
 DOWNLOADED = pa.schema(list(BALANCED) + [
     pa.field("key", pa.string()), pa.field("jpg", pa.binary()),
     pa.field("width", pa.int32()), pa.field("height", pa.int32()),
     pa.field("orig_width", pa.int32()), pa.field("orig_height", pa.int32()),
     pa.field("sha256", pa.string()),
-])
+] + DESCRIPTOR_FIELDS)
 
-# filter keeps DOWNLOADED; dedupe adds its image descriptors.
+# filter keeps DOWNLOADED; dedupe fills in any missing descriptors.
 FILTERED = DOWNLOADED
-DEDUPED = DOWNLOADED.append(pa.field("phash", pa.uint64())).append(pa.field("pixel_sha256", pa.string()))
+DEDUPED = DOWNLOADED
 
 # dedupe index: one row per eval image.
 EVAL_INDEX = pa.schema([("set", pa.string()), ("item", pa.string()), ("pixel_sha256", pa.string()),

@@ -90,3 +90,42 @@ def test_eval_copies_and_near_duplicates_dropped(tmp_path, shared_data):
     kept = folders.read_parquet(out)
     assert kept.schema.names[: len(schemas.DEDUPED)] == schemas.DEDUPED.names
     assert all(c.ok for c in ledger.reconcile(led, {"dedupe": out}).values())
+
+
+def test_describe_uses_download_descriptors_and_decodes_only_without_them(tmp_path, shared_data):
+    from wit.download.image import prepare
+
+    photos = _photos(shared_data, 8)
+    (tmp_path / "eval" / "c").mkdir(parents=True)
+    for p in photos[:2]:
+        (tmp_path / "eval" / "c" / p.name).write_bytes(p.read_bytes())
+    EvalIndex.build({"imgs": str(tmp_path / "eval")}).save(str(tmp_path / "ix"))
+
+    def row(uid, body, described=True):
+        p = prepare(body, image_size=64)
+        r = {"uid": uid, "url": "u", "text": "t", "page_url": "", "source": "s", "query_ids": [1], "key": uid,
+             "jpg": p.jpg, "width": p.width, "height": p.height, "orig_width": p.orig_width,
+             "orig_height": p.orig_height, "sha256": p.sha256}
+        return {**r, "phash": p.phash, "phash_flip": p.phash_flip, "pixel_sha256": p.pixel_sha256} if described else r
+
+    described = [row("a-copy", photos[0].read_bytes()), row("b", photos[2].read_bytes()),
+                 row("c-mirror", _jpeg(ImageOps.mirror(Image.open(photos[1]))))]
+    described[1]["jpg"] = b"not decodable: describe must not need it"
+    legacy = [row("d-copy", photos[0].read_bytes(), described=False), row("e", photos[3].read_bytes(), False)]
+    legacy_schema = pa.schema([f for f in schemas.DOWNLOADED if f.name not in ("phash", "phash_flip", "pixel_sha256")])
+    paths = [str(tmp_path / "in" / "part-00000.parquet"), str(tmp_path / "in" / "part-00001.parquet")]
+    folders.write_parquet(paths[0], pa.Table.from_pylist(described, schema=schemas.DOWNLOADED))
+    folders.write_parquet(paths[1], pa.Table.from_pylist(legacy, schema=legacy_schema))
+    out, led = str(tmp_path / "dd"), str(tmp_path / "ledger")
+    run_dedupe(paths, out, str(tmp_path / "ix"), DedupeConfig(), ledger_dir=led, progress=False)
+    got = {r["uid"]: r["reason"] for r in folders.read_parquet(led).to_pylist()}
+    assert got == {"a-copy": f"eval_duplicate:imgs:c/{photos[0].name}", "b": "",
+                   "c-mirror": f"eval_duplicate:imgs:c/{photos[1].name}",
+                   "d-copy": f"eval_duplicate:imgs:c/{photos[0].name}", "e": ""}
+    desc = folders.read_parquet(sorted(str(p) for p in (tmp_path / "dd" / "_descriptors").glob("*.parquet"))).to_pylist()
+    by_uid = {d["uid"]: d for d in desc}
+    index = EvalIndex.load(str(tmp_path / "ix"))
+    assert index.exact([by_uid["a-copy"]["pixel_sha256"]])[0] >= 0  # exact pixels, as the index hashes them
+    assert by_uid["b"]["phash"] == described[1]["phash"] and by_uid["e"]["pixel_sha256"]  # e decoded here
+    kept = {r["uid"]: r for r in folders.read_parquet(out).to_pylist()}
+    assert kept["b"]["phash"] == described[1]["phash"] and kept["e"]["phash"] is not None

@@ -217,3 +217,25 @@ def test_retry_failed_reattempts_only_transient_failures(tmp_path, server):
     assert retry.column("url").to_pylist() == [server + "/fault/flaky"]
     checks = ledger.reconcile(led, {"download": str(tmp_path / "dl"), "download_retry": str(tmp_path / "dl-retry")})
     assert checks["download_retry"].ledger_rows == 1 and all(c.ok for c in checks.values())
+
+
+def test_descriptors_are_those_dedupe_and_the_eval_index_compute(shared_data):
+    from wit.dedupe.descriptors import describe_bytes, hamming, phash64_batch, pixel_hash
+
+    photo = sorted((shared_data / "photos" / "imagenet-sample").glob("*.JPEG"))[0]
+    body = photo.read_bytes()  # served as-is: an exact web copy of an eval image
+    rgba = io.BytesIO()
+    Image.open(photo).convert("RGBA").resize((300, 200)).save(rgba, "PNG")
+    for data in (body, rgba.getvalue()):
+        original = Image.open(io.BytesIO(data))
+        original.load()
+        for mode in ("keep_ratio", "center_crop", "no"):
+            p = prepare(data, image_size=64, resize_mode=mode)
+            # pixel hash of the full-resolution decode, exactly as EvalIndex.build hashes eval images
+            assert p.pixel_sha256 == pixel_hash(original), mode
+            # pHash of the resized image: within a few bits of the original's and of the stored JPEG's
+            full, full_flip = phash64_batch([original], with_flip=True)
+            assert hamming(p.phash, int(full[0])) <= 4 and hamming(p.phash_flip, int(full_flip[0])) <= 4, mode
+            if mode != "center_crop":
+                _, stored, stored_flip = describe_bytes(p.jpg)
+                assert hamming(p.phash, stored) <= 4 and hamming(p.phash_flip, stored_flip) <= 4, mode

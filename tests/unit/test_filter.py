@@ -45,3 +45,31 @@ def test_each_filter_drops_with_its_reason(tmp_path):
 def test_model_hooks_are_off_without_a_model_and_say_so():
     h = Hooks(FilterConfig())
     assert not h.active and h.status() == ["clip_score: off (no clip_model given)", "nsfw: off (no nsfw_model given)"]
+
+
+def test_rows_with_download_descriptors_get_header_checks_only(tmp_path):
+    b = io.BytesIO()
+    Image.effect_noise((200, 150), 64).convert("RGB").save(b, "JPEG")  # noise: the entropy-coded data is most of it
+    good = b.getvalue()
+    rows = [_row("described", jpg=good[: len(good) // 2]),  # a full decode would fail; the header is intact
+            _row("undescribed", jpg=good[: len(good) // 2]),
+            _row("garbage", jpg=b"\xff\xd8garbage"), _row("resized", jpg=_jpg(100, 75))]
+    for r in rows[:1] + rows[2:]:
+        r.update(phash=1, phash_flip=2, pixel_sha256="p")
+    path = str(tmp_path / "in.parquet")
+    folders.write_parquet(path, pa.Table.from_pylist(rows, schema=schemas.DOWNLOADED))
+    run_stage(FilterStage(cfg=FilterConfig()), [path], str(tmp_path / "out"), ledger_dir=str(tmp_path / "l"),
+              progress=False)
+    got = {r["uid"]: r["reason"] for r in folders.read_parquet(str(tmp_path / "l")).to_pylist()}
+    assert got == {"described": "", "undescribed": "decode_failed", "garbage": "decode_failed",
+                   "resized": "decode_failed"}
+    assert folders.read_parquet(str(tmp_path / "out")).column("phash").to_pylist() == [1]
+
+
+def test_input_without_descriptor_columns_still_filters(tmp_path):
+    legacy = pa.schema([f for f in schemas.DOWNLOADED if f.name not in ("phash", "phash_flip", "pixel_sha256")])
+    path = str(tmp_path / "in.parquet")
+    folders.write_parquet(path, pa.Table.from_pylist([_row("ok"), _row("broken", jpg=b"\xff\xd8x")], schema=legacy))
+    rep = run_stage(FilterStage(cfg=FilterConfig()), [path], str(tmp_path / "out"), ledger_dir=str(tmp_path / "l"),
+                    progress=False)
+    assert rep.kept == 1 and folders.read_parquet(str(tmp_path / "out")).column("pixel_sha256").null_count == 1

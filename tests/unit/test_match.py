@@ -25,7 +25,7 @@ def _naive(entries, text):
     return sorted({i for i, e in enumerate(entries) if e and entry_key(e) in s})
 
 
-@pytest.fixture(scope="module", params=["ahocorasick_rs", "pyahocorasick"])
+@pytest.fixture(scope="module", params=["tokens", "ahocorasick_rs", "pyahocorasick"])
 def matcher(request):
     return Matcher(ENTRIES, backend=request.param)
 
@@ -69,6 +69,23 @@ def test_batch_equals_the_definition_on_random_texts(matcher):
     assert got == [_naive(ENTRIES, t) for t in texts]
     assert matcher.match_batch([]).to_pylist() == []
     assert matcher.match_batch(["hot\x00dog"]).to_pylist() == [_naive(ENTRIES, "hot\x00dog")]
+
+
+@pytest.mark.parametrize("backend", ["tokens", "ahocorasick_rs", "pyahocorasick"])
+def test_multi_word_entries_sharing_prefixes_and_odd_spacing(backend):
+    # Shared prefixes and deep entries (the tokens backend walks a word trie), entries with a
+    # leading, trailing or doubled space, duplicates and entries that can never match.
+    entries = ["a b", "a b c", "a b c d e", "b c", "b c d", "c", "a", " a", "a ", "a  b", " ", "  ", "b c",
+               ", b", "a ,", "", "x\ty", "d e", "a b c d"]
+    rng = random.Random(2)
+    alphabet = ["a", "b", "c", "d", "e", ",", " ", "  ", "\n", "x"]
+    texts = ["".join(rng.choice(alphabet) + rng.choice([" ", "", " "]) for _ in range(rng.randint(0, 14)))
+             for _ in range(3000)] + ["", " ", "a b c d e", "a  b", " a", "a b c d e f a b"]
+    m = Matcher(entries, backend=backend)
+    want = [sorted({i for i, e in enumerate(entries) if e and "\t" not in e and entries.index(e) == i
+                    and entry_key(e) in spaced(t)}) for t in texts]
+    assert m.match_batch(texts).to_pylist() == want
+    assert m.match("a b c d e") == [0, 1, 2, 3, 4, 5, 6, 17, 18]
 
 
 def test_ids_are_query_ids_and_pickle_rebuilds():

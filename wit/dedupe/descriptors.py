@@ -21,10 +21,19 @@ _FLIP_SIGN = np.tile(np.where(np.arange(8) % 2 == 1, -1.0, 1.0), (8, 1))
 
 
 def pixel_hash(img: Image.Image) -> str:
-    """sha256 of the decoded RGB pixels and size: equal iff the pixels are identical."""
-    rgb = img.convert("RGB")
-    h = hashlib.sha256(f"{rgb.size[0]}x{rgb.size[1]}:".encode())
-    h.update(rgb.tobytes())
+    """sha256 of the decoded RGB pixels and size: equal iff the pixels are identical.
+
+    The image as decoded at full resolution, converted with ``Image.convert("RGB")`` (alpha is
+    dropped, no matte): the eval index and download both hash exactly this.
+    """
+    rgb = img if img.mode == "RGB" else img.convert("RGB")
+    return pixel_hash_rgb(np.asarray(rgb))
+
+
+def pixel_hash_rgb(rgb: np.ndarray) -> str:
+    """``pixel_hash`` of an (H, W, 3) uint8 RGB array (``np.asarray`` of an RGB image), without a copy."""
+    h = hashlib.sha256(f"{rgb.shape[1]}x{rgb.shape[0]}:".encode())
+    h.update(np.ascontiguousarray(rgb, dtype=np.uint8))
     return h.hexdigest()
 
 

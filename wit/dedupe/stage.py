@@ -1,13 +1,13 @@
 """Dedupe as a chain of jobs: describe (per part) -> near-duplicate pre-pass (global) -> drop (per part).
 
-1. ``DescribeStage`` decodes each image once, computes its pixel hash and pHash (and the mirror
-   image's pHash) and looks both up in the eval index; it writes ``OUT/_descriptors/_desc-NNNNN.parquet``
+1. ``DescribeStage`` takes each image's pixel hash, pHash and mirror image's pHash from the columns
+   download wrote (decoding the stored JPEG only for rows without them) and looks them up in the eval index; it writes ``OUT/_descriptors/_desc-NNNNN.parquet``
    (no ledger rows: it drops nothing).
 2. ``near_duplicates`` reads all descriptors, orders rows by uid and marks every row that has an
    identical pixel hash or a pHash within ``within_threshold`` of an earlier row: the first of
    each group is kept. Written to ``OUT/_near_duplicates.parquet``.
 3. ``DedupeStage`` (ledger stage ``dedupe``) drops eval copies as ``eval_duplicate:<set>:<item>``
-   and in-set duplicates as ``near_duplicate``; survivors gain ``phash`` and ``pixel_sha256``.
+   and in-set duplicates as ``near_duplicate``; survivors carry ``phash`` and ``pixel_sha256``.
 """
 
 from __future__ import annotations
@@ -58,13 +58,33 @@ class DescribeStage(Stage):
         self.index = EvalIndex.load(self.index_dir) if self.index_dir else None
 
     def read_task(self, path: str):
-        for batch in super().read_task(path):
-            yield batch.select(["uid", "jpg"])
+        """uid and download's descriptor columns; the JPEG only when some row lacks them."""
+        import fsspec
+        import pyarrow.parquet as pq
+
+        names = [f.name for f in schemas.DESCRIPTOR_FIELDS]
+        with fsspec.open(path, "rb") as f:
+            pf = pq.ParquetFile(f)
+            have = [n for n in names if n in pf.schema_arrow.names]
+            t = pf.read(columns=["uid"] + have)
+            if len(have) == len(names) and all(t.column(n).null_count == 0 for n in names):
+                for a in range(0, t.num_rows, self.batch_rows):
+                    yield t.slice(a, self.batch_rows)
+                return
+            for rb in pf.iter_batches(batch_size=self.batch_rows, columns=["uid", "jpg"] + have):
+                yield pa.Table.from_batches([rb])
 
     def process_batch(self, batch: pa.Table) -> BatchResult:
+        n = batch.num_rows
+        cols = {name: batch.column(name).to_pylist() if name in batch.column_names else [None] * n
+                for name in ("pixel_sha256", "phash", "phash_flip")}
+        jpgs = batch.column("jpg").to_pylist() if "jpg" in batch.column_names else [None] * n
         px, ph, phf, err = [], [], [], []
-        for data in batch.column("jpg").to_pylist():
-            try:
+        for a, b, c, data in zip(cols["pixel_sha256"], cols["phash"], cols["phash_flip"], jpgs):
+            if a is not None and b is not None and c is not None:
+                px.append(a), ph.append(b), phf.append(c), err.append("")
+                continue
+            try:  # no descriptors from download: decode the stored JPEG
                 a, b, c = describe_bytes(data)
                 px.append(a), ph.append(b), phf.append(c), err.append("")
             except Exception:  # noqa: BLE001 - any decoder failure: the dedupe stage drops the row
@@ -151,9 +171,13 @@ class DedupeStage(Stage):
                                           "near_duplicate" if u in self.near else ""))
         keep = [i for i, r in enumerate(reasons) if not r]
         kept = batch.take(pa.array(keep, pa.int64()))
+        # descriptors as describe used them (download's, or decoded here for input without them)
+        kept = kept.drop_columns([n for n in ("phash", "pixel_sha256") if n in kept.column_names])
         kept = kept.append_column("phash", pa.array([self.desc[uids[i]]["phash"] for i in keep], pa.uint64()))
         kept = kept.append_column("pixel_sha256", pa.array([self.desc[uids[i]]["pixel_sha256"] for i in keep],
                                                            pa.string()))
+        if "phash_flip" not in kept.column_names:
+            kept = kept.append_column("phash_flip", pa.nulls(kept.num_rows, pa.uint64()))
         drop = [i for i, r in enumerate(reasons) if r]
         return BatchResult(kept=kept, dropped=BatchResult.drops([uids[i] for i in drop], [reasons[i] for i in drop]))
 

@@ -1,8 +1,11 @@
-"""Turn downloaded bytes into the stored image: header checks, (reduced-size) decode, resize, JPEG.
+"""Turn downloaded bytes into the stored image: header checks, decode, resize, JPEG, descriptors.
 
-Geometry follows img2dataset's Resizer (same modes, same rounding) so outputs are comparable;
-the ``fast`` decoder asks libjpeg for a reduced-size decode (1/2, 1/4, 1/8) when the target is
-much smaller than the original, which is most of the cost saved against img2dataset.
+Geometry follows img2dataset's Resizer (same modes, same rounding) so outputs are comparable.
+The image is decoded once, at full resolution, because the pixel hash must be the one the eval
+index computes (``descriptors.pixel_hash``: sha256 of the full-resolution pixels after
+``convert("RGB")``), so an exact web copy of an eval image is recognised. The pHash and its mirror
+image's pHash are computed from the resized image (before any crop or border) while it is in
+memory: pHash is resolution-robust, and filter and dedupe then need not decode the stored JPEG.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from wit.dedupe.descriptors import phash64_batch, pixel_hash, pixel_hash_rgb
 
 MODES = ("no", "keep_ratio", "center_crop", "border")
 
@@ -25,6 +30,9 @@ class Prepared:
     orig_width: int = 0
     orig_height: int = 0
     reason: str = ""
+    phash: int = 0
+    phash_flip: int = 0
+    pixel_sha256: str = ""
 
     @property
     def sha256(self) -> str:
@@ -72,17 +80,26 @@ def prepare(body: bytes, *, image_size: int = 256, resize_mode: str = "keep_rati
     ow, oh = img.size
     tw, th = target_size(ow, oh, image_size, resize_mode)
     try:
-        if img.format == "JPEG" and resize_mode != "no":
-            img.draft("RGB", (tw, th))  # libjpeg DCT scaling: decode at >= the target size
-        img = _to_rgb(img)
+        img.load()  # full resolution: the pixel hash must see the pixels the eval index hashes
+        if img.mode == "RGB":  # the common case: one copy of the pixels serves the hash and the resize
+            arr = np.asarray(img)
+            pixel_sha256 = pixel_hash_rgb(arr)
+        else:
+            pixel_sha256 = pixel_hash(img)
+            img = _to_rgb(img)
+            arr = None
         if (tw, th) != img.size:
             import cv2
 
-            arr = np.asarray(img)
+            k = min(img.size[0] // tw, img.size[1] // th)
+            if k > 1:  # integer box reduction first (cheap), then INTER_AREA over the rest (< 2x)
+                img, arr = img.reduce(k), None
+            arr = np.asarray(img) if arr is None else arr
             interp = cv2.INTER_AREA if tw < img.size[0] else cv2.INTER_LANCZOS4
             img = Image.fromarray(cv2.resize(arr, (tw, th), interpolation=interp))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return Prepared(None, orig_width=ow, orig_height=oh, reason="decode_error")
+    ph, phf = phash64_batch([img], with_flip=True)
     if resize_mode == "center_crop":
         left, top = (tw - image_size) // 2, (th - image_size) // 2
         img = img.crop((left, top, left + image_size, top + image_size))
@@ -92,7 +109,8 @@ def prepare(body: bytes, *, image_size: int = 256, resize_mode: str = "keep_rati
         img = canvas
     out = io.BytesIO()
     img.save(out, format="JPEG", quality=quality)
-    return Prepared(out.getvalue(), img.size[0], img.size[1], ow, oh)
+    return Prepared(out.getvalue(), img.size[0], img.size[1], ow, oh, phash=int(ph[0]), phash_flip=int(phf[0]),
+                    pixel_sha256=pixel_sha256)
 
 
 def prepare_img2dataset(body: bytes, resizer, *, max_pixels: int = 50_000_000, content_type: str = "") -> Prepared:
@@ -103,4 +121,9 @@ def prepare_img2dataset(body: bytes, resizer, *, max_pixels: int = 50_000_000, c
     jpg, w, h, ow, oh, err = resizer(io.BytesIO(body))
     if err:
         return Prepared(None, reason="decode_error")
-    return Prepared(jpg, w, h, ow, oh)
+    try:  # the Resizer keeps its pixels to itself: decode once more for the descriptors
+        img.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return Prepared(None, orig_width=ow, orig_height=oh, reason="decode_error")
+    ph, phf = phash64_batch([img], with_flip=True)
+    return Prepared(jpg, w, h, ow, oh, phash=int(ph[0]), phash_flip=int(phf[0]), pixel_sha256=pixel_hash(img))

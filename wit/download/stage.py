@@ -72,5 +72,8 @@ class DownloadStage(Stage):
         for name in ("width", "height", "orig_width", "orig_height"):
             kept = kept.append_column(name, pa.array([getattr(r, name) for r in good], pa.int32()))
         kept = kept.append_column("sha256", pa.array([r.sha256 for r in good], pa.string()))
+        kept = kept.append_column("phash", pa.array([r.phash for r in good], pa.uint64()))
+        kept = kept.append_column("phash_flip", pa.array([r.phash_flip for r in good], pa.uint64()))
+        kept = kept.append_column("pixel_sha256", pa.array([r.pixel_sha256 for r in good], pa.string()))
         return BatchResult(kept=kept, dropped=BatchResult.drops([uids[i] for i in bad],
                                                                 [results[i].reason for i in bad]))

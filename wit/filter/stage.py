@@ -3,6 +3,8 @@
 Reason codes: caption_too_short, caption_too_long, too_many_pixels, too_small, aspect_ratio,
 decode_failed, nsfw, clip_score_low. Geometry checks use the original size recorded by download
 (from the image header), so a decompression bomb is refused before any pixel is decoded.
+A row with download's descriptors (``pixel_sha256`` set) was decoded by download and its JPEG
+written by it: only the stored JPEG's header is checked. Rows without them are fully decoded.
 Model hooks are off unless a model path is given; nothing is ever downloaded.
 """
 
@@ -36,14 +38,26 @@ def check_row(row: dict, cfg: FilterConfig) -> str:
         return "too_small"
     if max(w, h) / max(1, min(w, h)) > cfg.max_aspect:
         return "aspect_ratio"
+    decoded = bool(row.get("pixel_sha256"))  # download decoded this image and encoded the JPEG itself
     try:
         with Image.open(io.BytesIO(row["jpg"])) as img:
             if img.size[0] * img.size[1] > cfg.max_pixels:
                 return "too_many_pixels"
-            img.load()
+            if not decoded:
+                img.load()
+            elif img.size != (row["width"], row["height"]):
+                return "decode_failed"
     except Exception:  # noqa: BLE001 - any decoder failure is the same outcome: decode_failed
         return "decode_failed"
     return ""
+
+
+def with_descriptor_columns(batch: pa.Table) -> pa.Table:
+    """``batch`` with download's descriptor columns, null where the input predates them."""
+    for f in schemas.DESCRIPTOR_FIELDS:
+        if f.name not in batch.column_names:
+            batch = batch.append_column(f, pa.nulls(batch.num_rows, f.type))
+    return batch
 
 
 @dataclass
@@ -61,7 +75,9 @@ class FilterStage(Stage):
             log.info("filter hook %s", h)
 
     def process_batch(self, batch: pa.Table) -> BatchResult:
-        rows = batch.select(["text", "jpg", "width", "height", "orig_width", "orig_height"]).to_pylist()
+        batch = with_descriptor_columns(batch)
+        rows = batch.select(["text", "jpg", "width", "height", "orig_width", "orig_height",
+                             "pixel_sha256"]).to_pylist()
         reasons = [check_row(r, self.cfg) for r in rows]
         alive = [i for i, r in enumerate(reasons) if not r]
         if alive and self.hooks.active:

@@ -281,11 +281,13 @@ _TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
 _TABLE = re.compile(r"\{\|(?:(?!\{\||\|\}).)*\|\}", re.S)
 _LINK = re.compile(r"\[\[([^\[\]]*)\]\]")
 _EXTERNAL = re.compile(r"\[(?:https?:|ftp:|//)[^\s\]]*\s*([^\]]*)\]")
-_EMPHASIS = re.compile(r"'{2,}")
-_HEADING = re.compile(r"^[ \t]*=+[ \t]*(.*?)[ \t]*=+[ \t]*$", re.M)
-_LINE_MARKERS = re.compile(r"^[ \t]*[*#:;]+", re.M)
+_EMPHASIS = re.compile(r"''+")
+# The line rules below run on "\n" + text and start with that "\n" instead of "^": a pattern
+# with a literal first character is searched for much faster than one tried at every position.
+_HEADING = re.compile(r"\n[ \t]*=+[ \t]*(.*?)[ \t]*=+[ \t]*$", re.M)
+_LINE_MARKERS = re.compile(r"\n[ \t]*[*#:;]+")
 _MAGIC = re.compile(r"__[A-Z]+__")
-_RULE = re.compile(r"^-{4,}", re.M)
+_RULE = re.compile(r"\n-{4,}")
 _DROPPED_LINK_NS = frozenset({"file", "image", "media", "category"})
 _INTERWIKI = re.compile(r"^[a-z]{2,3}(?:-[a-z]+)*$")
 
@@ -322,9 +324,14 @@ def clean_wikitext(text: str) -> str:
             break
     text = _sub_until_stable(_LINK, _link_text, text)
     text = _EXTERNAL.sub(r"\1", text)
-    text = _EMPHASIS.sub("", text)
-    text = _HEADING.sub(r"\1", text)
-    text = _LINE_MARKERS.sub("", text)
-    text = _MAGIC.sub("", text)
-    text = _RULE.sub("", text)
-    return html.unescape(text)
+    if "''" in text:
+        text = _EMPHASIS.sub("", text)
+    text = "\n" + text
+    if "=" in text:
+        text = _HEADING.sub("\n\\1", text)
+    text = _LINE_MARKERS.sub("\n", text)
+    if "__" in text:
+        text = _MAGIC.sub("", text)
+    if "----" in text:
+        text = _RULE.sub("\n", text)
+    return html.unescape(text[1:])

@@ -74,7 +74,7 @@ def run_ray(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: st
         _StageActor,
         fn_constructor_kwargs={"stage": stage, "out": out, "ledger_dir": ledger_dir},
         batch_size=1,
-        concurrency=n,
+        compute=ray.data.ActorPoolStrategy(size=n),
         num_cpus=stage.num_cpus,
     )
     rows = ds.take_all()

@@ -12,7 +12,9 @@ def run_step(ctx) -> dict:
     world = ctx.state.get("world")
     eval_sets = dict(getattr(world, "eval_sets", None) or {})
     job = TrainJob.from_config(cfg, list_shards(ctx.folder("shard")), ctx.folder("train"), eval_sets, resume=True)
-    ray_workers = cfg.ray_workers or ((ctx.workers or 2) if ctx.runner == "ray" else 0)
+    # train.ray_workers = N > 0 trains with Ray Train on N workers (the runner's cluster); 0 trains in this
+    # process, which on one small machine is faster than splitting its cores between workers.
+    ray_workers = cfg.ray_workers
     summary = train(job, ray_workers=ray_workers, address=ctx.address)
     return {
         "steps": summary["steps"],
