@@ -83,23 +83,39 @@ def test_no_planted_eval_copy_reaches_the_shards(demo_run):
 
 
 def test_per_query_counts_respect_the_cap(demo_run):
+    """MetaCLIP's cap: entry e's own coin admits ~Binomial(count_e, t/count_e) pairs, at most t on average.
+
+    A head entry can appear in more than t shard rows when the pair was admitted by another of its
+    entries (Algorithm 1 keeps a pair if any entry's coin succeeds); every row must have such an entry.
+    """
+    from wit.records import unit_hash
+
     record = json.loads((demo_run / "run.json").read_text())
-    t = record["config"]["balance_final"]["t"]
-    rows = duckdb.connect().execute(
-        f"SELECT q, count(*) FROM (SELECT unnest(query_ids) q FROM '{demo_run}/shards/*.parquet') GROUP BY q"
-    ).fetchall()
-    assert rows
-    # MetaCLIP's coin flips keep about t per head entry; allow a 5-sigma binomial margin.
-    for q, n in rows:
-        assert n <= t + 5 * math.sqrt(t), (q, n, t)
+    t, seed = record["config"]["balance_final"]["t"], record["config"]["balance_final"]["seed"]
+    con = duckdb.connect()
+    counts = dict(con.execute(f"SELECT query_id, count FROM '{demo_run}/final/_input_entry_counts.parquet'").fetchall())
+    rows = con.execute(f"SELECT uid, query_ids FROM '{demo_run}/shards/*.parquet'").fetchall()
+    assert rows and counts
+    admitted_by: dict[int, int] = {}
+    for uid, qids in rows:
+        admitting = [q for q in qids if counts[q] <= t or unit_hash(uid, q, seed) < t / counts[q]]
+        assert admitting, f"row {uid} has no entry whose coin admits it"
+        for q in admitting:
+            admitted_by[q] = admitted_by.get(q, 0) + 1
+    head = {q for q, c in counts.items() if c > t}
+    assert head, "the demo's t is small enough to cap some entries"
+    for q in head:
+        assert admitted_by.get(q, 0) <= t + 5 * math.sqrt(t), (q, admitted_by.get(q), counts[q], t)
 
 
 def test_zero_shot_accuracy_is_above_chance(demo_run):
     zs = json.loads((demo_run / "train" / "zeroshot.json").read_text())
     assert zs
     for name, res in zs.items():
-        chance = 1.0 / res["n_classes"]
-        assert res["top1"] > chance * 1.5, (name, res["top1"], chance)
+        chance = 1.0 / len(res["classes"])
+        assert res["chance"] == pytest.approx(chance)
+        # Measured on the tiny world after 300 steps: objects 0.44 (chance 0.125), shapes 0.30 (chance 0.053).
+        assert res["top1"] > 2 * chance, (name, res["top1"], chance)
 
 
 def test_dedupe_leaves_about_no_contamination(demo_run):
