@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     load_py = time.perf_counter() - t0
     matchers = {}
     builds = {}
-    for backend in ("ahocorasick_rs", "pyahocorasick"):
+    for backend in ("tokens", "ahocorasick_rs", "pyahocorasick"):
         t0 = time.perf_counter()
         matchers[backend] = Matcher(entries, backend=backend)
         builds[backend] = time.perf_counter() - t0

@@ -55,8 +55,8 @@ class CandidatesConfig(Strict):
 
 
 class MatchConfig(Strict):
-    backend: Literal["ahocorasick_rs", "pyahocorasick"] = Field(
-        "ahocorasick_rs", description="Aho-Corasick library for multi-word entries (see docs/match.md)")
+    backend: Literal["tokens", "ahocorasick_rs", "pyahocorasick"] = Field(
+        "tokens", description="matching engine: a word-level trie (tokens) or an Aho-Corasick library (docs/match.md)")
 
 
 class BalanceConfig(Strict):

@@ -14,8 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", required=True, help="queries.parquet (query_id, query, ...)")
     p.add_argument("--candidates", required=True, help="candidates folder (part-*.parquet)")
     p.add_argument("--out", required=True, help="output folder; also gets entry_counts.parquet")
-    p.add_argument("--backend", choices=["ahocorasick_rs", "pyahocorasick"], default="ahocorasick_rs",
-                   help="Aho-Corasick library for multi-word entries")
+    p.add_argument("--backend", choices=["tokens", "ahocorasick_rs", "pyahocorasick"], default="tokens",
+                   help="matching engine: word-level trie over the spaced text (default, fastest) or an "
+                        "Aho-Corasick library; all give identical output")
     p.add_argument("--ledger", default=None, help="ledger folder (default: OUT/../ledger)")
     add_runner_args(p)
     p.set_defaults(func=_main)

@@ -11,7 +11,7 @@ ENTRY_COUNTS_FILE = "entry_counts.parquet"
 DUPLICATES_FILE = "_duplicates.parquet"
 
 
-def match_folder(queries: str, candidates: str | list[str], out: str, backend: str = "ahocorasick_rs",
+def match_folder(queries: str, candidates: str | list[str], out: str, backend: str = "tokens",
                  **runner_kwargs) -> dict:
     """Match every candidate part into ``out``; write ``out/entry_counts.parquet``; return the report."""
     inputs = part_files(candidates)

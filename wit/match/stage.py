@@ -28,7 +28,7 @@ class MatchStage(Stage):
 
     queries: str = ""
     duplicates: str | None = None
-    backend: str = "ahocorasick_rs"
+    backend: str = "tokens"
     name: str = "match"
     output_schema = schemas.MATCHED
 

@@ -107,7 +107,7 @@ class CountStage(Stage):
                 # spill. Bigrams are counted as "a b" strings, their final form: unlike tuples they
                 # are not tracked by the cyclic GC, whose passes over a big counter of tuples cost more.
                 self._uni.update(parts)
-                self._bi.update([a + " " + b for a, b in zip(parts, parts[1:]) if a and b])
+                self._bi.update([f"{a} {b}" for a, b in zip(parts, parts[1:]) if a and b])
                 kept.append(uid)
         if len(self._bi) + len(self._uni) >= self.spill_rows:
             self._spill()

@@ -314,12 +314,14 @@ def _sub_until_stable(pattern: re.Pattern, repl, text: str) -> str:
 
 def clean_wikitext(text: str) -> str:
     """Plain text of an article (rules in docs/queries.md): markup stripped, links -> visible text."""
-    text = _COMMENT.sub("", text)
+    # The "in" guards skip a regex pass where its pattern cannot match (same result, less time).
+    if "<!--" in text:
+        text = _COMMENT.sub("", text)
     text = _DROPPED_ELEMENTS.sub("", text)
     text = _TAG.sub(" ", text)
     while True:  # templates and tables nest in each other: peel innermost ones until none is left
         text, n1 = _TEMPLATE.subn("", text)
-        text, n2 = _TABLE.subn("", text)
+        text, n2 = _TABLE.subn("", text) if "{|" in text else (text, 0)
         if not (n1 or n2):
             break
     text = _sub_until_stable(_LINK, _link_text, text)
