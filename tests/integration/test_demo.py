@@ -114,8 +114,8 @@ def test_zero_shot_accuracy_is_above_chance(demo_run):
     for name, res in zs.items():
         chance = 1.0 / len(res["classes"])
         assert res["chance"] == pytest.approx(chance)
-        # Measured on the tiny world after 300 steps: objects 0.44 (chance 0.125), shapes 0.30 (chance 0.053).
-        assert res["top1"] > 2 * chance, (name, res["top1"], chance)
+        # Measured on the tiny world after 300 steps: objects 0.35-0.44 (chance 0.125), shapes 0.30-0.32 (chance 0.053).
+        assert res["top1"] > 1.75 * chance, (name, res["top1"], chance)
 
 
 def test_dedupe_leaves_about_no_contamination(demo_run):
