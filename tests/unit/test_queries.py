@@ -20,9 +20,10 @@ PAGEVIEWS = "wikipedia/pageviews-20240803-060000-sample.gz"
 MW = "{http://www.mediawiki.org/xml/export-0.10/}"
 
 
-def _count(urls: list[str], out, parts: int = 1, spill_rows: int = 2_000_000, buckets: int = 4):
+def _count(urls: list[str], out, parts: int = 1, spill_rows: int = 2_000_000, buckets: int = 4,
+           batch_rows: int = 256):
     slices = [s for u in urls for s in wikipedia.plan_slices(u, 1, parts)]
-    stage = counts.CountStage(spill_dir=str(out), buckets=buckets, spill_rows=spill_rows)
+    stage = counts.CountStage(spill_dir=str(out), buckets=buckets, spill_rows=spill_rows, batch_rows=batch_rows)
     report = run_stage(stage, [s.encode() for s in slices], str(out), progress=False)
     uni = counts.merge_unigrams(str(out))
     bi = counts.bigram_pmi(str(out), uni, None)
@@ -71,6 +72,12 @@ def test_counts_identical_for_any_number_of_tasks_and_spills(shared_data, tmp_pa
     assert _as_counter(uni1) == _as_counter(uni5)
     assert _bigram_counter(bi1) == _bigram_counter(bi5)
     assert sorted(bi1["pmi"].to_pylist()) == sorted(bi5["pmi"].to_pylist())
+    # Small batches and spills: per-batch counts are merged in memory and spilled many times.
+    report, uni_s, bi_s = _count([url], tmp_path / "small", parts=2, spill_rows=40_000, buckets=3, batch_rows=5)
+    spills = list((tmp_path / "small" / "bigrams").rglob("*.parquet"))
+    assert len({p.name for p in spills}) > 2 * report.tasks
+    assert _as_counter(uni1) == _as_counter(uni_s)
+    assert _bigram_counter(bi1) == _bigram_counter(bi_s)
 
 
 def test_pmi_equals_nltk_bigram_collocation_finder(shared_data, tmp_path):
@@ -110,6 +117,28 @@ def test_clean_wikitext_rules():
     )
     out = collapse_whitespace(wikipedia.clean_wikitext(text))
     assert out == "Bold text more Heading item the capital and Lyons Category:Dogs Example site kept x & y"
+
+
+def test_dropped_elements_end_at_their_own_close_tag():
+    text = "a<ref name=x>b <i>c</i> <refx>d</ref >e<REF>f</Ref>g<math>h<ref>i</math>j<ref>never closed"
+    assert collapse_whitespace(wikipedia.clean_wikitext(text)) == "aegj never closed"
+
+
+def test_link_resolution_equals_a_callback_per_innermost_link():
+    """The split-based link pass equals re.sub with _link_text on each innermost link, repeated."""
+    import random
+
+    def reference(text: str) -> str:
+        while True:
+            text, n = wikipedia._LINK.subn(lambda m: wikipedia._link_text(m.group(1)), text)
+            if not n:
+                return text
+
+    rng = random.Random(5)
+    pieces = list("ab :|[] \t") + ["[[", "]]", "File:", ":", "en:", "Category:x", "|", "  ", "\n"]
+    for _ in range(50_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 16)))
+        assert wikipedia._replace_links(text) == reference(text), text
 
 
 def test_pageview_titles_equal_independent_computation(shared_data):

@@ -90,10 +90,13 @@ def atomic_write_bytes(url: str, data: bytes) -> None:
         fs.mv(tmp, path)
 
 
-def write_parquet(url: str, table: pa.Table) -> None:
-    """Write ``table`` to ``url`` atomically (temporary name, then rename)."""
+def write_parquet(url: str, table: pa.Table, **options: Any) -> None:
+    """Write ``table`` to ``url`` atomically (temporary name, then rename).
+
+    ``options`` go to ``pyarrow.parquet.write_table`` (default: zstd compression).
+    """
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, **{"compression": "zstd", **options})
     atomic_write_bytes(url, sink.getvalue().to_pybytes())
 
 

@@ -1,19 +1,17 @@
 """Unigram and bigram counts over Wikipedia articles, as a stage, with exact spill-and-merge.
 
-Each task counts one dump slice (wikipedia.DumpSlice) into in-memory counters and spills them,
-whenever they pass ``spill_rows`` keys and at the end of the task, as Parquet files hash-bucketed
-by key: ``OUT/unigrams/bucket=BBB/part-TTTTT-SSSS.parquet`` (token, count) and
-``OUT/bigrams/bucket=BBB/...`` (w1, w2, count). ``merge_unigrams`` and ``bigram_pmi`` sum the
-parts bucket by bucket, so memory is bounded by one bucket, and the sums are exact whatever the
-number of tasks. Token rules: ``article_tokens`` (docs/queries.md).
+Each task counts one dump slice (wikipedia.DumpSlice) with ``TaskCounts`` (vectorised: numpy and
+Arrow kernels, no per-token Python) and spills the counts, whenever they pass ``spill_rows`` keys
+and at the end of the task, as Parquet files hash-bucketed by key: ``OUT/unigrams/bucket=BBB/part-TTTTT-SSSS.parquet`` (token,
+count) and ``OUT/bigrams/bucket=BBB/...`` (w1, w2, count). ``merge_unigrams`` and ``bigram_pmi``
+sum the parts bucket by bucket, so memory is bounded by one bucket, and the sums are exact
+whatever the number of tasks. Token rules: ``article_tokens`` (docs/queries.md).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import zlib
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -24,7 +22,7 @@ import pyarrow.compute as pc
 from wit.io import folders
 from wit.queries import wikipedia
 from wit.stage import BatchResult, Stage
-from wit.text.normalize import spaced
+from wit.text.normalize import collapse_whitespace, spaced, token_stream
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +33,13 @@ PAGES = pa.schema([("uid", pa.string()), ("ns", pa.int32()), ("redirect", pa.boo
 
 
 def article_parts(text: str) -> list[str]:
-    """Cleaned article text split on single spaces of its spaced form.
+    """Cleaned article text split on single spaces of its spaced form (the reference definition).
 
     Non-empty parts are the tokens; an empty part marks a gap of two or more spaces, across
-    which no bigram is counted (the matcher could not find ``"a b"`` there).
+    which no bigram is counted (the matcher could not find ``"a b"`` there). The counting stage
+    computes the same parts for a whole batch with ``normalize.spaced_parts``.
     """
-    # " ".join(str.split()) is normalize.collapse_whitespace (both split on str.isspace()
-    # characters, which is what the regex's \s matches), at a quarter of the cost.
-    return spaced(" ".join(wikipedia.clean_wikitext(text).split())).split(" ")
+    return spaced(collapse_whitespace(wikipedia.clean_wikitext(text))).split(" ")
 
 
 def article_tokens(text: str) -> list[str]:
@@ -56,6 +53,119 @@ def article_bigrams(text: str) -> list[tuple[str, str]]:
     return [(a, b) for a, b in zip(parts, parts[1:]) if a and b]
 
 
+def key_hashes(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A 64-bit FNV-1a hash per string key (its first 8 bytes and its length), as uint64.
+
+    Vectorised with numpy over Arrow's buffers, and the same in every process (unlike ``hash``):
+    spill buckets must agree between tasks.
+    """
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    keys = keys.cast(pa.large_string())
+    n = len(keys)
+    if n == 0:
+        return np.zeros(0, np.uint64)
+    offsets = np.frombuffer(keys.buffers()[1], np.int64)[keys.offset:keys.offset + n + 1]
+    data = np.frombuffer(keys.buffers()[2], np.uint8) if keys.buffers()[2] is not None else np.zeros(1, np.uint8)
+    start, end = offsets[:-1], offsets[1:]
+    h = np.full(n, 0xCBF29CE484222325, np.uint64)
+    last = max(len(data) - 1, 0)
+    for k in range(8):
+        pos = start + k
+        byte = np.where(pos < end, data[np.minimum(pos, last)], 0).astype(np.uint64)
+        h = (h ^ byte) * _FNV_PRIME
+    return (h ^ (end - start).astype(np.uint64)) * _FNV_PRIME
+
+
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+def _sum_sorted(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct keys (sorted) with their summed counts."""
+    order = np.argsort(keys, kind="stable")
+    keys, counts = keys[order], counts[order]
+    if not len(keys):
+        return keys, counts
+    first = np.concatenate([[0], np.flatnonzero(keys[1:] != keys[:-1]) + 1])
+    return keys[first], np.add.reduceat(counts, first)
+
+
+class TaskCounts:
+    """Unigram and bigram counts of one task, kept as integer ids into the task's vocabulary.
+
+    A batch of cleaned articles is tokenised by ``normalize.token_stream`` and dictionary-encoded
+    by Arrow; only the batch's distinct tokens cross into Python, to be given task ids. Unigram
+    counts are a bincount of the ids; a bigram is the int64 ``id1 << 32 | id2``, counted per batch
+    with ``np.unique`` and merged by a sort when the pending rows reach the merged size (so the
+    work stays linear). Strings are rebuilt only when the counts are drained for a spill.
+    """
+
+    def __init__(self, floor: int = 1 << 18) -> None:
+        self.floor = floor
+        self.ids: dict[str, int] = {}
+        self.uni = np.zeros(0, np.int64)
+        self.bi_keys = np.zeros(0, np.int64)
+        self.bi_counts = np.zeros(0, np.int64)
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self.pending_rows = 0
+
+    def rows(self) -> int:
+        """An upper bound on the distinct unigrams plus bigrams held."""
+        return len(self.ids) + len(self.bi_keys) + self.pending_rows
+
+    def add(self, texts: pa.Array) -> None:
+        tokens, joined = token_stream(texts)
+        if not len(tokens):
+            return
+        encoded = pc.dictionary_encode(tokens)
+        ids = self.ids
+        local = np.fromiter((ids.setdefault(t, len(ids)) for t in encoded.dictionary.to_pylist()),
+                            np.int64, len(encoded.dictionary))
+        codes = local[encoded.indices.to_numpy()]
+        counts = np.bincount(codes, minlength=len(ids))
+        counts[:len(self.uni)] += self.uni
+        self.uni = counts
+        pairs = (codes[:-1][joined] << 32) | codes[1:][joined]
+        self.pending.append(np.unique(pairs, return_counts=True))
+        self.pending_rows += len(self.pending[-1][0])
+        if self.pending_rows >= max(self.floor, len(self.bi_keys)):
+            self._merge()
+
+    def _merge(self) -> None:
+        if self.pending:
+            keys = np.concatenate([self.bi_keys] + [k for k, _ in self.pending])
+            counts = np.concatenate([self.bi_counts] + [c for _, c in self.pending])
+            self.bi_keys, self.bi_counts = _sum_sorted(keys, counts)
+            self.pending, self.pending_rows = [], 0
+
+    def drain(self, buckets: int) -> tuple[pa.Table, np.ndarray, pa.Table, np.ndarray]:
+        """``(unigrams, bounds, bigrams, bounds)`` ordered by spill bucket, leaving this empty.
+
+        Rows of bucket b are ``table[bounds[b]:bounds[b + 1]]``. Sorting happens on the integer
+        ids, before any string column is built.
+        """
+        self._merge()
+        vocab = pa.array(list(self.ids), pa.string())
+        hashes = key_hashes(vocab)
+        uni_order, uni_bounds = _bucket_order(hashes, buckets)
+        uni = pa.table([vocab.take(pa.array(uni_order)), pa.array(self.uni[uni_order], pa.int64())],
+                       schema=UNIGRAMS)
+        first, second = self.bi_keys >> 32, self.bi_keys & 0xFFFFFFFF
+        bi_order, bi_bounds = _bucket_order(hashes[first] * _FNV_PRIME ^ hashes[second], buckets)
+        first, second = first[bi_order], second[bi_order]
+        bi = pa.table([vocab.take(pa.array(first)), vocab.take(pa.array(second)),
+                       pa.array(self.bi_counts[bi_order], pa.int64())], schema=BIGRAMS)
+        self.__init__(self.floor)
+        return uni, uni_bounds, bi, bi_bounds
+
+
+def _bucket_order(hashes: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stable order of rows by bucket (``hash % buckets``) and each bucket's start row."""
+    b = (hashes % np.uint64(buckets)).astype(np.uint16 if buckets <= 1 << 16 else np.int64)
+    order = np.argsort(b, kind="stable")  # a radix sort for 16-bit keys
+    return order, np.searchsorted(b[order], np.arange(buckets + 1))
+
+
 @dataclass
 class CountStage(Stage):
     """Count tokens and bigrams of ns-0, non-redirect pages; tasks are encoded DumpSlices."""
@@ -65,13 +175,12 @@ class CountStage(Stage):
     spill_rows: int = 2_000_000
     name: str = "queries"
     batch_rows: int = 256
-    _uni: Counter = field(default_factory=Counter, init=False, repr=False)
-    _bi: Counter = field(default_factory=Counter, init=False, repr=False)
+    _counts: TaskCounts | None = field(default=None, init=False, repr=False)
     _task: int = field(default=0, init=False, repr=False)
     _seq: int = field(default=0, init=False, repr=False)
 
     def begin_task(self, path: str, index: int) -> None:
-        self._uni, self._bi = Counter(), Counter()
+        self._counts = TaskCounts(max(1, self.spill_rows // 4))
         self._task, self._seq = index, 0
         for kind in ("unigrams", "bigrams"):  # a half-finished earlier attempt of this task
             fs, root = folders.fs_and_path(folders.join(self.spill_dir, kind))
@@ -90,7 +199,7 @@ class CountStage(Stage):
 
     def process_batch(self, batch: pa.Table) -> BatchResult:
         uids = batch.column("uid").to_pylist()
-        kept, drop_uids, reasons = [], [], []
+        kept, drop_uids, reasons, texts = [], [], [], []
         for uid, ns, redirect, text, error in zip(uids, batch.column("ns").to_pylist(),
                                                   batch.column("redirect").to_pylist(),
                                                   batch.column("text").to_pylist(),
@@ -102,50 +211,28 @@ class CountStage(Stage):
             elif redirect:
                 drop_uids.append(uid), reasons.append("redirect")
             else:
-                parts = article_parts(text)
-                # The empty gap markers are counted as unigrams too (one update in C) and dropped on
-                # spill. Bigrams are counted as "a b" strings, their final form: unlike tuples they
-                # are not tracked by the cyclic GC, whose passes over a big counter of tuples cost more.
-                self._uni.update(parts)
-                self._bi.update([f"{a} {b}" for a, b in zip(parts, parts[1:]) if a and b])
+                texts.append(wikipedia.clean_wikitext(text))
                 kept.append(uid)
-        if len(self._bi) + len(self._uni) >= self.spill_rows:
-            self._spill()
+        if texts:
+            self._counts.add(pa.array(texts, pa.large_string()))
+            if self._counts.rows() >= self.spill_rows:
+                self._spill()
         return BatchResult(pa.table({"uid": pa.array(kept, pa.string())}), BatchResult.drops(drop_uids, reasons))
 
     def _spill(self) -> None:
-        uni, bi = self._uni, self._bi
-        self._uni, self._bi = Counter(), Counter()
-        uni.pop("", None)
-        if uni:
-            keys = list(uni.keys())
-            table = pa.table([pa.array(keys, pa.string()), pa.array(list(uni.values()), pa.int64())],
-                             schema=UNIGRAMS)
-            self._write_buckets("unigrams", table, keys)
-        if bi:
-            keys = list(bi.keys())
-            # Tokens hold no white space, so each key splits at its one space into (w1, w2).
-            words = pc.list_flatten(pc.split_pattern(pa.array(keys, pa.string()), " ", max_splits=1))
-            table = pa.table([words.take(np.arange(0, len(words), 2)), words.take(np.arange(1, len(words), 2)),
-                              pa.array(list(bi.values()), pa.int64())], schema=BIGRAMS)
-            self._write_buckets("bigrams", table, keys)
+        uni, uni_bounds, bi, bi_bounds = self._counts.drain(self.buckets)
+        for kind, table, bounds in (("unigrams", uni, uni_bounds), ("bigrams", bi, bi_bounds)):
+            for bucket in range(self.buckets):
+                lo, hi = int(bounds[bucket]), int(bounds[bucket + 1])
+                if hi > lo:
+                    self._write(kind, bucket, table.slice(lo, hi - lo))
         self._seq += 1
-
-    def _write_buckets(self, kind: str, table: pa.Table, keys: list[str]) -> None:
-        if not keys:
-            return
-        b = np.fromiter(map(zlib.crc32, map(str.encode, keys)), np.uint32, len(keys)) % self.buckets
-        order = np.argsort(b, kind="stable")
-        bounds = np.searchsorted(b[order], np.arange(self.buckets + 1))
-        table = table.take(pa.array(order))
-        for bucket in range(self.buckets):
-            lo, hi = int(bounds[bucket]), int(bounds[bucket + 1])
-            if hi > lo:
-                self._write(kind, bucket, table.slice(lo, hi - lo))
 
     def _write(self, kind: str, bucket: int, table: pa.Table) -> None:
         url = folders.join(self.spill_dir, kind, f"bucket={bucket:03d}", f"part-{self._task:05d}-{self._seq:04d}.parquet")
-        folders.write_parquet(url, table)
+        # Spills are temporary and read once by the merge: writing them plain (no compression,
+        # dictionaries or statistics) costs a fifth of the default zstd encoding.
+        folders.write_parquet(url, table, compression="none", use_dictionary=False, write_statistics=False)
 
     def write_output(self, kept: pa.Table, out: str, index: int) -> int:
         self._spill()
@@ -174,6 +261,9 @@ def _bucket_dirs(spill_dir: str, kind: str) -> list[str]:
 
 def _sum_bucket(bucket_dir: str, keys: list[str]) -> pa.Table:
     t = folders.read_parquet(bucket_dir)
+    fs, path = folders.fs_and_path(bucket_dir)
+    if len(fs.glob(f"{path}/*.parquet")) == 1:  # one spill: its keys are already distinct
+        return t
     return t.group_by(keys).aggregate([("count", "sum")]).rename_columns(keys + ["count"])
 
 
@@ -190,13 +280,19 @@ def nltk_pmi(n_ii: int, n_ix: int, n_xi: int, n_all: int) -> float:
     return math.log2(float(n_ii) * n_all) - math.log2(n_ix * n_xi)
 
 
-def iter_bigram_buckets(spill_dir: str, unigrams: pa.Table, min_count: int = 1) -> Iterator[pa.Table]:
-    """Per bucket, the summed bigrams with ``count >= min_count`` joined with their unigram counts."""
+def iter_bigram_buckets(spill_dir: str, unigrams: pa.Table, min_count: int = 1,
+                        max_count: float | None = None) -> Iterator[pa.Table]:
+    """Per bucket, the summed bigrams with ``min_count <= count <= max_count`` joined with their
+    unigram counts (n1, n2); the count filter runs before the join."""
     uni = unigrams.select(["token", "count"])
     for d in _bucket_dirs(spill_dir, "bigrams"):
         t = _sum_bucket(d, ["w1", "w2"])
         if min_count > 1:
             t = t.filter(pc.greater_equal(t["count"], min_count))
+        if max_count is not None:
+            t = t.filter(pc.less_equal(t["count"], max_count))
+        if not t.num_rows:
+            continue
         t = t.join(uni.rename_columns(["w1", "n1"]), "w1").join(uni.rename_columns(["w2", "n2"]), "w2")
         yield t
 
@@ -211,9 +307,9 @@ def bigram_pmi(spill_dir: str, unigrams: pa.Table, pmi_min: float | None, min_co
     """
     n_all = int(pc.sum(unigrams["count"]).as_py() or 0)
     out = []
-    for t in iter_bigram_buckets(spill_dir, unigrams, min_count):
+    max_count = None if pmi_min is None else n_all / 2.0 ** pmi_min * (1 + 1e-9)
+    for t in iter_bigram_buckets(spill_dir, unigrams, min_count, max_count):
         if pmi_min is not None and t.num_rows:
-            t = t.filter(pc.less_equal(t["count"], n_all / 2.0 ** pmi_min * (1 + 1e-9)))
             c = t["count"].to_numpy().astype(np.float64)
             approx = np.log2(c * n_all) - np.log2(t["n1"].to_numpy().astype(np.float64) * t["n2"].to_numpy())
             t = t.filter(pa.array(approx >= pmi_min - 1e-6))

@@ -9,11 +9,16 @@ no space and none of the padded punctuation, so a counted word is always findabl
 wherever it occurs as a token; a bigram ``"a b"`` is findable wherever its two tokens are
 separated by exactly one space in the spaced text (the builder collapses runs of white space
 before counting, so counted bigrams are the ones that appear that way).
+
+``token_stream`` computes the same tokens, and which neighbours form findable bigrams, for a whole
+Arrow array at once (the query builder's hot path); tests/unit/test_normalize.py asserts it equals
+the per-string functions here, for white space of every kind.
 """
 
 from __future__ import annotations
 
-import re
+import numpy as np
+import pyarrow as pa
 
 PADDED_PUNCTUATION = (",", ".", ";", ":", "?", "!", "`")
 SPACED_CONTROLS = ("\t", "\n", "\r")
@@ -21,7 +26,6 @@ SPACED_CONTROLS = ("\t", "\n", "\r")
 _TABLE = str.maketrans(
     {**{p: f" {p} " for p in PADDED_PUNCTUATION}, **{c: " " for c in SPACED_CONTROLS}}
 )
-_WS = re.compile(r"\s+")
 
 
 def spaced(text: str) -> str:
@@ -48,10 +52,90 @@ def tokens(text: str) -> list[str]:
 
 
 def collapse_whitespace(text: str) -> str:
-    """Collapse runs of white space to one space (used on cleaned wikitext before counting)."""
-    return _WS.sub(" ", text).strip()
+    """Collapse runs of white space (every ``str.isspace`` character) to one space, trimmed."""
+    return " ".join(text.split())
 
 
-def is_single_punctuation(entry: str) -> bool:
-    """True for a one-character entry that is not a letter or digit (excluded from queries)."""
-    return len(entry) == 1 and not entry.isalnum()
+_WHITESPACE = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+_MULTIBYTE_WS = [c.encode() for c in _WHITESPACE if ord(c) >= 0x80]
+
+
+def _byte_ranges(codes: list[int]) -> list[tuple[int, int]]:
+    """Sorted byte values as inclusive ranges (comparisons are much cheaper than table lookups)."""
+    ranges: list[tuple[int, int]] = []
+    for c in sorted(set(codes)):
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1] = (ranges[-1][0], c)
+        else:
+            ranges.append((c, c))
+    return ranges
+
+
+_ASCII_WS_RANGES = _byte_ranges([ord(c) for c in _WHITESPACE if ord(c) < 0x80])
+_PUNCT_RANGES = _byte_ranges([ord(p) for p in PADDED_PUNCTUATION])
+_LEAD_RANGES = _byte_ranges([seq[0] for seq in _MULTIBYTE_WS])
+
+
+def _in_ranges(data: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray:
+    out = np.zeros(len(data), bool)
+    for lo, hi in ranges:
+        out |= (data == lo) if lo == hi else ((data >= lo) & (data <= hi))
+    return out
+
+
+def token_stream(texts: pa.StringArray) -> tuple[pa.StringArray, np.ndarray]:
+    """The tokens of all ``texts`` in order, and which neighbours form a countable bigram.
+
+    Returns ``(tokens, joined)``: ``tokens`` is ``[t for text in texts for t in tokens(collapse_
+    whitespace(text))]``, and ``joined[j]`` is True where tokens j and j+1 belong to the same text
+    and stand one space apart in its spaced form (a bigram the matcher can find). Computed on the
+    UTF-8 bytes with numpy: a padded punctuation character is a token of its own, other tokens
+    are maximal runs of non-white-space bytes; two neighbours are one space apart exactly when
+    one of (left is punctuation, white space between, right is punctuation) holds.
+    """
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    texts = texts.cast(pa.large_string())
+    n_texts = len(texts)
+    offsets = np.frombuffer(texts.buffers()[1], np.int64)[texts.offset:texts.offset + n_texts + 1]
+    base = int(offsets[0]) if n_texts else 0
+    offsets = offsets - base
+    size = int(offsets[-1]) if n_texts else 0
+    raw = texts.buffers()[2]
+    data = np.frombuffer(raw, np.uint8)[base:base + size] if raw is not None else np.zeros(0, np.uint8)
+
+    ws = _in_ranges(data, _ASCII_WS_RANGES)
+    leads = np.flatnonzero(_in_ranges(data, _LEAD_RANGES))
+    if len(leads):
+        padded = np.concatenate([data, np.zeros(4, np.uint8)])
+        for seq in _MULTIBYTE_WS:
+            hit = leads[np.logical_and.reduce([padded[leads + k] == byte for k, byte in enumerate(seq)])]
+            for k in range(len(seq)):
+                ws[hit + k] = True
+    punct = _in_ranges(data, _PUNCT_RANGES)
+    word = ~(ws | punct)
+    starts_of_texts = offsets[:-1][offsets[:-1] < size]
+    prev_word = np.empty_like(word)
+    prev_word[0:1] = False
+    prev_word[1:] = word[:-1]
+    prev_word[starts_of_texts] = False
+    next_word = np.empty_like(word)
+    next_word[-1:] = False
+    next_word[:-1] = word[1:]
+    ends_of_texts = offsets[1:][offsets[1:] > 0] - 1
+    next_word[ends_of_texts] = False
+
+    starts = np.flatnonzero(punct | (word & ~prev_word))
+    ends = np.flatnonzero(punct | (word & ~next_word)) + 1
+    is_punct = punct[starts]
+    text_of = np.searchsorted(offsets, starts, side="right") - 1
+    space_between = ends[:-1] < starts[1:]
+    joined = (text_of[:-1] == text_of[1:]) & (
+        is_punct[:-1].astype(np.int8) + space_between + is_punct[1:] == 1)
+
+    # Drop the white-space bytes: the tokens then lie back to back, so start offsets suffice.
+    gaps = starts - np.concatenate([[0], ends[:-1]])
+    token_offsets = np.concatenate([starts - np.cumsum(gaps), [int(np.count_nonzero(~ws))]])
+    tokens = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(token_offsets.astype(np.int64)),
+                                              pa.py_buffer(data[~ws]))
+    return tokens, joined

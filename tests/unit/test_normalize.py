@@ -1,0 +1,52 @@
+"""The shared text normalisation: the vectorised token stream equals the per-string definition."""
+
+from __future__ import annotations
+
+import random
+
+import pyarrow as pa
+import pytest
+
+from wit.text.normalize import collapse_whitespace, spaced, token_stream
+
+WHITESPACE = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+
+
+def _reference(texts: list[str]) -> tuple[list[str], list[bool]]:
+    """Tokens of every text and, per neighbouring pair, whether they are one space apart."""
+    tokens: list[str] = []
+    joined: list[bool] = []
+    for text in texts:
+        parts = spaced(collapse_whitespace(text)).split(" ")
+        idx = [i for i, p in enumerate(parts) if p]
+        if tokens and idx:
+            joined.append(False)  # never across two texts
+        tokens += [parts[i] for i in idx]
+        joined += [b == a + 1 for a, b in zip(idx, idx[1:])]
+    return tokens, joined
+
+
+def test_collapse_whitespace_handles_every_unicode_space():
+    assert collapse_whitespace("".join(WHITESPACE) + "a" + "\u3000\x1c" + "b ") == "a b"
+    assert collapse_whitespace("a\u200bb") == "a\u200bb"  # zero-width space is not white space
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_token_stream_equals_per_string_definition(seed):
+    rng = random.Random(seed)
+    alphabet = (list("ab,.;:?!`'-é中\u00c2\u0100\u2080\ufeff\u200b") + WHITESPACE + [" "] * 8)
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(20_000)]
+    texts += ["", " ", "a", ",", "a,b", "a, b", "a ,b", ",,", "x\u00a0y", "\u3000a\u3000"]
+    arr = pa.array(texts, pa.string())
+    for sample in (arr, arr.slice(7, 5000), arr.cast(pa.large_string())):
+        tokens, joined = token_stream(sample)
+        want_tokens, want_joined = _reference(sample.to_pylist())
+        assert tokens.to_pylist() == want_tokens
+        assert joined.tolist() == want_joined
+
+
+def test_token_stream_bigram_rules():
+    tokens, joined = token_stream(pa.array(["New York, USA", "is big"]))
+    assert tokens.to_pylist() == ["New", "York", ",", "USA", "is", "big"]
+    # "York ," is one space apart in " New York ,  USA "; ", USA" is not; nor "USA is" (two texts).
+    assert joined.tolist() == [True, True, False, False, True]
