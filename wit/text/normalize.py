@@ -56,6 +56,11 @@ def collapse_whitespace(text: str) -> str:
     return " ".join(text.split())
 
 
+def is_single_punctuation(entry: str) -> bool:
+    """True for a one-character entry that is not a letter or digit (excluded from queries)."""
+    return len(entry) == 1 and not entry.isalnum()
+
+
 _WHITESPACE = [chr(c) for c in range(0x110000) if chr(c).isspace()]
 _MULTIBYTE_WS = [c.encode() for c in _WHITESPACE if ord(c) >= 0x80]
 
