@@ -76,7 +76,11 @@ class DownloadConfig(Strict):
     max_bytes: int = Field(20_000_000, ge=1)
     processes: int = Field(1, ge=1)
     threads: int = Field(16, ge=1)
-    per_host_qps: float = Field(0.0, ge=0, description="max requests/s per host and worker (0: no limit)")
+    per_host_qps: float = Field(0.0, ge=0, description="max request starts/s per host (0: no limit)")
+    host_limit: Literal["global", "worker"] = Field(
+        "global", description="ray runner: per-host limits shared by all workers (broker actors) or per worker")
+    host_limit_shards: int = Field(1, ge=1, description="broker actors for host_limit global (hosts hashed over them)")
+    host_lease_ttl: float = Field(300.0, gt=0, description="s a request slot may be held before the broker reclaims it")
     backoff: float = Field(0.5, ge=0, description="first retry delay in s; doubles each retry")
     max_redirects: int = Field(5, ge=0)
     max_pixels: int = Field(50_000_000, ge=1, description="header check before decode (decompression bombs)")
@@ -105,6 +109,14 @@ class DedupeConfig(Strict):
     within_dataset: bool = True
     within_threshold: int = Field(4, ge=0, le=64)
     enabled: bool = True
+    crop_variants: bool = Field(True, description="index pHashes of 19 crops of each eval image")
+    rotation_variants: bool = Field(True, description="index pHashes of +-4/8 degree rotations of each eval image")
+    centre_hash: bool = Field(True, description="match centre-region pHashes too (overlays, borders); decodes the JPEG")
+    model: str | None = Field(None, description="open_clip model name for embedding matching (with checkpoint)")
+    checkpoint: str | None = Field(None, description="local open_clip checkpoint; without it no embeddings")
+    embed_threshold: float | None = Field(None, ge=-1, le=1, description="cosine; None: the index's")
+    embed_thresholds: dict[str, float] = Field(default_factory=dict, description="per eval set cosine")
+    embed_batch: int = Field(64, ge=1)
 
 
 class ShardConfig(Strict):

@@ -76,9 +76,10 @@ DOWNLOADED = pa.schema(list(BALANCED) + [
 FILTERED = DOWNLOADED
 DEDUPED = DOWNLOADED
 
-# dedupe index: one row per eval image.
+# dedupe index: one "image" row per eval image plus its variant rows (crop, rotate, rotate_crop:
+# whole-image pHashes of transformed copies; centre: the centre-region pHash), pixel hash "" on those.
 EVAL_INDEX = pa.schema([("set", pa.string()), ("item", pa.string()), ("pixel_sha256", pa.string()),
-                        ("phash", pa.uint64())])
+                        ("phash", pa.uint64()), ("variant", pa.string())])
 
 # One row per sample of a shard tar (RUN/shards/NNNNN.parquet).
 SHARD = pa.schema([

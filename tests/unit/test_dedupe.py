@@ -50,7 +50,10 @@ def test_index_formats_and_query(tmp_path, shared_data):
     assert idx["f"].items[0] == f"cls/{photos[0].name}"
     idx["f"].save(str(tmp_path / "ix"))
     loaded = EvalIndex.load(str(tmp_path / "ix"))
-    q = np.array([idx["f"].phashes[2] ^ np.uint64(0b111), ~idx["f"].phashes[0]], dtype=np.uint64)
+    rows = np.nonzero(loaded.variants == "image")[0]
+    assert len(rows) == loaded.n_images == 6 and loaded.items[rows[2]] == f"cls/{photos[2].name}"
+    assert loaded.rows_per_image() == {"centre": 1.0, "crop": 19.0, "image": 1.0, "rotate": 4.0, "rotate_crop": 4.0}
+    q = np.array([loaded.phashes[rows[2]] ^ np.uint64(0b111), ~loaded.phashes[rows[0]]], dtype=np.uint64)
     m = loaded.query(q, 5)
     assert m.hit.tolist() == [True, False] and m.distance[0] == 3 and m.item[0] == f"cls/{photos[2].name}"
     assert loaded.query(q, {"f": 2}).hit.tolist() == [False, False]  # per-set threshold
@@ -129,3 +132,53 @@ def test_describe_uses_download_descriptors_and_decodes_only_without_them(tmp_pa
     assert by_uid["b"]["phash"] == described[1]["phash"] and by_uid["e"]["pixel_sha256"]  # e decoded here
     kept = {r["uid"]: r for r in folders.read_parquet(out).to_pylist()}
     assert kept["b"]["phash"] == described[1]["phash"] and kept["e"]["phash"] is not None
+
+
+def test_rotated_and_overlaid_copies_matched_by_their_descriptor(tmp_path, shared_data):
+    from PIL import ImageDraw
+
+    from wit.dedupe.index import rotate
+    from wit.dedupe.stage import DescribeStage
+    from wit.download.image import prepare
+
+    photos = _photos(shared_data, 16)
+    (tmp_path / "eval").mkdir()
+    for p in photos[:6]:
+        (tmp_path / "eval" / p.name).write_bytes(p.read_bytes())
+    EvalIndex.build({"imgs": str(tmp_path / "eval")}).save(str(tmp_path / "ix"))
+    im = [Image.open(p).convert("RGB") for p in photos[:3]]
+    overlaid = im[2].copy()
+    w, h = overlaid.size
+    draw = ImageDraw.Draw(overlaid)  # caption bars top and bottom, as on memes and stock previews
+    draw.rectangle((0, h - h // 8, w, h), fill=(0, 0, 0))
+    draw.rectangle((0, 0, w, h // 10), fill=(255, 255, 255))
+    draw.text((10, h - h // 10), "SAMPLE TEXT www.example.com", fill=(255, 255, 255))
+    bodies = [_jpeg(rotate(im[0], 7, crop=False)), _jpeg(rotate(im[1], -6, crop=True)), _jpeg(overlaid)]
+    bodies += [p.read_bytes() for p in photos[6:]]
+    rows = [prepare(b, image_size=256) for b in bodies]
+    batch = pa.table({"uid": [f"u{i:02d}" for i in range(len(rows))], "jpg": [r.jpg for r in rows],
+                      "pixel_sha256": [r.pixel_sha256 for r in rows],
+                      "phash": pa.array([r.phash for r in rows], pa.uint64()),
+                      "phash_flip": pa.array([r.phash_flip for r in rows], pa.uint64())})
+    stage = DescribeStage(index_dir=str(tmp_path / "ix"))
+    stage.setup()
+    d = stage.process_batch(batch).kept.to_pylist()
+    assert [(r["eval_match"], r["eval_match_by"]) for r in d[:3]] == [
+        (f"imgs:{photos[0].name}", "phash:rotate"), (f"imgs:{photos[1].name}", "phash:rotate_crop"),
+        (f"imgs:{photos[2].name}", "centre")]
+    assert not any(r["eval_match"] for r in d[3:])
+    # without the variant rows and the centre hash, pHash alone misses all three
+    bare = DescribeStage(index_dir=str(tmp_path / "ix"), centre_hash=False)
+    bare.setup()
+    bare.index = EvalIndex(bare.index.table.filter(pa.compute.equal(bare.index.table.column("variant"), "image")))
+    assert not any(r["eval_match"] for r in bare.process_batch(batch).kept.to_pylist()[:3])
+
+
+def test_index_without_variant_column_still_loads(tmp_path, shared_data):
+    p = _photos(shared_data, 1)[0]
+    img = Image.open(p)
+    t = pa.table({"set": ["s", "s"], "item": ["a", "a"], "pixel_sha256": [pixel_hash(img), ""],
+                  "phash": pa.array([phash64(img), 0], pa.uint64())})
+    folders.write_parquet(str(tmp_path / "ix" / "index.parquet"), t)
+    idx = EvalIndex.load(str(tmp_path / "ix"))
+    assert idx.variants.tolist() == ["image", "crop"] and idx.n_images == 1 and idx.embeddings is None

@@ -16,6 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", nargs="?", choices=["index"], help="`index`: build an eval index")
     p.add_argument("--eval", action="append", default=[], metavar="NAME=PATH",
                    help="(index) an eval set: ImageFolder dir, webdataset .tar dir/file, or Parquet with image bytes")
+    p.add_argument("--model", default=None, help="(index) open_clip model name for embeddings, e.g. ViT-B-32")
+    p.add_argument("--checkpoint", default=None,
+                   help="(index) local open_clip checkpoint; without it the embedding path is off (nothing is downloaded)")
+    p.add_argument("--embed-threshold", type=float, default=0.95,
+                   help="(index) cosine at or above which a candidate is an eval copy (stored in the index)")
     p.add_argument("--index", default=None, help="(dedupe) eval index dir; without it only in-set duplicates go")
     p.add_argument("--input", default=None, help="(dedupe) filtered Parquet parts")
     p.add_argument("--out", required=True, help="index dir (index) or output folder (dedupe)")
@@ -37,8 +42,14 @@ def _main(args: argparse.Namespace) -> int:
         if not args.eval:
             print("wit dedupe index: give at least one --eval NAME=PATH", file=sys.stderr)
             return 2
-        index = build_index_cli(args.eval, args.out)
-        print(json.dumps({"images": index.n_images, "rows": len(index), "sets": sorted(set(index.sets.tolist())), "out": args.out}))
+        if args.checkpoint and not args.model:
+            print("wit dedupe index: --checkpoint needs --model NAME", file=sys.stderr)
+            return 2
+        index = build_index_cli(args.eval, args.out, model=args.model, checkpoint=args.checkpoint,
+                                embed_threshold=args.embed_threshold)
+        print(json.dumps({"images": index.n_images, "rows": len(index), "rows_per_image": index.rows_per_image(),
+                          "sets": sorted(set(index.sets.tolist())),
+                          "embeddings": index.model or "off (no --checkpoint)", "out": args.out}))
         return 0
     if not args.input:
         print("wit dedupe: --input is required (or use `wit dedupe index`)", file=sys.stderr)

@@ -1,15 +1,18 @@
 """The eval-set index: exact pixel hashes and pHashes of every eval image, and fast lookups.
 
 Eval sets come as ImageFolder dirs, webdataset tar shards, or Parquet with image bytes. The index
-is a directory holding ``index.parquet`` (set, item, pixel_sha256, phash). A pHash lookup is a
-brute-force Hamming scan in blocks (XOR + popcount over uint64), which at 100k eval images does
-thousands of lookups per second per core with no approximation.
+is a directory holding ``index.parquet`` (set, item, pixel_sha256, phash, variant): one "image" row
+per eval image plus "crop", "rotate", "rotate_crop" and "centre" rows, and with an open_clip model
+``embeddings.parquet`` (row, embedding) + ``model.json``. A pHash lookup is a brute-force Hamming
+scan in blocks (XOR + popcount over uint64), exact, no approximation.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
+import math
 import os
 import tarfile
 from dataclasses import dataclass
@@ -20,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from wit import schemas
-from wit.dedupe.descriptors import pixel_hash, phash64_batch
+from wit.dedupe.descriptors import centre_phash_batch, phash64_batch, pixel_hash
 from wit.io import folders
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,14 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 NO_MATCH = 255
 # Crops indexed beside each eval image (scale, x, y in [0, 1]): pHash alone misses crops > ~10%.
 CROP_VARIANTS = tuple((s, x, y) for s in (0.85, 0.92) for y in (0, 0.5, 1) for x in (0, 0.5, 1)) + ((0.75, 0.5, 0.5),)
+# Rotations indexed beside each eval image (degrees): pHash alone misses rotations beyond ~3 degrees.
+ROTATIONS = (-8.0, -4.0, 4.0, 8.0)
+# Bits off the threshold on rows that are not the image itself: with 8 rotations per eval image the
+# chance that some variant lies near an unrelated photo grows, and true rotated copies sit at <= 8 bits
+# while the nearest distractors reach 10 (benchmarks/dedupe_quality.py). Crop rows keep the full threshold.
+VARIANT_MARGINS = {"rotate": 2, "rotate_crop": 2, "centre": 2}
+EMBEDDINGS = "embeddings.parquet"
+MODEL_JSON = "model.json"
 
 
 def crops(img, variants=CROP_VARIANTS) -> list:
@@ -39,6 +50,22 @@ def crops(img, variants=CROP_VARIANTS) -> list:
         left, top = int((w - cw) * x), int((h - ch) * y)
         out.append(img.crop((left, top, left + cw, top + ch)))
     return out
+
+
+def rotate(img, degrees: float, crop: bool):
+    """``img`` turned by ``degrees`` about its centre, black corners; with ``crop``, cut to the largest
+    centred rectangle of the same aspect that holds no corner (how rotated web copies are often framed)."""
+    from PIL import Image
+
+    out = img.rotate(degrees, resample=Image.Resampling.BILINEAR)
+    if not crop:
+        return out
+    w, h = img.size
+    c, s = abs(math.cos(math.radians(degrees))), abs(math.sin(math.radians(degrees)))
+    f = min(w / (w * c + h * s), h / (w * s + h * c))
+    cw, ch = max(1, int(w * f)), max(1, int(h * f))
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return out.crop((left, top, left + cw, top + ch))
 
 
 def iter_eval_images(path: str) -> Iterator[tuple[str, bytes]]:
@@ -75,58 +102,99 @@ def iter_eval_images(path: str) -> Iterator[tuple[str, bytes]]:
 
 @dataclass(frozen=True)
 class Matches:
-    """Per query: the nearest eval image within its set's threshold (``hit`` False if none)."""
+    """Per query: the nearest eval row within its set's threshold (``hit`` False if none)."""
 
     hit: np.ndarray  # bool
     set: np.ndarray  # object (str or None)
     item: np.ndarray  # object
-    distance: np.ndarray  # int16, NO_MATCH where no hit
-    index: np.ndarray  # int64, -1 where no hit
+    distance: np.ndarray  # int16, NO_MATCH where no hit (embeddings: 0 where hit)
+    index: np.ndarray  # int64 row of the index, -1 where no hit
+    similarity: np.ndarray | None = None  # float32 cosine, embedding queries only
+
+
+def _describe_rows(img, crop_variants: bool, rotation_variants: bool, centre: bool) -> tuple[list[str], list[int]]:
+    """(variant, pHash) of the rows indexed for one eval image besides the image itself."""
+    rgb = img.convert("RGB")
+    groups: list[tuple[str, list]] = []
+    if crop_variants:
+        groups.append(("crop", crops(rgb)))
+    if rotation_variants:
+        groups.append(("rotate", [rotate(rgb, a, crop=False) for a in ROTATIONS]))
+        groups.append(("rotate_crop", [rotate(rgb, a, crop=True) for a in ROTATIONS]))
+    variants, hashes = [], []
+    for name, imgs in groups:
+        variants += [name] * len(imgs)
+        hashes += phash64_batch(imgs).tolist()
+    if centre:
+        variants.append("centre")
+        hashes += centre_phash_batch([rgb]).tolist()
+    return variants, hashes
 
 
 class EvalIndex:
-    """pHashes + pixel hashes of eval images; ``query`` finds the nearest within a threshold."""
+    """pHashes (image, crop, rotation and centre rows) + pixel hashes of eval images, optionally
+    their open_clip embeddings; ``query``/``query_embeddings`` find the nearest within a threshold."""
 
-    def __init__(self, table: pa.Table):
+    def __init__(self, table: pa.Table, embeddings: np.ndarray | None = None, embedding_rows: np.ndarray | None = None,
+                 model: dict | None = None):
+        if "variant" not in table.column_names:  # indexes built before variants were named
+            px = table.column("pixel_sha256").to_pylist()
+            table = table.append_column("variant", pa.array(["image" if h else "crop" for h in px], pa.string()))
         self.table = schemas.conform(table, schemas.EVAL_INDEX)
         self.sets = np.array(self.table.column("set").to_pylist(), dtype=object)
         self.items = np.array(self.table.column("item").to_pylist(), dtype=object)
+        self.variants = np.array(self.table.column("variant").to_pylist(), dtype=object)
         self.phashes = self.table.column("phash").to_numpy().astype(np.uint64)
         self._exact = {h: i for i, h in reversed(list(enumerate(self.table.column("pixel_sha256").to_pylist()))) if h}
+        centre = self.variants == "centre"
+        self._region_rows = {"full": np.nonzero(~centre)[0], "centre": np.nonzero(centre)[0]}
+        self.embeddings = embeddings
+        self.embedding_rows = embedding_rows
+        self.model = model or {}
 
     def __len__(self) -> int:
         return self.table.num_rows
 
     @property
     def n_images(self) -> int:
-        """Eval images indexed (rows minus crop variants)."""
-        return len(self._exact)
+        """Eval images indexed (rows minus variants)."""
+        return int((self.variants == "image").sum())
+
+    def rows_per_image(self) -> dict[str, float]:
+        """Mean rows per eval image, per variant: the lookup cost."""
+        n = max(1, self.n_images)
+        names, counts = np.unique(self.variants.astype(str), return_counts=True)
+        return {str(k): round(int(c) / n, 2) for k, c in zip(names, counts)}
 
     @classmethod
-    def build(cls, eval_sets: dict[str, str], batch: int = 256, crop_variants: bool = True) -> "EvalIndex":
-        """Index every image of ``eval_sets`` (name -> path); with ``crop_variants``, also the
-        pHashes of a few crops of each (rows with an empty pixel hash), which catches cropped copies."""
-        sets, items, pxs, phs = [], [], [], []
+    def build(cls, eval_sets: dict[str, str], batch: int = 256, crop_variants: bool = True,
+              rotation_variants: bool = True, centre: bool = True, embedder=None) -> "EvalIndex":
+        """Index every image of ``eval_sets`` (name -> path). Besides each image's pixel hash and pHash:
+        with ``crop_variants`` the pHashes of 19 crops, with ``rotation_variants`` of 8 small rotations
+        (black corners, and cropped to the unrotated area), with ``centre`` the centre-region pHash;
+        with an ``embedder`` (``wit.dedupe.embed.Embedder``) each image's L2-normalised embedding."""
         from PIL import Image
 
+        sets, items, pxs, phs, variants = [], [], [], [], []
+        emb_parts, emb_rows = [], []
         for name, path in sorted(eval_sets.items()):
             buf: list = []
+            n_before = len(sets)
 
             def flush() -> None:
                 imgs = [Image.open(io.BytesIO(b)) for _, b in buf]
                 for im in imgs:
                     im.load()
-                pxs.extend(pixel_hash(im) for im in imgs)
-                phs.extend(phash64_batch(imgs).tolist())
-                sets.extend([name] * len(buf))
-                items.extend(i for i, _ in buf)
-                if crop_variants:
-                    for (item, _), im in zip(buf, imgs):
-                        variants = crops(im.convert("RGB"))
-                        phs.extend(phash64_batch(variants).tolist())
-                        pxs.extend([""] * len(variants))
-                        sets.extend([name] * len(variants))
-                        items.extend([item] * len(variants))
+                if embedder is not None:
+                    emb_parts.append(embedder.embed(imgs))
+                for (item, _), im, h in zip(buf, imgs, phash64_batch(imgs).tolist()):
+                    emb_rows.append(len(sets))
+                    v, hs = _describe_rows(im, crop_variants, rotation_variants, centre)
+                    sets.extend([name] * (1 + len(v)))
+                    items.extend([item] * (1 + len(v)))
+                    pxs.extend([pixel_hash(im)] + [""] * len(v))
+                    phs.extend([h] + hs)
+                    variants.extend(["image"] + v)
                 buf.clear()
 
             for item, data in iter_eval_images(path):
@@ -135,55 +203,136 @@ class EvalIndex:
                     flush()
             if buf:
                 flush()
-            log.info("eval index: %s indexed (%d rows)", name, sum(1 for s in sets if s == name))
-        return cls(pa.table({"set": pa.array(sets, pa.string()), "item": pa.array(items, pa.string()),
-                             "pixel_sha256": pa.array(pxs, pa.string()), "phash": pa.array(phs, pa.uint64())}))
+            log.info("eval index: %s indexed (%d rows)", name, len(sets) - n_before)
+        table = pa.table({"set": pa.array(sets, pa.string()), "item": pa.array(items, pa.string()),
+                          "pixel_sha256": pa.array(pxs, pa.string()), "phash": pa.array(phs, pa.uint64()),
+                          "variant": pa.array(variants, pa.string())})
+        if embedder is None:
+            return cls(table)
+        emb = np.concatenate(emb_parts) if emb_parts else np.zeros((0, embedder.dim), np.float32)
+        return cls(table, emb, np.array(emb_rows, np.int64), embedder.describe())
 
     def save(self, directory: str) -> None:
         folders.write_parquet(folders.join(directory, "index.parquet"), self.table)
+        if self.embeddings is not None:
+            dim = self.embeddings.shape[1]
+            flat = pa.array(self.embeddings.astype(np.float32).reshape(-1), pa.float32())
+            folders.write_parquet(folders.join(directory, EMBEDDINGS),
+                                  pa.table({"row": pa.array(self.embedding_rows, pa.int64()),
+                                            "embedding": pa.FixedSizeListArray.from_arrays(flat, dim)}))
+            fs, path = folders.fs_and_path(folders.join(directory, MODEL_JSON))
+            with fs.open(path, "w") as f:
+                json.dump(self.model, f, indent=2)
 
     @classmethod
     def load(cls, directory: str) -> "EvalIndex":
-        return cls(folders.read_parquet([folders.join(directory, "index.parquet")]))
+        table = folders.read_parquet([folders.join(directory, "index.parquet")])
+        if not folders.exists(folders.join(directory, EMBEDDINGS)):
+            return cls(table)
+        e = folders.read_parquet([folders.join(directory, EMBEDDINGS)])
+        col = e.column("embedding").combine_chunks()
+        emb = col.values.to_numpy().reshape(len(col), col.type.list_size).astype(np.float32)
+        fs, path = folders.fs_and_path(folders.join(directory, MODEL_JSON))
+        with fs.open(path) as f:
+            model = json.load(f)
+        return cls(table, emb, e.column("row").to_numpy(), model)
 
     def exact(self, pixel_hashes: list[str]) -> np.ndarray:
         """Index of the eval image with identical pixels, or -1, per query."""
         return np.array([self._exact.get(h, -1) for h in pixel_hashes], dtype=np.int64)
 
-    def query(self, phashes: np.ndarray, max_distance: int | dict[str, int], block: int = 256) -> Matches:
-        """Nearest eval image per query pHash within ``max_distance`` (one int, or per set name)."""
+    def _matches(self, best: np.ndarray, dist: np.ndarray, similarity: np.ndarray | None = None) -> Matches:
+        hit = best >= 0
+        n = len(best)
+        pick = np.where(hit, best, 0)
+        none = np.array([None] * n, dtype=object)
+        return Matches(hit, np.where(hit, self.sets[pick], none) if len(self) else none,
+                       np.where(hit, self.items[pick], none) if len(self) else none, dist, best, similarity)
+
+    def query(self, phashes: np.ndarray, max_distance: int | dict[str, int], block: int = 256,
+              region: str = "full", margins: dict[str, int] | None = None,
+              variants: tuple[str, ...] | None = None) -> Matches:
+        """Nearest eval row per query pHash within ``max_distance`` (one int, or per set name).
+
+        ``region`` "full" searches the image, crop and rotation rows with whole-image pHashes;
+        "centre" searches the centre rows with ``centre_phash_batch`` hashes. ``margins`` (variant ->
+        bits) tightens the threshold on those rows (default ``VARIANT_MARGINS``); ``variants`` limits
+        the search to rows of those variants.
+        """
+        rows = self._region_rows[region]
+        if variants is not None:
+            rows = rows[np.isin(self.variants[rows], variants)]
         q = np.asarray(phashes, dtype=np.uint64).reshape(-1)
         n = len(q)
+        sets = self.sets[rows]
         if isinstance(max_distance, dict):
-            thr = np.array([max_distance.get(s, -1) for s in self.sets], dtype=np.int16)
+            thr = np.array([max_distance.get(s, -1) for s in sets], dtype=np.int16)
         else:
-            thr = np.full(len(self), max_distance, dtype=np.int16)
+            thr = np.full(len(rows), max_distance, dtype=np.int16)
+        margins = VARIANT_MARGINS if margins is None else margins
+        if margins:
+            thr = thr - np.array([margins.get(v, 0) for v in self.variants[rows]], dtype=np.int16)
+        ref = self.phashes[rows]
         best = np.full(n, -1, dtype=np.int64)
         dist = np.full(n, NO_MATCH, dtype=np.int16)
-        if len(self) and n:
+        block = max(1, min(block, (1 << 22) // max(1, len(rows))))  # a tile stays ~4M cells (~12 MB)
+        if len(rows) and n:
             for a in range(0, n, block):
-                d = np.bitwise_count(q[a:a + block, None] ^ self.phashes[None, :]).astype(np.int16)
+                d = np.bitwise_count(q[a:a + block, None] ^ ref[None, :]).astype(np.int16)
                 d[d > thr[None, :]] = NO_MATCH
                 j = d.argmin(axis=1)
                 dj = d[np.arange(len(j)), j]
                 hit = dj != NO_MATCH
-                best[a:a + block][hit] = j[hit]
+                best[a:a + block][hit] = rows[j[hit]]
                 dist[a:a + block][hit] = dj[hit]
-        hit = best >= 0
-        pick = np.where(hit, best, 0)
-        none = np.array([None] * n, dtype=object)
-        return Matches(hit, np.where(hit, self.sets[pick], none) if len(self) else none,
-                       np.where(hit, self.items[pick], none) if len(self) else none, dist, best)
+        return self._matches(best, dist)
 
+    def query_embeddings(self, embeddings: np.ndarray, min_similarity: float | dict[str, float],
+                         block: int = 1024) -> Matches:
+        """Most similar eval image per L2-normalised query embedding with cosine >= the (per-set) threshold."""
+        if self.embeddings is None:
+            raise ValueError("this eval index holds no embeddings (build it with --model and --checkpoint)")
+        q = np.asarray(embeddings, np.float32)
+        n = len(q)
+        rows = self.embedding_rows
+        if isinstance(min_similarity, dict):
+            thr = np.array([min_similarity.get(s, np.inf) for s in self.sets[rows]], np.float32)
+        else:
+            thr = np.full(len(rows), min_similarity, np.float32)
+        best = np.full(n, -1, dtype=np.int64)
+        sim = np.full(n, np.nan, dtype=np.float32)
+        if len(rows) and n:
+            for a in range(0, n, block):
+                s = q[a:a + block] @ self.embeddings.T
+                s[s < thr[None, :]] = -np.inf
+                j = s.argmax(axis=1)
+                sj = s[np.arange(len(j)), j]
+                hit = np.isfinite(sj)
+                best[a:a + block][hit] = rows[j[hit]]
+                sim[a:a + block][hit] = sj[hit]
+        return self._matches(best, np.where(best >= 0, 0, NO_MATCH).astype(np.int16), sim)
 
-def build_index_cli(pairs: list[str], out: str) -> EvalIndex:
-    """`NAME=PATH` pairs -> a saved index."""
+def build_index_cli(pairs: list[str], out: str, model: str | None = None, checkpoint: str | None = None,
+                    embed_threshold: float = 0.95) -> EvalIndex:
+    """`NAME=PATH` pairs -> a saved index (with embeddings when a checkpoint is given)."""
     sets = {}
     for pair in pairs:
         name, sep, path = pair.partition("=")
         if not sep or not name or not os.path.exists(path):
             raise ValueError(f"--eval wants NAME=PATH with an existing PATH, got {pair!r}")
         sets[name] = path
-    index = EvalIndex.build(sets)
+    index = EvalIndex.build(sets, embedder=make_embedder(model, checkpoint, embed_threshold))
     index.save(out)
     return index
+
+
+def make_embedder(model: str | None, checkpoint: str | None, threshold: float | None = None):
+    """An ``Embedder`` when a checkpoint is given, else None (and the log says embeddings are off)."""
+    if not checkpoint:
+        log.info("eval index: embeddings off (no checkpoint given; nothing is downloaded)")
+        return None
+    if not model:
+        raise ValueError("an embedding checkpoint needs an open_clip model name")
+    from wit.dedupe.embed import Embedder
+
+    return Embedder(model, checkpoint, threshold=0.95 if threshold is None else threshold)

@@ -1,8 +1,9 @@
 """Dedupe as a chain of jobs: describe (per part) -> near-duplicate pre-pass (global) -> drop (per part).
 
 1. ``DescribeStage`` takes each image's pixel hash, pHash and mirror image's pHash from the columns
-   download wrote (decoding the stored JPEG only for rows without them) and looks them up in the eval index; it writes ``OUT/_descriptors/_desc-NNNNN.parquet``
-   (no ledger rows: it drops nothing).
+   download wrote (decoding the stored JPEG for rows without them, and for the centre-region pHash and
+   embeddings when those are on) and looks them up in the eval index; it writes
+   ``OUT/_descriptors/_desc-NNNNN.parquet`` (no ledger rows: it drops nothing).
 2. ``near_duplicates`` reads all descriptors, orders rows by uid and marks every row that has an
    identical pixel hash or a pHash within ``within_threshold`` of an earlier row: the first of
    each group is kept. Written to ``OUT/_near_duplicates.parquet``.
@@ -12,7 +13,9 @@
 
 from __future__ import annotations
 
+import io
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,14 +23,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wit import schemas
-from wit.dedupe.descriptors import describe_bytes
+from wit.dedupe.descriptors import centre_crop, phash64_batch, pixel_hash
 from wit.io import folders
 from wit.stage import BatchResult, Stage
 
 log = logging.getLogger(__name__)
 
 DESCRIPTORS = pa.schema([("uid", pa.string()), ("pixel_sha256", pa.string()), ("phash", pa.uint64()),
-                         ("eval_match", pa.string()), ("error", pa.string())])
+                         ("eval_match", pa.string()), ("eval_match_by", pa.string()), ("error", pa.string())])
 NEAR_DUPS = "_near_duplicates.parquet"
 
 
@@ -41,24 +44,52 @@ def descriptor_url(out: str, index: int) -> str:
 
 @dataclass
 class DescribeStage(Stage):
-    """Descriptors of every image plus its nearest eval image (within the per-set threshold)."""
+    """Descriptors of every image plus its nearest eval image (within the per-set thresholds).
+
+    Matching order: identical pixels, then the whole-image pHash (and its mirror's) against the image,
+    crop and rotation rows, then the centre-region pHash, then (when the index holds them) the
+    open_clip embedding. ``eval_match_by`` records which descriptor matched.
+    """
 
     index_dir: str | None = None
     threshold: int = 10
     thresholds: dict[str, int] = field(default_factory=dict)
     match_flips: bool = True
+    centre_hash: bool = True
+    embeddings: bool = True
+    embed_threshold: float | None = None
+    embed_thresholds: dict[str, float] = field(default_factory=dict)
+    embed_batch: int = 64
     out: str = ""
     name: str = "dedupe_describe"
     output_schema = DESCRIPTORS
     batch_rows: int = 1024
 
     def setup(self) -> None:
+        from wit.dedupe.embed import Embedder
         from wit.dedupe.index import EvalIndex
 
         self.index = EvalIndex.load(self.index_dir) if self.index_dir else None
+        self.embedder = None
+        self.use_centre = bool(self.centre_hash and self.index is not None and (self.index.variants == "centre").any())
+        if self.index is None:
+            return
+        if self.index.embeddings is not None and self.embeddings:
+            m = self.index.model
+            self.embedder = Embedder(m["model"], m["checkpoint"], batch=self.embed_batch)
+            default = m.get("threshold", 0.95) if self.embed_threshold is None else self.embed_threshold
+            self.embed_per_set = {s: self.embed_thresholds.get(s, default) for s in set(self.index.sets.tolist())}
+        else:
+            log.info("dedupe: embedding matching off (%s)", "disabled" if self.index.embeddings is not None
+                     else "the eval index holds no embeddings")
+
+    @property
+    def _needs_pixels(self) -> bool:
+        return self.use_centre or self.embedder is not None
 
     def read_task(self, path: str):
-        """uid and download's descriptor columns; the JPEG only when some row lacks them."""
+        """uid and download's descriptor columns; the JPEG too when a row lacks them or the centre
+        hash / embeddings need pixels."""
         import fsspec
         import pyarrow.parquet as pq
 
@@ -66,11 +97,12 @@ class DescribeStage(Stage):
         with fsspec.open(path, "rb") as f:
             pf = pq.ParquetFile(f)
             have = [n for n in names if n in pf.schema_arrow.names]
-            t = pf.read(columns=["uid"] + have)
-            if len(have) == len(names) and all(t.column(n).null_count == 0 for n in names):
-                for a in range(0, t.num_rows, self.batch_rows):
-                    yield t.slice(a, self.batch_rows)
-                return
+            if not self._needs_pixels:
+                t = pf.read(columns=["uid"] + have)
+                if len(have) == len(names) and all(t.column(n).null_count == 0 for n in names):
+                    for a in range(0, t.num_rows, self.batch_rows):
+                        yield t.slice(a, self.batch_rows)
+                    return
             for rb in pf.iter_batches(batch_size=self.batch_rows, columns=["uid", "jpg"] + have):
                 yield pa.Table.from_batches([rb])
 
@@ -79,38 +111,80 @@ class DescribeStage(Stage):
         cols = {name: batch.column(name).to_pylist() if name in batch.column_names else [None] * n
                 for name in ("pixel_sha256", "phash", "phash_flip")}
         jpgs = batch.column("jpg").to_pylist() if "jpg" in batch.column_names else [None] * n
-        px, ph, phf, err = [], [], [], []
+        px, ph, phf, err, imgs = [], [], [], [], []
         for a, b, c, data in zip(cols["pixel_sha256"], cols["phash"], cols["phash_flip"], jpgs):
-            if a is not None and b is not None and c is not None:
-                px.append(a), ph.append(b), phf.append(c), err.append("")
-                continue
-            try:  # no descriptors from download: decode the stored JPEG
-                a, b, c = describe_bytes(data)
-                px.append(a), ph.append(b), phf.append(c), err.append("")
-            except Exception:  # noqa: BLE001 - any decoder failure: the dedupe stage drops the row
-                px.append(""), ph.append(0), phf.append(0), err.append("decode_failed")
-        match = [""] * batch.num_rows
-        if self.index is not None and len(self.index) and batch.num_rows:
-            per_set = {s: self.thresholds.get(s, self.threshold) for s in set(self.index.sets.tolist())}
-            exact = self.index.exact(px)
-            m = self.index.query(np.array(ph, np.uint64), per_set)
-            dist, idx = m.distance.astype(np.int32), m.index
-            if self.match_flips:
-                mf = self.index.query(np.array(phf, np.uint64), per_set)
-                better = mf.distance < dist
-                dist, idx = np.where(better, mf.distance, dist), np.where(better, mf.index, idx)
-            idx = np.where(exact >= 0, exact, idx)
-            for i, j in enumerate(idx.tolist()):
-                if j >= 0 and not err[i]:
-                    match[i] = f"{self.index.sets[j]}:{self.index.items[j]}"
+            have = a is not None and b is not None and c is not None
+            img = _decode(data) if data is not None and (self._needs_pixels or not have) else None
+            imgs.append(img)
+            if not have and img is not None:  # no descriptors from download: take them from the stored JPEG
+                a, (b, c) = pixel_hash(img), (int(v[0]) for v in phash64_batch([img], with_flip=True))
+            elif not have:
+                a, b, c = "", 0, 0
+            px.append(a), ph.append(b), phf.append(c), err.append("" if have or img is not None else "decode_failed")
+        match, by = [""] * n, [""] * n
+        if self.index is not None and len(self.index) and n:
+            self._match(px, ph, phf, imgs, err, match, by)
         kept = pa.table({"uid": batch.column("uid"), "pixel_sha256": pa.array(px, pa.string()),
                          "phash": pa.array(ph, pa.uint64()), "eval_match": pa.array(match, pa.string()),
-                         "error": pa.array(err, pa.string())}, schema=DESCRIPTORS)
+                         "eval_match_by": pa.array(by, pa.string()), "error": pa.array(err, pa.string())},
+                        schema=DESCRIPTORS)
         return BatchResult(kept=kept)
+
+    def _match(self, px, ph, phf, imgs, err, match, by) -> None:
+        """Fill ``match`` (set:item) and ``by`` (descriptor) for rows that have an eval copy."""
+        index = self.index
+        per_set = {s: self.thresholds.get(s, self.threshold) for s in set(index.sets.tolist())}
+
+        def nearest(hashes, flips, region, label):
+            m = index.query(np.array(hashes, np.uint64), per_set, region=region)
+            dist, idx = m.distance.astype(np.int32), m.index
+            how = np.full(len(idx), label, dtype=object)
+            if self.match_flips:
+                # mirror images against the unaltered rows only: a flipped crop or rotation is a double
+                # edit, and searching mirrors against 27 variants per image doubles the false matches
+                mf = index.query(np.array(flips, np.uint64), per_set, region=region, variants=("image", "centre"))
+                better = mf.distance < dist
+                dist, idx, how = (np.where(better, mf.distance, dist), np.where(better, mf.index, idx),
+                                  np.where(better, label + "_flip", how))
+            return idx, how
+
+        idx, how = nearest(ph, phf, "full", "phash")
+        found = [(j, f"{h}:{index.variants[j]}") if j >= 0 else None for j, h in zip(idx.tolist(), how)]
+        for i, j in enumerate(index.exact(px).tolist()):
+            if j >= 0:
+                found[i] = (j, "exact")
+        with_pixels = [i for i, im in enumerate(imgs) if im is not None and found[i] is None and not err[i]]
+        if self.use_centre and with_pixels:
+            ch, chf = phash64_batch([centre_crop(imgs[i]) for i in with_pixels], with_flip=True)
+            cidx, chow = nearest(ch, chf, "centre", "centre")
+            for i, j, h in zip(with_pixels, cidx.tolist(), chow):
+                if j >= 0:
+                    found[i] = (j, h)
+        with_pixels = [i for i in with_pixels if found[i] is None]
+        if self.embedder is not None and with_pixels:
+            m = index.query_embeddings(self.embedder.embed([imgs[i] for i in with_pixels]), self.embed_per_set)
+            for i, j in zip(with_pixels, m.index.tolist()):
+                if j >= 0:
+                    found[i] = (j, "embedding")
+        for i, f in enumerate(found):
+            if f is not None and not err[i]:
+                match[i], by[i] = f"{index.sets[f[0]]}:{index.items[f[0]]}", f[1]
 
     def write_output(self, kept: pa.Table, out: str, index: int) -> int:
         folders.write_parquet(descriptor_url(self.out, index), kept)
         return kept.num_rows
+
+
+def _decode(data: bytes):
+    """The decoded image, or None when it does not decode."""
+    from PIL import Image
+
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+        return img
+    except Exception:  # noqa: BLE001 - any decoder failure is a value: no pixels for this row
+        return None
 
 
 def near_duplicates(out: str, threshold: int, block: int = 2048) -> pa.Table:
@@ -188,10 +262,26 @@ def run_dedupe(inputs: list[str], out: str, index_dir: str | None, cfg, **runner
 
     ledger_dir = runner_kwargs.pop("ledger_dir", None)
     describe = DescribeStage(index_dir=index_dir, threshold=cfg.phash_threshold, thresholds=dict(cfg.thresholds),
-                             match_flips=cfg.match_flips, out=out)
+                             match_flips=cfg.match_flips, centre_hash=cfg.centre_hash,
+                             embed_threshold=cfg.embed_threshold, embed_thresholds=dict(cfg.embed_thresholds),
+                             embed_batch=cfg.embed_batch, out=out)
     d = run_stage(describe, inputs, descriptors_dir(out), ledger_dir=None, **runner_kwargs)
+    by = matched_by(out)
     nd = near_duplicates(out, cfg.within_threshold) if cfg.within_dataset else None
     rep = run_stage(DedupeStage(out=out), inputs, out, ledger_dir=ledger_dir, **runner_kwargs).as_dict()
     rep["describe_seconds"] = round(d.seconds, 3)
     rep["near_duplicates"] = nd.num_rows if nd is not None else 0
+    rep["eval_matched_by"] = by
+    log.info("dedupe: eval copies by descriptor %s", by)
     return rep
+
+
+def matched_by(out: str) -> dict[str, int]:
+    """How many eval copies each descriptor found (exact, phash:<variant>, centre, embedding, ...)."""
+    fs, path = folders.fs_and_path(descriptors_dir(out))
+    parts = sorted(fs.glob(path + "/_desc-*.parquet"))
+    if not parts:
+        return {}
+    t = folders.read_parquet(parts, columns=["eval_match_by", "error"])
+    return dict(sorted(Counter(b for b, e in zip(t.column("eval_match_by").to_pylist(), t.column("error").to_pylist())
+                               if b and not e).items()))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wit.dedupe.index import EvalIndex
+from wit.dedupe.index import EvalIndex, make_embedder
 from wit.dedupe.stage import run_dedupe
 from wit.io import folders
 
@@ -21,5 +21,7 @@ def run_step(ctx) -> dict:
     index_dir = ctx.path("eval_index")
     sets = eval_sets(ctx) if cfg.enabled else {}
     if sets and not folders.exists(folders.join(index_dir, "index.parquet")):
-        EvalIndex.build(sets).save(index_dir)
+        EvalIndex.build(sets, crop_variants=cfg.crop_variants, rotation_variants=cfg.rotation_variants,
+                        centre=cfg.centre_hash,
+                        embedder=make_embedder(cfg.model, cfg.checkpoint, cfg.embed_threshold)).save(index_dir)
     return run_dedupe(inputs, ctx.folder("dedupe"), index_dir if sets else None, cfg, **ctx.runner_kwargs())
