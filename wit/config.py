@@ -42,6 +42,9 @@ class QueriesConfig(Strict):
     stride_parts: int = Field(1, ge=1, description="page-stride tasks per single-stream dump")
     buckets: int = Field(16, ge=1, description="hash buckets of the spilled counts (merge memory / buckets)")
     spill_rows: int = Field(2_000_000, ge=1, description="counter keys per task before spilling to disk")
+    spill_compression: Literal["none", "lz4", "zstd"] = Field(
+        "none", description="of the spilled counts (Arrow IPC): none is fastest, zstd ~2.5x smaller on disk")
+    batch_rows: int = Field(1024, ge=1, description="pages cleaned and counted per batch")
 
 
 class CandidatesConfig(Strict):

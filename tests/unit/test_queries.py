@@ -74,7 +74,7 @@ def test_counts_identical_for_any_number_of_tasks_and_spills(shared_data, tmp_pa
     assert sorted(bi1["pmi"].to_pylist()) == sorted(bi5["pmi"].to_pylist())
     # Small batches and spills: per-batch counts are merged in memory and spilled many times.
     report, uni_s, bi_s = _count([url], tmp_path / "small", parts=2, spill_rows=40_000, buckets=3, batch_rows=5)
-    spills = list((tmp_path / "small" / "bigrams").rglob("*.parquet"))
+    spills = list((tmp_path / "small" / "bigrams").rglob("*.arrow"))
     assert len({p.name for p in spills}) > 2 * report.tasks
     assert _as_counter(uni1) == _as_counter(uni_s)
     assert _bigram_counter(bi1) == _bigram_counter(bi_s)

@@ -78,7 +78,8 @@ def count_wikipedia(cfg: QueriesConfig, out: str, runner_kwargs: dict) -> tuple[
     slices = [s for url in cfg.wikipedia
               for s in wikipedia.plan_slices(url, int(cfg.task_mb * (1 << 20)), cfg.stride_parts)]
     spill = folders.join(out, "counts")
-    stage = counts.CountStage(spill_dir=spill, buckets=cfg.buckets, spill_rows=cfg.spill_rows)
+    stage = counts.CountStage(spill_dir=spill, buckets=cfg.buckets, spill_rows=cfg.spill_rows,
+                              spill_compression=cfg.spill_compression, batch_rows=cfg.batch_rows)
     kwargs = dict(runner_kwargs)
     kwargs["ledger_dir"] = None  # pages are not candidates: their fates are counted in the markers
     t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 
 Each task counts one dump slice (wikipedia.DumpSlice) with ``TaskCounts`` (vectorised: numpy and
 Arrow kernels, no per-token Python) and spills the counts, whenever they pass ``spill_rows`` keys
-and at the end of the task, as Parquet files hash-bucketed by key: ``OUT/unigrams/bucket=BBB/part-TTTTT-SSSS.parquet`` (token,
+and at the end of the task, as Arrow IPC files hash-bucketed by key: ``OUT/unigrams/bucket=BBB/part-TTTTT-SSSS.arrow`` (token,
 count) and ``OUT/bigrams/bucket=BBB/...`` (w1, w2, count). ``merge_unigrams`` and ``bigram_pmi``
 sum the parts bucket by bucket, so memory is bounded by one bucket, and the sums are exact
 whatever the number of tasks. Token rules: ``article_tokens`` (docs/queries.md).
@@ -26,6 +26,7 @@ from wit.text.normalize import collapse_whitespace, spaced, token_stream
 
 log = logging.getLogger(__name__)
 
+SPILL_SUFFIX = ".arrow"
 UNIGRAMS = pa.schema([("token", pa.string()), ("count", pa.int64())])
 BIGRAMS = pa.schema([("w1", pa.string()), ("w2", pa.string()), ("count", pa.int64())])
 PAGES = pa.schema([("uid", pa.string()), ("ns", pa.int32()), ("redirect", pa.bool_()),
@@ -132,7 +133,10 @@ class TaskCounts:
             self._merge()
 
     def _merge(self) -> None:
-        if self.pending:
+        if len(self.pending) == 1 and not len(self.bi_keys):  # already distinct and sorted
+            (self.bi_keys, self.bi_counts), = self.pending
+            self.pending, self.pending_rows = [], 0
+        elif self.pending:
             keys = np.concatenate([self.bi_keys] + [k for k, _ in self.pending])
             counts = np.concatenate([self.bi_counts] + [c for _, c in self.pending])
             self.bi_keys, self.bi_counts = _sum_sorted(keys, counts)
@@ -161,7 +165,8 @@ class TaskCounts:
 
 def _bucket_order(hashes: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
     """A stable order of rows by bucket (``hash % buckets``) and each bucket's start row."""
-    b = (hashes % np.uint64(buckets)).astype(np.uint16 if buckets <= 1 << 16 else np.int64)
+    folded = (hashes ^ (hashes >> np.uint64(32))).astype(np.uint32)  # 32-bit modulo is cheaper
+    b = (folded % np.uint32(buckets)).astype(np.uint16 if buckets <= 1 << 16 else np.int64)
     order = np.argsort(b, kind="stable")  # a radix sort for 16-bit keys
     return order, np.searchsorted(b[order], np.arange(buckets + 1))
 
@@ -174,7 +179,8 @@ class CountStage(Stage):
     buckets: int = 16
     spill_rows: int = 2_000_000
     name: str = "queries"
-    batch_rows: int = 256
+    batch_rows: int = 1024
+    spill_compression: str = "none"
     _counts: TaskCounts | None = field(default=None, init=False, repr=False)
     _task: int = field(default=0, init=False, repr=False)
     _seq: int = field(default=0, init=False, repr=False)
@@ -184,7 +190,7 @@ class CountStage(Stage):
         self._task, self._seq = index, 0
         for kind in ("unigrams", "bigrams"):  # a half-finished earlier attempt of this task
             fs, root = folders.fs_and_path(folders.join(self.spill_dir, kind))
-            for p in fs.glob(f"{root}/bucket=*/part-{index:05d}-*.parquet"):
+            for p in fs.glob(f"{root}/bucket=*/part-{index:05d}-*{SPILL_SUFFIX}"):
                 fs.rm(p)
 
     def read_task(self, path: str) -> Iterator[pa.Table]:
@@ -229,10 +235,15 @@ class CountStage(Stage):
         self._seq += 1
 
     def _write(self, kind: str, bucket: int, table: pa.Table) -> None:
-        url = folders.join(self.spill_dir, kind, f"bucket={bucket:03d}", f"part-{self._task:05d}-{self._seq:04d}.parquet")
-        # Spills are temporary and read once by the merge: writing them plain (no compression,
-        # dictionaries or statistics) costs a fifth of the default zstd encoding.
-        folders.write_parquet(url, table, compression="none", use_dictionary=False, write_statistics=False)
+        url = folders.join(self.spill_dir, kind, f"bucket={bucket:03d}",
+                           f"part-{self._task:05d}-{self._seq:04d}{SPILL_SUFFIX}")
+        # Spills are temporary and read once by the merge: Arrow's IPC format (the in-memory
+        # layout) is written many times faster than Parquet.
+        sink = pa.BufferOutputStream()
+        options = pa.ipc.IpcWriteOptions(compression=None if self.spill_compression == "none" else self.spill_compression)
+        with pa.ipc.new_file(sink, table.schema, options=options) as writer:
+            writer.write_table(table)
+        folders.atomic_write_bytes(url, sink.getvalue().to_pybytes())
 
     def write_output(self, kept: pa.Table, out: str, index: int) -> int:
         self._spill()
@@ -259,10 +270,19 @@ def _bucket_dirs(spill_dir: str, kind: str) -> list[str]:
     return sorted(p for p in fs.ls(root, detail=False) if p.rsplit("/", 1)[-1].startswith("bucket="))
 
 
-def _sum_bucket(bucket_dir: str, keys: list[str]) -> pa.Table:
-    t = folders.read_parquet(bucket_dir)
+def _read_spills(bucket_dir: str) -> tuple[pa.Table, int]:
+    """All spill files of one bucket as one table, and how many files there were."""
     fs, path = folders.fs_and_path(bucket_dir)
-    if len(fs.glob(f"{path}/*.parquet")) == 1:  # one spill: its keys are already distinct
+    tables = []
+    for p in sorted(fs.glob(f"{path}/*{SPILL_SUFFIX}")):
+        with fs.open(p, "rb") as f:
+            tables.append(pa.ipc.open_file(pa.BufferReader(f.read())).read_all())
+    return pa.concat_tables(tables), len(tables)
+
+
+def _sum_bucket(bucket_dir: str, keys: list[str]) -> pa.Table:
+    t, files = _read_spills(bucket_dir)
+    if files == 1:  # one spill: its keys are already distinct
         return t
     return t.group_by(keys).aggregate([("count", "sum")]).rename_columns(keys + ["count"])
 

@@ -280,7 +280,9 @@ _DROPPED_ELEMENTS = re.compile(
 )
 _TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*\b[^<>]*>")
 _TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
-_TABLE = re.compile(r"\{\|(?:(?!\{\||\|\}).)*\|\}", re.S)
+# An innermost table: "{|", then runs of [^{|] or a '{' / '|' that does not open or close a
+# table, then "|}" (the same as a per-character lookahead for "{|" / "|}", without its cost).
+_TABLE = re.compile(r"\{\|[^{|]*(?:(?:\{(?!\|)|\|(?!\}))[^{|]*)*\|\}")
 _LINK = re.compile(r"\[\[([^\[\]]*)\]\]")
 _EXTERNAL = re.compile(r"\[(?:https?:|ftp:|//)[^\s\]]*\s*([^\]]*)\]")
 _EMPHASIS = re.compile(r"''+")
