@@ -46,8 +46,8 @@ def _main(args: argparse.Namespace) -> int:
     from wit.config import DownloadConfig
     from wit.download.retry import RETRY_STAGE, retry_inputs
     from wit.download.stage import DownloadStage
+    from wit.download.step import run_download
     from wit.io import folders
-    from wit.runners import run_stage
 
     cfg = load_section(DownloadConfig, args.config, "download", args.set)
     out = args.out.rstrip("/")
@@ -57,9 +57,9 @@ def _main(args: argparse.Namespace) -> int:
               ledger_dir=ledger_dir)
     if args.retry_failed:
         retry_out = args.retry_out or out + "-retry"
-        report = run_stage(DownloadStage(cfg=cfg, name=RETRY_STAGE),
-                           retry_inputs(inputs, ledger_dir, retry_out), retry_out, **kw)
+        report = run_download(DownloadStage(cfg=cfg, name=RETRY_STAGE),
+                              retry_inputs(inputs, ledger_dir, retry_out), retry_out, **kw)
     else:
-        report = run_stage(DownloadStage(cfg=cfg), inputs, out, **kw)
-    print(json.dumps(report.as_dict(), indent=2))
+        report = run_download(DownloadStage(cfg=cfg), inputs, out, **kw)
+    print(json.dumps(report, indent=2))
     return 0

@@ -1,5 +1,5 @@
-"""HTTP fetching with politeness: per-host limits, opt-out headers checked before the body,
-bounded reads, redirects, timeouts and retries with backoff. Every outcome is a reason code.
+"""HTTP fetching with politeness: per-host limits (wit/download/hosts.py), opt-out headers checked
+before the body, bounded reads, redirects, timeouts and retries with backoff. Every outcome is a reason code.
 
 img2dataset's own fetch (urllib ``urlopen`` + ``r.read()``) cannot tell a truncated body from a
 reset, follows up to 10 redirects silently and has no per-host limit, so wit fetches with
@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import http.client
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from img2dataset.downloader import is_disallowed
+
+from wit.download.hosts import HostLimiter, LocalHostLimiter
 
 #: reasons worth another attempt (a later `--retry-failed` run re-attempts exactly these)
 RETRYABLE = frozenset({"timeout", "connection_error", "http_500", "truncated"})
@@ -32,43 +33,6 @@ class FetchResult:
     content_type: str = ""
 
 
-class HostLimiter:
-    """At most ``concurrency`` requests in flight per host, and at most ``qps`` starts per second."""
-
-    def __init__(self, concurrency: int, qps: float = 0.0):
-        self.concurrency, self.qps = concurrency, qps
-        self._lock = threading.Lock()
-        self._sems: dict[str, threading.BoundedSemaphore] = {}
-        self._next_start: dict[str, float] = {}
-        self.max_seen: dict[str, int] = {}
-        self._active: dict[str, int] = {}
-
-    def _sem(self, host: str) -> threading.BoundedSemaphore:
-        with self._lock:
-            sem = self._sems.get(host)
-            if sem is None:
-                sem = self._sems[host] = threading.BoundedSemaphore(self.concurrency)
-            return sem
-
-    def acquire(self, host: str) -> None:
-        self._sem(host).acquire()
-        if self.qps > 0:
-            with self._lock:
-                now = time.monotonic()
-                start = max(now, self._next_start.get(host, now))
-                self._next_start[host] = start + 1.0 / self.qps
-            if start > now:
-                time.sleep(start - now)
-        with self._lock:
-            n = self._active[host] = self._active.get(host, 0) + 1
-            self.max_seen[host] = max(self.max_seen.get(host, 0), n)
-
-    def release(self, host: str) -> None:
-        with self._lock:
-            self._active[host] -= 1
-        self._sem(host).release()
-
-
 @dataclass
 class Fetcher:
     """Fetches one URL to bytes or a reason code; thread-safe (one instance per worker)."""
@@ -82,9 +46,12 @@ class Fetcher:
     user_agent_token: str = "wit"
     per_host_concurrency: int = 8
     per_host_qps: float = 0.0
+    #: who enforces the per-host limits (None: this process alone, from the two fields above)
+    limiter: HostLimiter | None = None
 
     def __post_init__(self) -> None:
-        self.limiter = HostLimiter(self.per_host_concurrency, self.per_host_qps)
+        if self.limiter is None:
+            self.limiter = LocalHostLimiter(self.per_host_concurrency, self.per_host_qps)
         self.user_agent = f"Mozilla/5.0 (compatible; {self.user_agent_token}; +https://github.com/wit)"
 
     def fetch(self, url: str) -> FetchResult:
@@ -111,7 +78,7 @@ class Fetcher:
         host = parts.netloc.lower()
         conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self.limiter.acquire(host)
+        lease = self.limiter.acquire(host)
         conn = conn_cls(parts.hostname, parts.port, timeout=self.timeout)
         try:
             conn.request("GET", path, headers={"User-Agent": self.user_agent, "Accept": "image/*,*/*;q=0.5"})
@@ -146,4 +113,4 @@ class Fetcher:
             return FetchResult(url, None, "connection_error"), None
         finally:
             conn.close()
-            self.limiter.release(host)
+            self.limiter.release(lease)

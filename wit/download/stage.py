@@ -30,13 +30,20 @@ class DownloadStage(Stage):
     name: str = "download"
     output_schema = schemas.DOWNLOADED
     batch_rows: int = 512
+    #: names of the run's host-broker actors (set by ``run_download`` for a global limit on Ray)
+    host_brokers: tuple[str, ...] = ()
 
     def setup(self) -> None:
         c = self.cfg
+        limiter = None
+        if self.host_brokers:
+            from wit.download.hosts_ray import RayHostLimiter
+
+            limiter = RayHostLimiter(self.host_brokers)
         self.fetcher = Fetcher(timeout=c.timeout, retries=c.retries, backoff=c.backoff, max_bytes=c.max_bytes,
                                max_redirects=c.max_redirects, honor_robots=c.honor_robots,
                                user_agent_token=c.user_agent_token, per_host_concurrency=c.per_host_concurrency,
-                               per_host_qps=c.per_host_qps)
+                               per_host_qps=c.per_host_qps, limiter=limiter)
         self.pool = ThreadPoolExecutor(max_workers=c.threads, thread_name_prefix="wit-download")
         self.resizer = None
         if c.decoder == "img2dataset":
@@ -62,6 +69,7 @@ class DownloadStage(Stage):
 
     def process_batch(self, batch: pa.Table) -> BatchResult:
         results = list(self.pool.map(self._one, batch.column("url").to_pylist()))
+        self.fetcher.limiter.flush()  # this batch's slots are free before the task can end
         ok = [i for i, r in enumerate(results) if r.jpg is not None]
         bad = [i for i, r in enumerate(results) if r.jpg is None]
         uids = batch.column("uid").to_pylist()

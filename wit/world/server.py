@@ -13,6 +13,7 @@ import mimetypes
 import socket
 import struct
 import threading
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -28,12 +29,28 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, addr, handler, root: Path, images: dict, slow_delay: float):
+    def __init__(self, addr, handler, root: Path, images: dict, slow_delay: float, serve_delay: float = 0.0):
         super().__init__(addr, handler)
         self.root = root
         self.images = images
         self.slow_delay = slow_delay
+        self.serve_delay = serve_delay
         self.stopping = threading.Event()
+        self.count_lock = threading.Lock()
+        self.in_flight: dict[str, int] = {}
+        self.max_in_flight: dict[str, int] = {}
+
+    @contextmanager
+    def counted(self, host: str):
+        """Count a request as in flight for ``host`` (its Host header) while the block runs."""
+        with self.count_lock:
+            n = self.in_flight[host] = self.in_flight.get(host, 0) + 1
+            self.max_in_flight[host] = max(self.max_in_flight.get(host, 0), n)
+        try:
+            yield
+        finally:
+            with self.count_lock:
+                self.in_flight[host] -= 1
 
     def handle_error(self, request, client_address):  # clients hanging up mid-answer are routine here
         log.debug("request from %s failed", client_address, exc_info=True)
@@ -71,7 +88,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0].split("#", 1)[0]
         try:
             if path.startswith(("/img/", "/page/")):
-                found = self._file(path.lstrip("/"))
+                # Counted before a byte of the answer leaves: the client surely still holds its slot.
+                with self.server.counted(self.headers.get("Host", "")):
+                    found = self._file(path.lstrip("/"))
+                    if self.server.serve_delay > 0:
+                        self.server.stopping.wait(self.server.serve_delay)
                 if found is None:
                     self._send(404, b"not found")
                 else:
@@ -132,10 +153,11 @@ class _Handler(BaseHTTPRequestHandler):
 class WorldServer:
     """Serves a generated world on 127.0.0.1; ``start()``/``stop()`` or use it as a context manager."""
 
-    def __init__(self, root: str | Path, port: int = 0, slow_delay: float = 5.0):
+    def __init__(self, root: str | Path, port: int = 0, slow_delay: float = 5.0, serve_delay: float = 0.0):
         self.root = Path(root).resolve()
         self.port = port
         self.slow_delay = slow_delay
+        self.serve_delay = serve_delay  # added latency on /img/ and /page/, like a distant host
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -149,11 +171,19 @@ class WorldServer:
         if self._httpd is not None:
             return self
         manifest = json.loads((self.root / "manifest.json").read_text())
-        self._httpd = _Server(("127.0.0.1", self.port), _Handler, self.root, manifest["images"], self.slow_delay)
+        self._httpd = _Server(("127.0.0.1", self.port), _Handler, self.root, manifest["images"], self.slow_delay,
+                               self.serve_delay)
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="wit-world-server", daemon=True)
         self._thread.start()
         log.info("mini-web served at %s", self.base_url)
         return self
+
+    def max_in_flight(self) -> dict[str, int]:
+        """Most /img/ and /page/ requests ever in flight at once, per Host header."""
+        if self._httpd is None:
+            return {}
+        with self._httpd.count_lock:
+            return dict(self._httpd.max_in_flight)
 
     def stop(self) -> None:
         if self._httpd is None:
