@@ -26,6 +26,7 @@ import pyarrow as pa
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from wit import schemas  # noqa: E402
 from wit.dedupe.index import EvalIndex, make_embedder  # noqa: E402
 from wit.dedupe.stage import DescribeStage  # noqa: E402
 from wit.download.image import prepare  # noqa: E402
@@ -103,17 +104,18 @@ def distractors(others: list[Image.Image], seed: int) -> list[Image.Image]:
 
 
 def _rows(images: list[Image.Image], prefix: str) -> pa.Table:
-    """What dedupe reads from download: the stored 256-px JPEG and download's descriptors."""
+    """What dedupe reads from download: the stored 256-px JPEG and download's descriptors (the centre
+    pHashes included, so describe decodes nothing unless embeddings are on)."""
     rows = []
     for i, im in enumerate(images):
         b = io.BytesIO()
         im.convert("RGB").save(b, "JPEG", quality=90)
         p = prepare(b.getvalue(), image_size=256)
         rows.append({"uid": f"{prefix}{i}", "jpg": p.jpg, "phash": p.phash, "phash_flip": p.phash_flip,
-                     "pixel_sha256": p.pixel_sha256})
-    return pa.Table.from_pylist(rows, schema=pa.schema([("uid", pa.string()), ("jpg", pa.binary()),
-                                                        ("phash", pa.uint64()), ("phash_flip", pa.uint64()),
-                                                        ("pixel_sha256", pa.string())]))
+                     "pixel_sha256": p.pixel_sha256, "phash_centre": p.phash_centre,
+                     "phash_centre_flip": p.phash_centre_flip})
+    return pa.Table.from_pylist(rows, schema=pa.schema([("uid", pa.string()), ("jpg", pa.binary())]
+                                                       + schemas.DESCRIPTOR_FIELDS))
 
 
 CONFIGS = {  # name: (index flags, describe flags)

@@ -2,14 +2,20 @@
 
 Serves N JPEGs of 300-1500 px (made from ../shared/data/photos) from a loopback HTTP server in
 a separate process, then, in one run: img2dataset.download (same resize settings, 1 process,
-same thread count) and the wit chain with the local runner. Prints images/s and the ratio.
+same thread count) and the wit chain with the local runner, ``--runs`` times alternating. Dedupe
+runs against an eval index of ``--eval-images`` mini-web pictures (wit.world.render; none is a copy
+of a photo, so every row goes through every lookup, the centre-region one included), built before
+the timed runs as the pipeline builds it once per eval set. Prints images/s, the ratio (median over
+runs), per-step seconds and the load average.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import random
+import statistics
 import shutil
 import subprocess
 import sys
@@ -43,21 +49,76 @@ def make_images(folder: Path, n: int) -> list[str]:
     return names
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--threads", type=int, default=16)
-    ap.add_argument("--image-size", type=int, default=256)
-    args = ap.parse_args()
-    from wit import schemas
+def make_eval_set(folder: Path, n: int) -> None:
+    """``n`` procedural pictures of the mini-web as an ImageFolder eval set."""
+    from wit.world.concepts import vocabulary
+    from wit.world.render import draw
+
+    rng = random.Random(1)
+    voc = vocabulary("small")
+    concepts = voc["shapes"] + voc["objects"]
+    folder.mkdir(parents=True)
+    for i in range(n):
+        img = draw(rng.sample(concepts, rng.randint(1, 3)), (rng.randint(160, 400), rng.randint(160, 400)), rng)
+        img.save(folder / f"{i:05d}.jpg", "JPEG", quality=90)
+
+
+def bare_img2dataset(tmp: Path, run: int, args) -> float:
+    from img2dataset import download
+
+    t0 = time.perf_counter()
+    download(url_list=str(tmp / "urls.parquet"), input_format="parquet", url_col="url", caption_col="text",
+             output_folder=str(tmp / f"i2d-{run}"), output_format="webdataset", processes_count=1,
+             thread_count=args.threads, image_size=args.image_size, resize_mode="keep_ratio",
+             number_sample_per_shard=500, timeout=10, retries=0, distributor="multiprocessing",
+             enable_wandb=False)
+    return time.perf_counter() - t0
+
+
+def wit_chain(tmp: Path, run: int, index_dir: str | None, args) -> tuple[float, dict]:
+    """download -> filter -> dedupe -> shard with the local runner: (seconds, per-step seconds)."""
     from wit.config import DedupeConfig, DownloadConfig, FilterConfig
     from wit.dedupe.stage import run_dedupe
     from wit.download.stage import DownloadStage
     from wit.filter.stage import FilterStage
     from wit.io import folders
-    from wit.records import candidate_uid
     from wit.runners import run_stage
     from wit.shard.step import write_shards
+
+    r = tmp / f"run-{run}"
+    kw = dict(ledger_dir=str(r / "ledger"), progress=False)
+    cfg = DownloadConfig(threads=args.threads, image_size=args.image_size, retries=0, per_host_concurrency=args.threads)
+    inputs = folders.expand(str(tmp / "balanced"), (".parquet",))
+    secs, rep = {}, {}
+    t_wit = time.perf_counter()
+    for name, fn in [
+        ("download", lambda: run_stage(DownloadStage(cfg=cfg), inputs, str(r / "downloaded"), **kw)),
+        ("filter", lambda: run_stage(FilterStage(cfg=FilterConfig()), folders.expand(str(r / "downloaded")),
+                                     str(r / "filtered"), **kw)),
+        ("dedupe", lambda: rep.update(run_dedupe(folders.expand(str(r / "filtered")), str(r / "deduped"),
+                                                 index_dir, DedupeConfig(), **kw))),
+        ("shard", lambda: write_shards(folders.expand(str(r / "deduped")), str(r / "shards"), 500, **kw)),
+    ]:
+        t0 = time.perf_counter()
+        fn()
+        secs[name] = round(time.perf_counter() - t0, 2)
+    secs["dedupe_describe"] = rep.get("describe_seconds")
+    return time.perf_counter() - t_wit, secs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=16)
+    ap.add_argument("--image-size", type=int, default=256)
+    ap.add_argument("--runs", type=int, default=1, help="bare and chain runs, alternating; medians reported")
+    ap.add_argument("--eval-images", type=int, default=250,
+                    help="eval set size for dedupe (29 index rows each); 0: no eval index (in-set dedupe only)")
+    args = ap.parse_args()
+    from wit import schemas
+    from wit.dedupe.index import EvalIndex
+    from wit.io import folders
+    from wit.records import candidate_uid
 
     tmp = Path(tempfile.mkdtemp(prefix="wit-bench-dl-"))
     try:
@@ -80,42 +141,37 @@ def main() -> None:
             folders.write_parquet(str(tmp / "balanced" / f"part-{k:05d}.parquet"), table.slice(k * len(urls) // parts,
                                   (k + 1) * len(urls) // parts - k * len(urls) // parts))
         table.select(["url", "text"]).to_pandas().to_parquet(tmp / "urls.parquet")
-        try:
-            from img2dataset import download
-
+        index_dir = None
+        if args.eval_images:
             t0 = time.perf_counter()
-            download(url_list=str(tmp / "urls.parquet"), input_format="parquet", url_col="url", caption_col="text",
-                     output_folder=str(tmp / "i2d"), output_format="webdataset", processes_count=1,
-                     thread_count=args.threads, image_size=args.image_size, resize_mode="keep_ratio",
-                     number_sample_per_shard=500, timeout=10, retries=0, distributor="multiprocessing",
-                     enable_wandb=False)
-            bare = time.perf_counter() - t0
-            t_wit, secs = time.perf_counter(), {}
-            kw = dict(ledger_dir=str(tmp / "run" / "ledger"), progress=False)
-            cfg = DownloadConfig(threads=args.threads, image_size=args.image_size, retries=0,
-                                 per_host_concurrency=args.threads)
-            inputs = folders.expand(str(tmp / "balanced"), (".parquet",))
-            for name, fn in [
-                ("download", lambda: run_stage(DownloadStage(cfg=cfg), inputs, str(tmp / "run/downloaded"), **kw)),
-                ("filter", lambda: run_stage(FilterStage(cfg=FilterConfig()), folders.expand(str(tmp / "run/downloaded")),
-                                             str(tmp / "run/filtered"), **kw)),
-                ("dedupe", lambda: run_dedupe(folders.expand(str(tmp / "run/filtered")), str(tmp / "run/deduped"),
-                                              None, DedupeConfig(), **kw)),
-                ("shard", lambda: write_shards(folders.expand(str(tmp / "run/deduped")), str(tmp / "run/shards"),
-                                               500, **kw)),
-            ]:
-                t0 = time.perf_counter()
-                fn()
-                secs[name] = round(time.perf_counter() - t0, 2)
-            wit_s = time.perf_counter() - t_wit
+            make_eval_set(tmp / "eval", args.eval_images)
+            index_dir = str(tmp / "eval_index")
+            index = EvalIndex.build({"bench": str(tmp / "eval")})
+            index.save(index_dir)
+            print(f"eval index: {index.n_images} images, {len(index)} rows, {time.perf_counter() - t0:.1f}s (untimed)")
+        bare, chain, steps, loads = [], [], [], [os.getloadavg()[0]]
+        try:
+            for run in range(args.runs):
+                bare.append(bare_img2dataset(tmp, run, args))
+                s, secs = wit_chain(tmp, run, index_dir, args)
+                chain.append(s)
+                steps.append(secs)
+                loads.append(os.getloadavg()[0])
+                print(f"run {run}: bare {bare[-1]:.1f}s, chain {s:.1f}s, ratio {bare[-1] / s:.2f}x, per step {secs}, "
+                      f"load1 {loads[-1]:.2f}", flush=True)
         finally:
             srv.terminate()
             srv.wait()
+        b, c = statistics.median(bare), statistics.median(chain)
+        med_steps = {k: round(statistics.median(s[k] for s in steps), 2) for k in steps[0] if steps[0][k] is not None}
         print("## download_throughput")
-        print(f"- images: {len(urls)}, threads: {args.threads}, image_size: {args.image_size} keep_ratio")
-        print(f"- bare img2dataset: {bare:.1f}s = {len(urls) / bare:.1f} images/s")
-        print(f"- wit chain: {wit_s:.1f}s = {len(urls) / wit_s:.1f} images/s  (per step: {secs})")
-        print(f"- ratio wit/bare: {bare / wit_s:.2f}x")
+        print(f"- images: {len(urls)}, threads: {args.threads}, image_size: {args.image_size} keep_ratio, "
+              f"eval index: {args.eval_images} images, runs: {args.runs} (medians)")
+        print(f"- bare img2dataset: {b:.1f}s = {len(urls) / b:.1f} images/s")
+        print(f"- wit chain: {c:.1f}s = {len(urls) / c:.1f} images/s  (per step: {med_steps})")
+        print(f"- ratio wit/bare: {b / c:.2f}x (per run: {', '.join(f'{x / y:.2f}x' for x, y in zip(bare, chain))})")
+        print(f"- 1-min load average at start and after each run: {', '.join(f'{x:.2f}' for x in loads)} "
+              f"({os.cpu_count()} cores)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

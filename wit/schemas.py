@@ -63,8 +63,11 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 # descriptors, computed while download has the pixels decoded: pHash and the mirror image's pHash
 # (of the resized image), and pixel_sha256 (of the full-resolution decode, as the eval index hashes).
 # Null descriptors (input written before they existed) make filter and dedupe decode the stored JPEG.
+# Appended later: the centre-region pHash and its mirror's (descriptors.image_hashes, of the same
+# resized image as phash), which dedupe's centre matching reads instead of decoding the JPEG.
 DESCRIPTOR_FIELDS = [pa.field("phash", pa.uint64()), pa.field("phash_flip", pa.uint64()),
-                     pa.field("pixel_sha256", pa.string())]
+                     pa.field("pixel_sha256", pa.string()),
+                     pa.field("phash_centre", pa.uint64()), pa.field("phash_centre_flip", pa.uint64())]
 DOWNLOADED = pa.schema(list(BALANCED) + [
     pa.field("key", pa.string()), pa.field("jpg", pa.binary()),
     pa.field("width", pa.int32()), pa.field("height", pa.int32()),

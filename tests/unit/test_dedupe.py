@@ -95,12 +95,38 @@ def test_eval_copies_and_near_duplicates_dropped(tmp_path, shared_data):
     assert all(c.ok for c in ledger.reconcile(led, {"dedupe": out}).values())
 
 
+def _overlaid(img):
+    """``img`` with caption bars top and bottom, as on memes and stock previews."""
+    from PIL import ImageDraw
+
+    img = img.copy()
+    w, h = img.size
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, h - h // 8, w, h), fill=(0, 0, 0))
+    draw.rectangle((0, 0, w, h // 10), fill=(255, 255, 255))
+    draw.text((10, h - h // 10), "SAMPLE TEXT www.example.com", fill=(255, 255, 255))
+    return img
+
+
+def test_image_hashes_equal_the_separate_computations(shared_data):
+    from wit.dedupe.descriptors import centre_phash_batch, image_hashes, phash64_batch
+
+    for p in _photos(shared_data, 4):
+        im = Image.open(p)
+        im.load()
+        for img in (im, im.convert("RGB").resize((256, 181)), im.convert("L"), im.convert("RGBA")):
+            (h, hf), (c, cf) = phash64_batch([img], with_flip=True), centre_phash_batch([img], with_flip=True)
+            got = image_hashes(img)
+            assert (got.phash, got.phash_flip, got.centre, got.centre_flip) == (h[0], hf[0], c[0], cf[0]), img.mode
+
+
 def test_describe_uses_download_descriptors_and_decodes_only_without_them(tmp_path, shared_data):
+    from wit.dedupe.stage import DescribeStage
     from wit.download.image import prepare
 
     photos = _photos(shared_data, 8)
     (tmp_path / "eval" / "c").mkdir(parents=True)
-    for p in photos[:2]:
+    for p in photos[:2] + [photos[5]]:  # the overlaid photos[5] is 12 bits off whole, 0 off centre
         (tmp_path / "eval" / "c" / p.name).write_bytes(p.read_bytes())
     EvalIndex.build({"imgs": str(tmp_path / "eval")}).save(str(tmp_path / "ix"))
 
@@ -109,34 +135,44 @@ def test_describe_uses_download_descriptors_and_decodes_only_without_them(tmp_pa
         r = {"uid": uid, "url": "u", "text": "t", "page_url": "", "source": "s", "query_ids": [1], "key": uid,
              "jpg": p.jpg, "width": p.width, "height": p.height, "orig_width": p.orig_width,
              "orig_height": p.orig_height, "sha256": p.sha256}
-        return {**r, "phash": p.phash, "phash_flip": p.phash_flip, "pixel_sha256": p.pixel_sha256} if described else r
+        return {**r, "phash": p.phash, "phash_flip": p.phash_flip, "pixel_sha256": p.pixel_sha256,
+                "phash_centre": p.phash_centre, "phash_centre_flip": p.phash_centre_flip} if described else r
 
+    overlay = _jpeg(_overlaid(Image.open(photos[5]).convert("RGB")))
     described = [row("a-copy", photos[0].read_bytes()), row("b", photos[2].read_bytes()),
-                 row("c-mirror", _jpeg(ImageOps.mirror(Image.open(photos[1]))))]
-    described[1]["jpg"] = b"not decodable: describe must not need it"
-    legacy = [row("d-copy", photos[0].read_bytes(), described=False), row("e", photos[3].read_bytes(), False)]
-    legacy_schema = pa.schema([f for f in schemas.DOWNLOADED if f.name not in ("phash", "phash_flip", "pixel_sha256")])
+                 row("c-mirror", _jpeg(ImageOps.mirror(Image.open(photos[1])))), row("f-overlay", overlay)]
+    for r in described[1], described[3]:
+        r["jpg"] = b"not decodable: describe must not need it"  # the centre match comes from the column
+    legacy = [row("d-copy", photos[0].read_bytes(), described=False), row("e", photos[3].read_bytes(), False),
+              row("g-overlay", overlay, described=False)]
+    legacy_schema = pa.schema([f for f in schemas.DOWNLOADED if f not in schemas.DESCRIPTOR_FIELDS])
     paths = [str(tmp_path / "in" / "part-00000.parquet"), str(tmp_path / "in" / "part-00001.parquet")]
     folders.write_parquet(paths[0], pa.Table.from_pylist(described, schema=schemas.DOWNLOADED))
     folders.write_parquet(paths[1], pa.Table.from_pylist(legacy, schema=legacy_schema))
+    stage = DescribeStage(index_dir=str(tmp_path / "ix"))
+    stage.setup()
+    read_jpg = [("jpg" in t.column_names) for p in paths for t in stage.read_task(p)]
+    assert stage.use_centre and read_jpg == [False, True]  # the legacy part only
     out, led = str(tmp_path / "dd"), str(tmp_path / "ledger")
     run_dedupe(paths, out, str(tmp_path / "ix"), DedupeConfig(), ledger_dir=led, progress=False)
     got = {r["uid"]: r["reason"] for r in folders.read_parquet(led).to_pylist()}
     assert got == {"a-copy": f"eval_duplicate:imgs:c/{photos[0].name}", "b": "",
                    "c-mirror": f"eval_duplicate:imgs:c/{photos[1].name}",
-                   "d-copy": f"eval_duplicate:imgs:c/{photos[0].name}", "e": ""}
+                   "d-copy": f"eval_duplicate:imgs:c/{photos[0].name}", "e": "",
+                   "f-overlay": f"eval_duplicate:imgs:c/{photos[5].name}",
+                   "g-overlay": f"eval_duplicate:imgs:c/{photos[5].name}"}
     desc = folders.read_parquet(sorted(str(p) for p in (tmp_path / "dd" / "_descriptors").glob("*.parquet"))).to_pylist()
     by_uid = {d["uid"]: d for d in desc}
     index = EvalIndex.load(str(tmp_path / "ix"))
     assert index.exact([by_uid["a-copy"]["pixel_sha256"]])[0] >= 0  # exact pixels, as the index hashes them
     assert by_uid["b"]["phash"] == described[1]["phash"] and by_uid["e"]["pixel_sha256"]  # e decoded here
+    assert by_uid["f-overlay"]["eval_match_by"] == by_uid["g-overlay"]["eval_match_by"] == "centre"
     kept = {r["uid"]: r for r in folders.read_parquet(out).to_pylist()}
     assert kept["b"]["phash"] == described[1]["phash"] and kept["e"]["phash"] is not None
+    assert kept["b"]["phash_centre"] == described[1]["phash_centre"] and kept["e"]["phash_centre"] is None
 
 
 def test_rotated_and_overlaid_copies_matched_by_their_descriptor(tmp_path, shared_data):
-    from PIL import ImageDraw
-
     from wit.dedupe.index import rotate
     from wit.dedupe.stage import DescribeStage
     from wit.download.image import prepare
@@ -147,13 +183,7 @@ def test_rotated_and_overlaid_copies_matched_by_their_descriptor(tmp_path, share
         (tmp_path / "eval" / p.name).write_bytes(p.read_bytes())
     EvalIndex.build({"imgs": str(tmp_path / "eval")}).save(str(tmp_path / "ix"))
     im = [Image.open(p).convert("RGB") for p in photos[:3]]
-    overlaid = im[2].copy()
-    w, h = overlaid.size
-    draw = ImageDraw.Draw(overlaid)  # caption bars top and bottom, as on memes and stock previews
-    draw.rectangle((0, h - h // 8, w, h), fill=(0, 0, 0))
-    draw.rectangle((0, 0, w, h // 10), fill=(255, 255, 255))
-    draw.text((10, h - h // 10), "SAMPLE TEXT www.example.com", fill=(255, 255, 255))
-    bodies = [_jpeg(rotate(im[0], 7, crop=False)), _jpeg(rotate(im[1], -6, crop=True)), _jpeg(overlaid)]
+    bodies = [_jpeg(rotate(im[0], 7, crop=False)), _jpeg(rotate(im[1], -6, crop=True)), _jpeg(_overlaid(im[2]))]
     bodies += [p.read_bytes() for p in photos[6:]]
     rows = [prepare(b, image_size=256) for b in bodies]
     batch = pa.table({"uid": [f"u{i:02d}" for i in range(len(rows))], "jpg": [r.jpg for r in rows],

@@ -239,3 +239,30 @@ def test_descriptors_are_those_dedupe_and_the_eval_index_compute(shared_data):
             if mode != "center_crop":
                 _, stored, stored_flip = describe_bytes(p.jpg)
                 assert hamming(p.phash, stored) <= 4 and hamming(p.phash_flip, stored_flip) <= 4, mode
+
+
+def test_centre_hash_is_the_eval_index_one_of_the_resized_image(tmp_path, shared_data):
+    """Download's centre pHash is ``centre_phash_batch`` of the image it resized, the function the eval
+    index applies to eval images: identical when no resize happens, within a few bits otherwise."""
+    from wit.dedupe.descriptors import centre_phash_batch, hamming
+    from wit.dedupe.index import EvalIndex
+
+    photos = sorted((shared_data / "photos" / "imagenet-sample").glob("*.JPEG"))[:6]
+    for p in photos:
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    index = EvalIndex.build({"e": str(tmp_path)}, crop_variants=False, rotation_variants=False)
+    centre_rows = dict(zip(index.items[index.variants == "centre"], index.phashes[index.variants == "centre"]))
+    for p in photos:
+        original = Image.open(p).convert("RGB")
+        same = prepare(p.read_bytes(), resize_mode="no")
+        assert same.phash_centre == centre_rows[p.name], p.name  # bit for bit what the index stores
+        assert same.phash_centre_flip == centre_phash_batch([original], with_flip=True)[1][0]
+        for mode in ("keep_ratio", "center_crop", "border"):
+            r = prepare(p.read_bytes(), image_size=256, resize_mode=mode)
+            # of the resized image before any crop or border, so close to the index's row in every mode
+            assert hamming(r.phash_centre, centre_rows[p.name]) <= 6, (p.name, mode)
+            stored = Image.open(io.BytesIO(r.jpg))
+            stored_centre, stored_flip = centre_phash_batch([stored], with_flip=True)
+            if mode == "keep_ratio":  # stored JPEG = that image re-encoded at q95: at most 2 bits off
+                assert hamming(r.phash_centre, stored_centre[0]) <= 2, p.name
+                assert hamming(r.phash_centre_flip, stored_flip[0]) <= 2, p.name

@@ -2,6 +2,7 @@
 
 ``centre_phash_batch`` hashes the central region only (``CENTRE_MARGIN`` off each side): captions,
 bars, logos and borders near the edges leave it intact, so it finds overlaid copies the full pHash misses.
+``image_hashes`` is every pHash download stores for one decoded image (whole, centre, and their mirrors).
 
 ``phash64`` is the classic pHash: greyscale, 32x32, 2-D DCT, the 8x8 lowest frequencies,
 one bit per coefficient above their median. Bit i (MSB first) is coefficient (i // 8, i % 8)
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -85,9 +87,31 @@ def centre_crop(img: Image.Image, margin: float | None = None) -> Image.Image:
     return img.crop((dx, dy, max(dx + 1, w - dx), max(dy + 1, h - dy)))
 
 
-def centre_phash_batch(images: list[Image.Image]) -> np.ndarray:
-    """pHashes of the central regions of ``images`` (uint64 array)."""
-    return phash64_batch([centre_crop(im) for im in images])
+def centre_phash_batch(images: list[Image.Image], with_flip: bool = False):
+    """pHashes of the central regions of ``images`` (uint64 array); with ``with_flip``, also those of
+    their mirror images (the crop is symmetric, so the mirror's centre is the centre's mirror)."""
+    return phash64_batch([centre_crop(im) for im in images], with_flip=with_flip)
+
+
+@dataclass(frozen=True)
+class ImageHashes:
+    """The pHashes of one image and of its centre region, each with its mirror image's."""
+
+    phash: int
+    phash_flip: int
+    centre: int
+    centre_flip: int
+
+
+def image_hashes(img: Image.Image) -> ImageHashes:
+    """``phash64_batch`` and ``centre_phash_batch`` (with mirrors) of one decoded image, same values.
+
+    One greyscale conversion and one DCT serve both: greyscale is per pixel, so the centre of the
+    grey image is the grey of the centre, and each row of the batch is hashed on its own.
+    """
+    grey = img if img.mode == "L" else img.convert("L")
+    h, hf = phash64_batch([grey, centre_crop(grey)], with_flip=True)
+    return ImageHashes(int(h[0]), int(hf[0]), int(h[1]), int(hf[1]))
 
 
 def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:

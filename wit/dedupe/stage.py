@@ -1,8 +1,8 @@
 """Dedupe as a chain of jobs: describe (per part) -> near-duplicate pre-pass (global) -> drop (per part).
 
-1. ``DescribeStage`` takes each image's pixel hash, pHash and mirror image's pHash from the columns
-   download wrote (decoding the stored JPEG for rows without them, and for the centre-region pHash and
-   embeddings when those are on) and looks them up in the eval index; it writes
+1. ``DescribeStage`` takes each image's pixel hash, pHash, mirror image's pHash and centre-region
+   pHashes from the columns download wrote (decoding the stored JPEG only for rows without them, and
+   for embeddings when those are on) and looks them up in the eval index; it writes
    ``OUT/_descriptors/_desc-NNNNN.parquet`` (no ledger rows: it drops nothing).
 2. ``near_duplicates`` reads all descriptors, orders rows by uid and marks every row that has an
    identical pixel hash or a pHash within ``within_threshold`` of an earlier row: the first of
@@ -23,12 +23,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wit import schemas
-from wit.dedupe.descriptors import centre_crop, phash64_batch, pixel_hash
+from wit.dedupe.descriptors import centre_phash_batch, phash64_batch, pixel_hash
 from wit.io import folders
 from wit.stage import BatchResult, Stage
 
 log = logging.getLogger(__name__)
 
+CORE = ("pixel_sha256", "phash", "phash_flip")
+CENTRE = ("phash_centre", "phash_centre_flip")
 DESCRIPTORS = pa.schema([("uid", pa.string()), ("pixel_sha256", pa.string()), ("phash", pa.uint64()),
                          ("eval_match", pa.string()), ("eval_match_by", pa.string()), ("error", pa.string())])
 NEAR_DUPS = "_near_duplicates.parquet"
@@ -84,22 +86,22 @@ class DescribeStage(Stage):
                      else "the eval index holds no embeddings")
 
     @property
-    def _needs_pixels(self) -> bool:
-        return self.use_centre or self.embedder is not None
+    def _needed(self) -> tuple[str, ...]:
+        """Download's columns this configuration reads (a row missing any of them is decoded)."""
+        return CORE + CENTRE if self.use_centre else CORE
 
     def read_task(self, path: str):
-        """uid and download's descriptor columns; the JPEG too when a row lacks them or the centre
-        hash / embeddings need pixels."""
+        """uid and download's descriptor columns; the JPEG too when some row lacks one of the needed
+        columns (input written before download stored them) or embeddings need pixels."""
         import fsspec
         import pyarrow.parquet as pq
 
-        names = [f.name for f in schemas.DESCRIPTOR_FIELDS]
         with fsspec.open(path, "rb") as f:
             pf = pq.ParquetFile(f)
-            have = [n for n in names if n in pf.schema_arrow.names]
-            if not self._needs_pixels:
+            have = [n for n in CORE + CENTRE if n in pf.schema_arrow.names]
+            if self.embedder is None:
                 t = pf.read(columns=["uid"] + have)
-                if len(have) == len(names) and all(t.column(n).null_count == 0 for n in names):
+                if all(n in have and t.column(n).null_count == 0 for n in self._needed):
                     for a in range(0, t.num_rows, self.batch_rows):
                         yield t.slice(a, self.batch_rows)
                     return
@@ -109,12 +111,15 @@ class DescribeStage(Stage):
     def process_batch(self, batch: pa.Table) -> BatchResult:
         n = batch.num_rows
         cols = {name: batch.column(name).to_pylist() if name in batch.column_names else [None] * n
-                for name in ("pixel_sha256", "phash", "phash_flip")}
+                for name in CORE + CENTRE}
         jpgs = batch.column("jpg").to_pylist() if "jpg" in batch.column_names else [None] * n
         px, ph, phf, err, imgs = [], [], [], [], []
-        for a, b, c, data in zip(cols["pixel_sha256"], cols["phash"], cols["phash_flip"], jpgs):
+        centre = [(c, cf) if c is not None and cf is not None else None
+                  for c, cf in zip(cols["phash_centre"], cols["phash_centre_flip"])]
+        for i, (a, b, c, data) in enumerate(zip(cols["pixel_sha256"], cols["phash"], cols["phash_flip"], jpgs)):
             have = a is not None and b is not None and c is not None
-            img = _decode(data) if data is not None and (self._needs_pixels or not have) else None
+            need_img = self.embedder is not None or not have or (self.use_centre and centre[i] is None)
+            img = _decode(data) if data is not None and need_img else None
             imgs.append(img)
             if not have and img is not None:  # no descriptors from download: take them from the stored JPEG
                 a, (b, c) = pixel_hash(img), (int(v[0]) for v in phash64_batch([img], with_flip=True))
@@ -123,15 +128,18 @@ class DescribeStage(Stage):
             px.append(a), ph.append(b), phf.append(c), err.append("" if have or img is not None else "decode_failed")
         match, by = [""] * n, [""] * n
         if self.index is not None and len(self.index) and n:
-            self._match(px, ph, phf, imgs, err, match, by)
+            self._match(px, ph, phf, centre, imgs, err, match, by)
         kept = pa.table({"uid": batch.column("uid"), "pixel_sha256": pa.array(px, pa.string()),
                          "phash": pa.array(ph, pa.uint64()), "eval_match": pa.array(match, pa.string()),
                          "eval_match_by": pa.array(by, pa.string()), "error": pa.array(err, pa.string())},
                         schema=DESCRIPTORS)
         return BatchResult(kept=kept)
 
-    def _match(self, px, ph, phf, imgs, err, match, by) -> None:
-        """Fill ``match`` (set:item) and ``by`` (descriptor) for rows that have an eval copy."""
+    def _match(self, px, ph, phf, centre, imgs, err, match, by) -> None:
+        """Fill ``match`` (set:item) and ``by`` (descriptor) for rows that have an eval copy.
+
+        ``centre`` holds download's (centre pHash, mirror's) per row, None where the row has none:
+        those are computed from the decoded stored JPEG."""
         index = self.index
         per_set = {s: self.thresholds.get(s, self.threshold) for s in set(index.sets.tolist())}
 
@@ -153,14 +161,20 @@ class DescribeStage(Stage):
         for i, j in enumerate(index.exact(px).tolist()):
             if j >= 0:
                 found[i] = (j, "exact")
-        with_pixels = [i for i, im in enumerate(imgs) if im is not None and found[i] is None and not err[i]]
-        if self.use_centre and with_pixels:
-            ch, chf = phash64_batch([centre_crop(imgs[i]) for i in with_pixels], with_flip=True)
-            cidx, chow = nearest(ch, chf, "centre", "centre")
-            for i, j, h in zip(with_pixels, cidx.tolist(), chow):
+        open_rows = [i for i in range(len(found)) if found[i] is None and not err[i]]
+        if self.use_centre and open_rows:
+            todo = [i for i in open_rows if centre[i] is None and imgs[i] is not None]
+            if todo:
+                ch, chf = centre_phash_batch([imgs[i] for i in todo], with_flip=True)
+                centre = list(centre)
+                for i, c, cf in zip(todo, ch.tolist(), chf.tolist()):
+                    centre[i] = (c, cf)
+            rows = [i for i in open_rows if centre[i] is not None]
+            cidx, chow = nearest([centre[i][0] for i in rows], [centre[i][1] for i in rows], "centre", "centre")
+            for i, j, h in zip(rows, cidx.tolist(), chow):
                 if j >= 0:
                     found[i] = (j, h)
-        with_pixels = [i for i in with_pixels if found[i] is None]
+        with_pixels = [i for i in open_rows if found[i] is None and imgs[i] is not None]
         if self.embedder is not None and with_pixels:
             m = index.query_embeddings(self.embedder.embed([imgs[i] for i in with_pixels]), self.embed_per_set)
             for i, j in zip(with_pixels, m.index.tolist()):
@@ -250,8 +264,9 @@ class DedupeStage(Stage):
         kept = kept.append_column("phash", pa.array([self.desc[uids[i]]["phash"] for i in keep], pa.uint64()))
         kept = kept.append_column("pixel_sha256", pa.array([self.desc[uids[i]]["pixel_sha256"] for i in keep],
                                                            pa.string()))
-        if "phash_flip" not in kept.column_names:
-            kept = kept.append_column("phash_flip", pa.nulls(kept.num_rows, pa.uint64()))
+        for f in schemas.DESCRIPTOR_FIELDS:  # input written before download stored them
+            if f.name not in kept.column_names:
+                kept = kept.append_column(f, pa.nulls(kept.num_rows, f.type))
         drop = [i for i, r in enumerate(reasons) if r]
         return BatchResult(kept=kept, dropped=BatchResult.drops([uids[i] for i in drop], [reasons[i] for i in drop]))
 

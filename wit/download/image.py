@@ -4,8 +4,9 @@ Geometry follows img2dataset's Resizer (same modes, same rounding) so outputs ar
 The image is decoded once, at full resolution, because the pixel hash must be the one the eval
 index computes (``descriptors.pixel_hash``: sha256 of the full-resolution pixels after
 ``convert("RGB")``), so an exact web copy of an eval image is recognised. The pHash and its mirror
-image's pHash are computed from the resized image (before any crop or border) while it is in
-memory: pHash is resolution-robust, and filter and dedupe then need not decode the stored JPEG.
+image's pHash, and the centre-region pHash and its mirror's (``descriptors.image_hashes``, the
+function the eval index uses), are computed from the resized image (before any crop or border) while
+it is in memory: pHash is resolution-robust, and filter and dedupe then need not decode the stored JPEG.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from wit.dedupe.descriptors import phash64_batch, pixel_hash, pixel_hash_rgb
+from wit.dedupe.descriptors import ImageHashes, image_hashes, pixel_hash, pixel_hash_rgb
 
 MODES = ("no", "keep_ratio", "center_crop", "border")
 
@@ -33,6 +34,8 @@ class Prepared:
     phash: int = 0
     phash_flip: int = 0
     pixel_sha256: str = ""
+    phash_centre: int = 0
+    phash_centre_flip: int = 0
 
     @property
     def sha256(self) -> str:
@@ -99,7 +102,7 @@ def prepare(body: bytes, *, image_size: int = 256, resize_mode: str = "keep_rati
             img = Image.fromarray(cv2.resize(arr, (tw, th), interpolation=interp))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return Prepared(None, orig_width=ow, orig_height=oh, reason="decode_error")
-    ph, phf = phash64_batch([img], with_flip=True)
+    hashes = image_hashes(img)
     if resize_mode == "center_crop":
         left, top = (tw - image_size) // 2, (th - image_size) // 2
         img = img.crop((left, top, left + image_size, top + image_size))
@@ -109,8 +112,12 @@ def prepare(body: bytes, *, image_size: int = 256, resize_mode: str = "keep_rati
         img = canvas
     out = io.BytesIO()
     img.save(out, format="JPEG", quality=quality)
-    return Prepared(out.getvalue(), img.size[0], img.size[1], ow, oh, phash=int(ph[0]), phash_flip=int(phf[0]),
-                    pixel_sha256=pixel_sha256)
+    return _prepared(out.getvalue(), img.size[0], img.size[1], ow, oh, hashes, pixel_sha256)
+
+
+def _prepared(jpg: bytes, w: int, h: int, ow: int, oh: int, hashes: ImageHashes, pixel_sha256: str) -> Prepared:
+    return Prepared(jpg, w, h, ow, oh, phash=hashes.phash, phash_flip=hashes.phash_flip, pixel_sha256=pixel_sha256,
+                    phash_centre=hashes.centre, phash_centre_flip=hashes.centre_flip)
 
 
 def prepare_img2dataset(body: bytes, resizer, *, max_pixels: int = 50_000_000, content_type: str = "") -> Prepared:
@@ -125,5 +132,4 @@ def prepare_img2dataset(body: bytes, resizer, *, max_pixels: int = 50_000_000, c
         img.load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return Prepared(None, orig_width=ow, orig_height=oh, reason="decode_error")
-    ph, phf = phash64_batch([img], with_flip=True)
-    return Prepared(jpg, w, h, ow, oh, phash=int(ph[0]), phash_flip=int(phf[0]), pixel_sha256=pixel_hash(img))
+    return _prepared(jpg, w, h, ow, oh, image_hashes(img), pixel_hash(img))
