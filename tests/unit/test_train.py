@@ -77,6 +77,17 @@ def test_resumed_run_continues_at_the_checkpointed_step(data, tmp_path):
     assert torch.load(out / "checkpoints" / "epoch_latest.pt", weights_only=True)["data"]["cursors"] == [[16 * 32]]
 
 
+def test_bf16_autocast_trains_on_cpu_and_fp16_needs_cuda(data, tmp_path):
+    """The mixed-precision path (autocast + loss in fp32) runs a few real steps; on CUDA it is the default."""
+    summary = train_worker(_job(data, tmp_path / "bf16", steps=3, batch_size=16, loader_workers=0, precision="bf16",
+                                device="cpu", log_every=1))
+    assert summary["amp"] == "torch.bfloat16" and summary["steps"] == 3
+    losses = [r["loss"] for r in _metrics(tmp_path / "bf16")]
+    assert len(losses) == 3 and all(0 < loss < 10 for loss in losses)
+    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+        train_worker(_job(data, tmp_path / "fp16", steps=1, loader_workers=0, precision="fp16", device="cpu"))
+
+
 def test_wit_train_cli(data, tmp_path, shared_data):
     from wit.cli import main
 

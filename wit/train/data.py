@@ -9,15 +9,17 @@ store one cursor per worker and a resumed run skips exactly what was consumed, w
 
 from __future__ import annotations
 
-import io
 import random
 from dataclasses import dataclass
 from itertools import count
 from typing import Callable, Iterator
 
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from wit.train import images as wit_images
+from wit.train import tars
+from wit.train.tokens import fast_tokenizer
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
 
@@ -31,8 +33,9 @@ class LoaderConfig:
     shuffle_buffer: int = 1000
     rank: int = 0
     world_size: int = 1
-    # Decode JPEGs at the smallest DCT scale still >= this side (much cheaper for large images).
-    draft_size: int | None = None
+    # Side of the square crops; False takes the central square instead of a random one.
+    image_size: int = 224
+    random_crop: bool = True
 
 
 def list_shards(path: str) -> list[str]:
@@ -45,33 +48,30 @@ def list_shards(path: str) -> list[str]:
     return shards
 
 
-def _decode(sample: dict, transform: Callable, draft_size: int | None = None) -> tuple[torch.Tensor, str] | None:
-    """(image tensor, caption), or None for a sample without a readable image or caption."""
+def _image_and_text(sample: dict) -> tuple[bytes, str] | None:
+    """(encoded image, caption), or None for a sample without an image or a UTF-8 caption."""
     data = next((sample[k] for k in IMAGE_KEYS if k in sample), None)
     text = sample.get("txt")
     if data is None or text is None:
         return None
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            if draft_size and img.format == "JPEG":
-                img.draft("RGB", (draft_size, draft_size))
-            image = transform(img)
-        return image, text.decode("utf-8") if isinstance(text, bytes) else str(text)
-    except (OSError, ValueError, SyntaxError):
+        return data, text.decode("utf-8") if isinstance(text, bytes) else str(text)
+    except UnicodeDecodeError:
         return None
 
 
 class ShardStream(IterableDataset):
-    """Endless batches {image, text, key, worker, cursor, bad} for one rank; ``bad`` counts undecodable samples."""
+    """Endless batches {image, text, key, worker, cursor, bad} for one rank; ``bad`` counts undecodable samples.
 
-    def __init__(self, cfg: LoaderConfig, transform: Callable, tokenizer: Callable,
-                 cursors: list[int] | None = None):
-        self.cfg, self.transform, self.tokenizer = cfg, transform, tokenizer
+    ``image`` is uint8 [N, 3, S, S] (normalised later, on the training device); ``text`` is int64
+    token ids from ``tokenizer`` (open_clip's, sped up by ``tokens.fast_tokenizer``).
+    """
+
+    def __init__(self, cfg: LoaderConfig, tokenizer: Callable, cursors: list[int] | None = None):
+        self.cfg, self.tokenizer = cfg, fast_tokenizer(tokenizer)
         self.cursors = list(cursors or [])
 
     def _slot_samples(self, slot: int, slots: int) -> Iterator[dict]:
-        from webdataset.tariterators import tarfile_samples
-
         cfg = self.cfg
         for epoch in count():
             order = list(cfg.shards)
@@ -81,7 +81,7 @@ class ShardStream(IterableDataset):
             rng = random.Random(f"buffer:{cfg.seed}:{epoch}:{slot}")
             buffer: list[dict] = []
             seen = 0
-            for i, sample in enumerate(tarfile_samples([{"url": u} for u in mine])):
+            for i, sample in enumerate(tars.shard_samples(mine, IMAGE_KEYS + ("txt",))):
                 if not by_shard and i % slots != slot:
                     continue
                 seen += 1
@@ -99,35 +99,45 @@ class ShardStream(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        if info is not None:
+            # DataLoader already gives its workers one torch thread; OpenCV's pool would also compete with training.
+            import cv2
+
+            cv2.setNumThreads(1)
         cfg = self.cfg
         slot, slots = cfg.rank * n_workers + worker, cfg.world_size * n_workers
         cursor = self.cursors[worker] if worker < len(self.cursors) else 0
         stream = self._slot_samples(slot, slots)
         for _ in range(cursor):
             next(stream)
-        images: list[torch.Tensor] = []
-        texts: list[str] = []
-        keys: list[str] = []
-        bad = 0
-        for sample in stream:
-            cursor += 1
-            decoded = _decode(sample, self.transform, cfg.draft_size)
-            if decoded is None:
-                bad += 1
-                continue
-            images.append(decoded[0])
-            texts.append(decoded[1])
-            keys.append(sample.get("__key__", ""))
-            if len(images) == cfg.batch_size:
-                yield {"image": torch.stack(images), "text": self.tokenizer(texts), "key": keys,
-                       "worker": worker, "cursor": cursor, "bad": bad}
-                images, texts, keys, bad = [], [], [], 0
+        while True:
+            # Crops are seeded by where the batch starts in the stream, so a resumed run crops alike.
+            rng = random.Random(f"crop:{cfg.seed}:{slot}:{cursor}") if cfg.random_crop else None
+            parts, texts, keys, bad = [], [], [], 0
+            while len(keys) < cfg.batch_size:
+                datas, chunk_texts, chunk_keys = [], [], []
+                while len(keys) + len(datas) < cfg.batch_size:
+                    sample = next(stream)
+                    cursor += 1
+                    pair = _image_and_text(sample)
+                    if pair is None:
+                        bad += 1
+                        continue
+                    datas.append(pair[0])
+                    chunk_texts.append(pair[1])
+                    chunk_keys.append(sample["__key__"])
+                images, ok = wit_images.decode_batch(datas, cfg.image_size, rng)
+                bad += ok.count(False)
+                parts.append(images)
+                texts += [t for t, good in zip(chunk_texts, ok) if good]
+                keys += [k for k, good in zip(chunk_keys, ok) if good]
+            yield {"image": parts[0] if len(parts) == 1 else torch.cat(parts), "text": self.tokenizer(texts),
+                   "key": keys, "worker": worker, "cursor": cursor, "bad": bad}
 
 
-def make_loader(cfg: LoaderConfig, transform: Callable, tokenizer: Callable, cursors: list[int] | None = None,
+def make_loader(cfg: LoaderConfig, tokenizer: Callable, cursors: list[int] | None = None,
                 generator_seed: int = 0, pin_memory: bool = False) -> DataLoader:
     """A DataLoader over ShardStream; its workers take turns, so batch k comes from worker k % workers."""
     kwargs = dict(prefetch_factor=4, persistent_workers=False) if cfg.workers > 0 else {}
-    return DataLoader(ShardStream(cfg, transform, tokenizer, cursors), batch_size=None, num_workers=cfg.workers,
+    return DataLoader(ShardStream(cfg, tokenizer, cursors), batch_size=None, num_workers=cfg.workers,
                       pin_memory=pin_memory, generator=torch.Generator().manual_seed(generator_seed), **kwargs)
-

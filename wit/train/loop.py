@@ -86,9 +86,13 @@ def resolve_device(job: TrainJob) -> torch.device:
 
 
 def amp_dtype(job: TrainJob, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bf16 (or fp16 where bf16 is missing) on CUDA, none on CPU or with fp32."""
-    if device.type != "cuda" or job.precision == "fp32":
+    """The autocast dtype: "auto" is bf16 (fp16 without bf16) on CUDA and fp32 on CPU; CPU runs bf16 on request."""
+    if job.precision == "fp32" or (job.precision == "auto" and device.type != "cuda"):
         return None
+    if device.type != "cuda":
+        if job.precision == "fp16":
+            raise ValueError("precision fp16 needs CUDA (its loss scaling is CUDA's GradScaler); use bf16 or fp32")
+        return torch.bfloat16
     if job.precision == "fp16":
         return torch.float16
     if job.precision == "bf16" or torch.cuda.is_bf16_supported():
@@ -156,9 +160,9 @@ def train_worker(job: TrainJob, rank: int = 0, world_size: int = 1, device: torc
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     loader_cfg = LoaderConfig(tuple(job.shards), job.batch_size, job.loader_workers, job.seed, job.shuffle_buffer,
-                              rank, world_size, draft_size=bundle.image_size)
-    loader = make_loader(loader_cfg, bundle.train_transform, bundle.tokenizer, cursors,
-                         generator_seed=job.seed * 1_000_003 + step, pin_memory=device.type == "cuda")
+                              rank, world_size, image_size=bundle.image_size)
+    loader = make_loader(loader_cfg, bundle.tokenizer, cursors, generator_seed=job.seed * 1_000_003 + step,
+                         pin_memory=device.type == "cuda")
 
     def save(at_step: int) -> None:
         all_cursors = [cursors]
@@ -202,8 +206,9 @@ def train_worker(job: TrainJob, rank: int = 0, world_size: int = 1, device: torc
                 model.logit_scale.clamp_(0, wit_model.MAX_LOGIT_SCALE)
             step += 1
             n_window += images.shape[0] * world_size
-            last_loss = loss.item()
             if step % job.log_every == 0 or step == end:
+                # Read the loss only when logging: .item() waits for the device, which a GPU should not do every step.
+                last_loss = loss.item()
                 now = time.perf_counter()
                 record = {"step": step, "loss": round(last_loss, 5), "lr": lr,
                           "temperature": round(1 / model.logit_scale.exp().item(), 5),
