@@ -3,8 +3,8 @@
 Eval sets come as ImageFolder dirs, webdataset tar shards, or Parquet with image bytes. The index
 is a directory holding ``index.parquet`` (set, item, pixel_sha256, phash, variant): one "image" row
 per eval image plus "crop", "rotate", "rotate_crop" and "centre" rows, and with an open_clip model
-``embeddings.parquet`` (row, embedding) + ``model.json``. A pHash lookup is a brute-force Hamming
-scan in blocks (XOR + popcount over uint64), exact, no approximation.
+``embeddings.parquet`` (row, embedding) + ``model.json``. A pHash lookup is exact: multi-index
+hashing (``wit.dedupe.mih``) on large indexes, a brute-force XOR + popcount scan on small ones.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from wit import schemas
+from wit.dedupe import mih
 from wit.dedupe.descriptors import centre_phash_batch, phash64_batch, pixel_hash
 from wit.io import folders
 
@@ -151,6 +152,9 @@ class EvalIndex:
         self.embeddings = embeddings
         self.embedding_rows = embedding_rows
         self.model = model or {}
+        self._selections: dict = {}
+        self._column_codes: dict = {}
+        self._tables: dict = {}
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -251,41 +255,67 @@ class EvalIndex:
 
     def query(self, phashes: np.ndarray, max_distance: int | dict[str, int], block: int = 256,
               region: str = "full", margins: dict[str, int] | None = None,
-              variants: tuple[str, ...] | None = None) -> Matches:
+              variants: tuple[str, ...] | None = None, method: str = "auto") -> Matches:
         """Nearest eval row per query pHash within ``max_distance`` (one int, or per set name).
 
         ``region`` "full" searches the image, crop and rotation rows with whole-image pHashes;
         "centre" searches the centre rows with ``centre_phash_batch`` hashes. ``margins`` (variant ->
         bits) tightens the threshold on those rows (default ``VARIANT_MARGINS``); ``variants`` limits
-        the search to rows of those variants.
+        the search to rows of those variants. ``method`` "brute" scans every row, "mih" uses the
+        multi-index tables, "auto" picks the cheaper by ``mih.choose_m``; all give the same result
+        (least distance, lowest row on ties).
         """
+        rows, thr = self._selection(region, variants, max_distance, VARIANT_MARGINS if margins is None else margins)
+        q = np.asarray(phashes, dtype=np.uint64).reshape(-1)
+        radius = int(thr.max()) if len(thr) else -1
+        if method not in ("auto", "brute", "mih"):
+            raise ValueError(f"method must be auto, brute or mih, got {method!r}")
+        m = mih.choose_m(len(rows), radius) if method == "auto" else (4 if method == "mih" else None)
+        if m is None or not len(q):
+            local, dist = _brute_nearest(q, self.phashes[rows], thr, block)
+        else:
+            local, dist = self._multi_index(region, variants, rows, m).nearest(q, thr)
+        return self._matches(np.where(local >= 0, rows[np.maximum(local, 0)], -1), dist)
+
+    def _selection(self, region: str, variants: tuple[str, ...] | None, max_distance: int | dict[str, int],
+                   margins: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        """(rows searched, int16 threshold per row), cached per arguments: with millions of rows a
+        per-call rebuild would cost more than a batch of MIH lookups."""
+        md = tuple(sorted(max_distance.items())) if isinstance(max_distance, dict) else int(max_distance)
+        key = (region, None if variants is None else tuple(sorted(variants)), md, tuple(sorted(margins.items())))
+        hit = self._selections.get(key)
+        if hit is not None:
+            return hit
         rows = self._region_rows[region]
         if variants is not None:
             rows = rows[np.isin(self.variants[rows], variants)]
-        q = np.asarray(phashes, dtype=np.uint64).reshape(-1)
-        n = len(q)
-        sets = self.sets[rows]
+        set_names, set_codes = self._codes("set")
         if isinstance(max_distance, dict):
-            thr = np.array([max_distance.get(s, -1) for s in sets], dtype=np.int16)
+            per_set = np.array([max_distance.get(s, -1) for s in set_names], dtype=np.int16)
         else:
-            thr = np.full(len(rows), max_distance, dtype=np.int16)
-        margins = VARIANT_MARGINS if margins is None else margins
+            per_set = np.full(len(set_names), max_distance, dtype=np.int16)
+        thr = per_set[set_codes[rows]] if len(set_names) else np.zeros(0, np.int16)
         if margins:
-            thr = thr - np.array([margins.get(v, 0) for v in self.variants[rows]], dtype=np.int16)
-        ref = self.phashes[rows]
-        best = np.full(n, -1, dtype=np.int64)
-        dist = np.full(n, NO_MATCH, dtype=np.int16)
-        block = max(1, min(block, (1 << 22) // max(1, len(rows))))  # a tile stays ~4M cells (~12 MB)
-        if len(rows) and n:
-            for a in range(0, n, block):
-                d = np.bitwise_count(q[a:a + block, None] ^ ref[None, :]).astype(np.int16)
-                d[d > thr[None, :]] = NO_MATCH
-                j = d.argmin(axis=1)
-                dj = d[np.arange(len(j)), j]
-                hit = dj != NO_MATCH
-                best[a:a + block][hit] = rows[j[hit]]
-                dist[a:a + block][hit] = dj[hit]
-        return self._matches(best, dist)
+            var_names, var_codes = self._codes("variant")
+            thr = thr - np.array([margins.get(v, 0) for v in var_names], dtype=np.int16)[var_codes[rows]]
+        if len(self._selections) >= 16:
+            self._selections.clear()
+        self._selections[key] = (rows, thr)
+        return rows, thr
+
+    def _codes(self, column: str) -> tuple[list[str], np.ndarray]:
+        """(distinct values, code per row) of a string column, via Arrow's dictionary encoding."""
+        if column not in self._column_codes:
+            enc = self.table.column(column).combine_chunks().dictionary_encode()
+            self._column_codes[column] = (enc.dictionary.to_pylist(), enc.indices.to_numpy(zero_copy_only=False))
+        return self._column_codes[column]
+
+    def _multi_index(self, region: str, variants: tuple[str, ...] | None, rows: np.ndarray, m: int) -> mih.MultiIndex:
+        key = (region, None if variants is None else tuple(sorted(variants)), m)
+        if key not in self._tables:
+            self._tables[key] = mih.MultiIndex(self.phashes[rows], m)
+            log.info("eval index: MIH tables m=%d over %d rows (%.1f MB)", m, len(rows), self._tables[key].nbytes / 1e6)
+        return self._tables[key]
 
     def query_embeddings(self, embeddings: np.ndarray, min_similarity: float | dict[str, float],
                          block: int = 1024) -> Matches:
@@ -311,6 +341,26 @@ class EvalIndex:
                 best[a:a + block][hit] = rows[j[hit]]
                 sim[a:a + block][hit] = sj[hit]
         return self._matches(best, np.where(best >= 0, 0, NO_MATCH).astype(np.int16), sim)
+
+
+def _brute_nearest(q: np.ndarray, ref: np.ndarray, thr: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reference scan: per query the position in ``ref`` of least distance <= ``thr`` (first on ties)
+    or -1, and that distance (NO_MATCH where none); XOR + popcount in tiles of ~4M cells (~12 MB)."""
+    n = len(q)
+    best = np.full(n, -1, dtype=np.int64)
+    dist = np.full(n, NO_MATCH, dtype=np.int16)
+    block = max(1, min(block, (1 << 22) // max(1, len(ref))))
+    if len(ref) and n:
+        for a in range(0, n, block):
+            d = np.bitwise_count(q[a:a + block, None] ^ ref[None, :]).astype(np.int16)
+            d[d > thr[None, :]] = NO_MATCH
+            j = d.argmin(axis=1)
+            dj = d[np.arange(len(j)), j]
+            hit = dj != NO_MATCH
+            best[a:a + block][hit] = j[hit]
+            dist[a:a + block][hit] = dj[hit]
+    return best, dist
+
 
 def build_index_cli(pairs: list[str], out: str, model: str | None = None, checkpoint: str | None = None,
                     embed_threshold: float = 0.95) -> EvalIndex:
