@@ -1,6 +1,7 @@
 """Dedupe throughput: pHash+pixel-hash descriptors/s on one core, and pHash lookups/s (threshold 10)
 against 100k eval images as a bare 100k-row index and with 29 rows per image (2.9M rows, the default
-index), brute force vs multi-index hashing in the same run, medians of 3 interleaved rounds.
+index), brute force vs multi-index hashing in the same run, medians of 3 interleaved rounds; and the
+within-dataset near-duplicate pass (rows/s, threshold 4) at 100k rows (both methods) and 1M (MIH only).
 Quality per perturbation: benchmarks/dedupe_quality.py.
 """
 
@@ -17,8 +18,10 @@ import pyarrow as pa
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from wit.dedupe import mih  # noqa: E402
 from wit.dedupe.descriptors import phash64_batch, pixel_hash  # noqa: E402
 from wit.dedupe.index import EvalIndex  # noqa: E402
+from wit.dedupe.stage import earlier_duplicates  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "imagenet-sample"
 
@@ -97,8 +100,51 @@ def _queries(rng, eval_hashes: np.ndarray, n: int) -> np.ndarray:
     return q
 
 
+def within_dataset(threshold: int = 4, sizes=((100_000, True), (1_000_000, False))) -> dict:
+    """Rows/s of ``earlier_duplicates`` (pixel hash + pHash pass of ``near_duplicates``), MIH vs the
+    brute-force scan where that finishes in seconds (at 1M it would take ~100x the 100k time)."""
+    out = {}
+    rng = np.random.default_rng(1)
+    for n, with_brute in sizes:
+        h, px = _web_rows(rng, n)
+        name = f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}M"
+        rates = {"mih": []} | ({"brute": []} if with_brute else {})
+        for _ in range(3 if with_brute else 2):
+            for method in rates:
+                t0 = time.perf_counter()
+                got = earlier_duplicates(px, h, threshold, method=method)
+                rates[method].append(n / (time.perf_counter() - t0))
+                if method == "brute":
+                    assert np.array_equal(got, earlier_duplicates(px, h, threshold, method="mih"))
+        for method, r in rates.items():
+            out[f"near_dup_rows_per_s_{name}_{method}"] = round(statistics.median(r), 1)
+        m = mih.choose_m(n, threshold)
+        out[f"near_dup_m_{name}"] = m
+        # offsets (2^width + 1 uint32) + per row and substring a uint32 row id and the uint64 hash
+        out[f"near_dup_table_mb_{name}"] = round((sum((1 << w) + 1 for _, w in mih.split_bits(m)) * 4
+                                                  + n * 12 * m) / 1e6, 1)
+        out[f"near_dup_share_{name}"] = round(float((got >= 0).mean()), 4)
+    return out
+
+
+def _web_rows(rng, n: int) -> tuple[np.ndarray, pa.Array]:
+    """``n`` uniform pHashes, 10 % of them 0-6 bits off an earlier row (re-posts, re-encodes), and
+    sha256-like pixel hashes of which 1 % repeat an earlier row's."""
+    h = rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
+    copy = np.nonzero(rng.random(n) < 0.1)[0]
+    copy = copy[copy > 0]
+    src = (rng.random(len(copy)) * copy).astype(np.int64)  # an earlier row
+    h[copy] = _flip(rng, h[src], 6)
+    px = np.array([f"{i:064x}" for i in range(n)], dtype=object)
+    rep = np.nonzero(rng.random(n) < 0.01)[0]
+    rep = rep[rep > 0]
+    px[rep] = px[(rng.random(len(rep)) * rep).astype(np.int64)]
+    return h, pa.array(px.tolist(), pa.string())
+
+
 def main() -> None:
-    t = throughput()
+    t = throughput() if "--within-only" not in sys.argv else {}
+    t |= within_dataset()
     print("## dedupe_throughput")
     for k, v in t.items():
         print(f"- {k}: {v}")

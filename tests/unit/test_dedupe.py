@@ -90,6 +90,16 @@ def test_eval_copies_and_near_duplicates_dropped(tmp_path, shared_data):
         assert got[f"e{i}"] == f"eval_duplicate:imgs:c/{p.name}", (i, got[f"e{i}"])
     assert got["z-dup"] == "near_duplicate" and got["d03"] == ""
     assert rep["kept"] == 20 and rep["near_duplicates"] >= 1
+    # the within-dataset pass on these real descriptors: multi-index hashing = the brute-force scan
+    from wit.dedupe.stage import earlier_duplicates, near_duplicates
+
+    d = folders.read_parquet([str(p) for p in sorted((tmp_path / "dd" / "_descriptors").glob("_desc-*.parquet"))])
+    d = d.sort_by("uid")
+    for thr in (0, 2, 4, 8, 12, 20, 32, 64):
+        brute = earlier_duplicates(d.column("pixel_sha256"), d.column("phash").to_numpy(), thr, method="brute")
+        assert np.array_equal(brute, earlier_duplicates(d.column("pixel_sha256"), d.column("phash").to_numpy(),
+                                                        thr, method="mih")), thr
+    assert {r["uid"]: r["dup_of"] for r in near_duplicates(out, 4).to_pylist()}["z-dup"] == "d03"
     kept = folders.read_parquet(out)
     assert kept.schema.names[: len(schemas.DEDUPED)] == schemas.DEDUPED.names
     assert all(c.ok for c in ledger.reconcile(led, {"dedupe": out}).values())

@@ -113,9 +113,11 @@ class MultiIndex:
     def _substring(h: np.ndarray, shift: int, width: int) -> np.ndarray:
         return ((h >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int64)
 
-    def nearest(self, queries: np.ndarray, thr: np.ndarray, max_candidates: int = 1 << 21) -> tuple[np.ndarray, np.ndarray]:
+    def nearest(self, queries: np.ndarray, thr: np.ndarray, max_candidates: int = 1 << 21,
+                before: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per query: (row of least distance with distance <= ``thr[row]``, lowest row on ties, or -1;
-        that distance as int16, 255 where none). ``thr`` is an int array over rows."""
+        that distance as int16, 255 where none). ``thr`` is an int array over rows. With ``before``
+        (int per query) only rows < ``before[query]`` count: a self-join over earlier rows."""
         q = np.asarray(queries, dtype=np.uint64).reshape(-1)
         n = len(q)
         best = np.full(n, -1, dtype=np.int64)
@@ -126,11 +128,19 @@ class MultiIndex:
         per_query = max(1.0, mih_cost(len(self), self.m, radius) / CANDIDATE_COST)
         block = int(max(1, min(n, max_candidates // per_query)))
         for a in range(0, n, block):
-            b, d = self._nearest_block(q[a:a + block], thr, radius)
+            lim = None if before is None else before[a:a + block]
+            b, d = self._nearest_block(q[a:a + block], thr, radius, lim)
             best[a:a + block], dist[a:a + block] = b, d
         return best, dist
 
-    def _nearest_block(self, q: np.ndarray, thr: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    def earlier_nearest(self, thr: int, max_candidates: int = 1 << 21) -> tuple[np.ndarray, np.ndarray]:
+        """``nearest`` of every indexed row among the rows before it, within ``thr`` bits."""
+        n = len(self)
+        return self.nearest(self.hashes, np.full(n, thr, dtype=np.int16), max_candidates,
+                            before=np.arange(n, dtype=np.int64))
+
+    def _nearest_block(self, q: np.ndarray, thr: np.ndarray, radius: int,
+                       before: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         n = len(q)
         r = radius // self.m
         # (distance << 32 | row) so one minimum picks the least distance, then the lowest row
@@ -154,6 +164,10 @@ class MultiIndex:
             d = d[near]
             ok = d <= thr[rows]
             qi = np.searchsorted(end, near[ok], side="right") // len(masks)
+            if before is not None:
+                earlier = rows[ok] < before[qi]
+                ok[ok] = earlier
+                qi = qi[earlier]
             np.minimum.at(key, qi, (d[ok].astype(np.int64) << 32) | rows[ok])
         hit = key != np.iinfo(np.int64).max
         best = np.where(hit, key & 0xFFFFFFFF, -1)

@@ -6,7 +6,7 @@
    ``OUT/_descriptors/_desc-NNNNN.parquet`` (no ledger rows: it drops nothing).
 2. ``near_duplicates`` reads all descriptors, orders rows by uid and marks every row that has an
    identical pixel hash or a pHash within ``within_threshold`` of an earlier row: the first of
-   each group is kept. Written to ``OUT/_near_duplicates.parquet``.
+   each group is kept (multi-index hashing, exact). Written to ``OUT/_near_duplicates.parquet``.
 3. ``DedupeStage`` (ledger stage ``dedupe``) drops eval copies as ``eval_duplicate:<set>:<item>``
    and in-set duplicates as ``near_duplicate``; survivors carry ``phash`` and ``pixel_sha256``.
 """
@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wit import schemas
+from wit.dedupe import mih
 from wit.dedupe.descriptors import centre_phash_batch, phash64_batch, pixel_hash
 from wit.io import folders
 from wit.stage import BatchResult, Stage
@@ -201,7 +202,7 @@ def _decode(data: bytes):
         return None
 
 
-def near_duplicates(out: str, threshold: int, block: int = 2048) -> pa.Table:
+def near_duplicates(out: str, threshold: int, method: str = "auto") -> pa.Table:
     """(uid, dup_of) for every row with an earlier (by uid) identical or pHash-near row; cached in OUT."""
     target = folders.join(out, NEAR_DUPS)
     if folders.exists(target):
@@ -209,28 +210,63 @@ def near_duplicates(out: str, threshold: int, block: int = 2048) -> pa.Table:
     fs, path = folders.fs_and_path(descriptors_dir(out))
     t = folders.read_parquet(sorted(fs.glob(path + "/_desc-*.parquet")), columns=["uid", "pixel_sha256", "phash", "error"])
     t = t.filter(pc.equal(t.column("error"), "")).sort_by("uid")
-    uids = t.column("uid").to_pylist()
-    px = t.column("pixel_sha256").to_pylist()
-    ph = t.column("phash").to_numpy().astype(np.uint64)
-    dup_of = np.full(len(uids), -1, dtype=np.int64)
-    first: dict[str, int] = {}
-    for i, h in enumerate(px):
-        j = first.setdefault(h, i)
-        if j != i:
-            dup_of[i] = j
-    # Earlier rows within the threshold: compare each block against all rows before its end.
-    for a in range(0, len(uids), block):
-        b = min(a + block, len(uids))
+    dup_of = earlier_duplicates(t.column("pixel_sha256"), t.column("phash").to_numpy().astype(np.uint64),
+                                threshold, method=method)
+    sel = pa.array(np.nonzero(dup_of >= 0)[0])
+    uids = t.column("uid")
+    res = pa.table({"uid": uids.take(sel).cast(pa.string()),
+                    "dup_of": uids.take(pa.array(dup_of[dup_of >= 0])).cast(pa.string())})
+    folders.write_parquet(target, res)
+    return res
+
+
+def earlier_duplicates(pixel_sha256, phash: np.ndarray, threshold: int, method: str = "auto") -> np.ndarray:
+    """Per row, the earlier row it duplicates, or -1: the first row with the same pixel hash, else
+    the earlier row of least pHash distance within ``threshold`` (lowest row on ties).
+
+    ``method``: "brute" (block scan, O(n^2)), "mih" (multi-index hashing) or "auto" (MIH unless
+    ``mih.choose_m`` finds a scan cheaper: small n or a threshold too wide to prune)."""
+    n = len(phash)
+    if not isinstance(pixel_sha256, (pa.Array, pa.ChunkedArray)):
+        pixel_sha256 = pa.array(pixel_sha256, pa.string())
+    if isinstance(pixel_sha256, pa.ChunkedArray):
+        pixel_sha256 = pixel_sha256.combine_chunks()
+    codes = pc.dictionary_encode(pixel_sha256, null_encoding="encode").indices.to_numpy(zero_copy_only=False)
+    # unique's return_index is each code's first position
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    first = first[inverse]
+    by_pixels = np.where(first != np.arange(n), first, -1)
+    threshold = min(int(threshold), 64)  # wider matches everything anyway
+    if method == "auto":
+        method = "mih" if mih.choose_m(n, threshold) is not None else "brute"
+    by_phash = _earlier_phash_mih(phash, threshold) if method == "mih" else _earlier_phash_brute(phash, threshold)
+    return np.where(by_pixels >= 0, by_pixels, by_phash)
+
+
+def _earlier_phash_brute(ph: np.ndarray, threshold: int, cells: int = 1 << 24) -> np.ndarray:
+    """Reference scan: each block of rows against every row before its end, ~``cells`` pairs at a time."""
+    n = len(ph)
+    ph = np.asarray(ph, dtype=np.uint64)
+    dup_of = np.full(n, -1, dtype=np.int64)
+    block = max(1, min(2048, cells // max(n, 1)))
+    for a in range(0, n, block):
+        b = min(a + block, n)
         d = np.bitwise_count(ph[a:b, None] ^ ph[None, :b]).astype(np.int16)
         d[np.triu_indices(b - a, k=a, m=b)] = 99  # only j < i counts
         j = d.argmin(axis=1)
-        hit = (d[np.arange(b - a), j] <= threshold) & (dup_of[a:b] < 0)
+        hit = d[np.arange(b - a), j] <= threshold
         dup_of[a:b][hit] = j[hit]
-    sel = np.nonzero(dup_of >= 0)[0]
-    res = pa.table({"uid": pa.array([uids[i] for i in sel], pa.string()),
-                    "dup_of": pa.array([uids[dup_of[i]] for i in sel], pa.string())})
-    folders.write_parquet(target, res)
-    return res
+    return dup_of
+
+
+def _earlier_phash_mih(ph: np.ndarray, threshold: int) -> np.ndarray:
+    """``_earlier_phash_brute`` by multi-index hashing: same rows, ties included, sublinear per row."""
+    n = len(ph)
+    if n == 0 or threshold < 0:
+        return np.full(n, -1, dtype=np.int64)
+    m = mih.choose_m(n, threshold) or mih.M_CHOICES[-1]
+    best, _ = mih.MultiIndex(ph, m).earlier_nearest(threshold)
+    return best
 
 
 @dataclass
