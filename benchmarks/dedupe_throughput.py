@@ -7,6 +7,7 @@ Quality per perturbation: benchmarks/dedupe_quality.py.
 
 from __future__ import annotations
 
+import argparse
 import io
 import statistics
 import sys
@@ -75,28 +76,18 @@ def _index(rng, n_img: int, per_img: int) -> EvalIndex:
     base = rng.integers(0, 2**64, n_img, dtype=np.uint64, endpoint=False)
     h = np.repeat(base, per_img)
     variant = np.tile(np.array(VARIANTS[:per_img], dtype=object), n_img)
-    h[variant != "image"] = _flip(rng, h[variant != "image"], 8)
+    h[variant != "image"] = mih.flip_random_bits(rng, h[variant != "image"], 8)
     n = len(h)
     return EvalIndex(pa.table({"set": ["s"] * n, "item": np.repeat(np.arange(n_img), per_img).astype(str),
                                "pixel_sha256": [""] * n, "phash": pa.array(h, pa.uint64()),
                                "variant": pa.array(variant.tolist(), pa.string())}))
 
 
-def _flip(rng, h: np.ndarray, max_bits: int) -> np.ndarray:
-    """``h`` with 0..``max_bits`` random bits flipped per value."""
-    out = h.copy()
-    k = rng.integers(0, max_bits + 1, len(h))
-    for j in range(max_bits):
-        bit = rng.integers(0, 64, len(h)).astype(np.uint64)
-        out ^= np.where(k > j, np.uint64(1) << bit, np.uint64(0))
-    return out
-
-
 def _queries(rng, eval_hashes: np.ndarray, n: int) -> np.ndarray:
     """Mostly unrelated web images (uniform), 1 in 10 a copy of an eval row 0-12 bits off."""
     q = rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
     near = rng.random(n) < 0.1
-    q[near] = _flip(rng, eval_hashes[rng.integers(0, len(eval_hashes), int(near.sum()))], 12)
+    q[near] = mih.flip_random_bits(rng, eval_hashes[rng.integers(0, len(eval_hashes), int(near.sum()))], 12)
     return q
 
 
@@ -134,7 +125,7 @@ def _web_rows(rng, n: int) -> tuple[np.ndarray, pa.Array]:
     copy = np.nonzero(rng.random(n) < 0.1)[0]
     copy = copy[copy > 0]
     src = (rng.random(len(copy)) * copy).astype(np.int64)  # an earlier row
-    h[copy] = _flip(rng, h[src], 6)
+    h[copy] = mih.flip_random_bits(rng, h[src], 6)
     px = np.array([f"{i:064x}" for i in range(n)], dtype=object)
     rep = np.nonzero(rng.random(n) < 0.01)[0]
     rep = rep[rep > 0]
@@ -143,7 +134,10 @@ def _web_rows(rng, n: int) -> tuple[np.ndarray, pa.Array]:
 
 
 def main() -> None:
-    t = throughput() if "--within-only" not in sys.argv else {}
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--within-only", action="store_true", help="only the within-dataset near-duplicate pass")
+    args = ap.parse_args()
+    t = throughput() if not args.within_only else {}
     t |= within_dataset()
     print("## dedupe_throughput")
     for k, v in t.items():

@@ -9,17 +9,9 @@ import pytest
 from wit.dedupe import mih
 from wit.dedupe.descriptors import phash64
 from wit.dedupe.index import EvalIndex, _brute_nearest
+from wit.dedupe.mih import flip_random_bits
 
 VARIANTS = ["image"] + ["crop"] * 19 + ["rotate"] * 4 + ["rotate_crop"] * 4 + ["centre"]
-
-
-def _flip(rng, h, max_bits):
-    out = h.copy()
-    k = rng.integers(0, max_bits + 1, len(h))
-    for j in range(max_bits):
-        bit = rng.integers(0, 64, len(h)).astype(np.uint64)
-        out ^= np.where(k > j, np.uint64(1) << bit, np.uint64(0))
-    return out
 
 
 def _clustered_index(rng, n_img=400):
@@ -28,7 +20,7 @@ def _clustered_index(rng, n_img=400):
     base[1::7] = base[0::7][: len(base[1::7])]  # duplicate images: ties broken by the lowest row
     h = np.repeat(base, 29)
     var = np.tile(np.array(VARIANTS, dtype=object), n_img)
-    h[var != "image"] = _flip(rng, h[var != "image"], 8)
+    h[var != "image"] = flip_random_bits(rng, h[var != "image"], 8)
     sets = np.repeat(np.where(np.arange(n_img) % 3 == 0, "a", "b"), 29)
     return EvalIndex(pa.table({"set": sets.tolist(), "item": np.repeat(np.arange(n_img), 29).astype(str).tolist(),
                                "pixel_sha256": [""] * len(h), "phash": pa.array(h, pa.uint64()),
@@ -38,7 +30,7 @@ def _clustered_index(rng, n_img=400):
 def _queries(rng, ref, n):
     q = rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
     near = rng.random(n) < 0.7
-    q[near] = _flip(rng, ref[rng.integers(0, len(ref), int(near.sum()))], 14)
+    q[near] = flip_random_bits(rng, ref[rng.integers(0, len(ref), int(near.sum()))], 14)
     q[:5] = ref[:5]  # exact copies of rows
     return q
 
@@ -81,7 +73,7 @@ def test_ties_pick_the_lowest_row():
 def test_multi_index_with_per_row_thresholds(m):
     rng = np.random.default_rng(m)
     ref = rng.integers(0, 2**64, 3000, dtype=np.uint64, endpoint=False)
-    ref[100:200] = _flip(rng, ref[:100], 6)
+    ref[100:200] = flip_random_bits(rng, ref[:100], 6)
     thr = rng.integers(-1, 13, len(ref)).astype(np.int16)
     q = _queries(rng, ref, 500)
     table = mih.MultiIndex(ref, m)
@@ -103,7 +95,7 @@ def test_mih_equals_brute_force_on_a_real_index(tmp_path, shared_data):
     idx = EvalIndex.build({"imgs": str(tmp_path / "eval")})
     rng = np.random.default_rng(3)
     own = idx.phashes[rng.integers(0, len(idx), 40)]
-    q = np.concatenate([np.array([phash64(Image.open(p)) for p in photos], np.uint64), own, _flip(rng, own, 12)])
+    q = np.concatenate([np.array([phash64(Image.open(p)) for p in photos], np.uint64), own, flip_random_bits(rng, own, 12)])
     for threshold in range(0, 65, 4):
         for region in ("full", "centre"):
             brute = idx.query(q, threshold, region=region, method="brute")

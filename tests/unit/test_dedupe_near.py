@@ -11,16 +11,8 @@ import pytest
 from wit.dedupe import mih
 from wit.dedupe.stage import (DESCRIPTORS, _earlier_phash_brute, _earlier_phash_mih, descriptor_url,
                               earlier_duplicates, near_duplicates)
+from wit.dedupe.mih import flip_random_bits
 from wit.io import folders
-
-
-def _flip(rng, h, max_bits):
-    out = h.copy()
-    k = rng.integers(0, max_bits + 1, len(h))
-    for j in range(max_bits):
-        bit = rng.integers(0, 64, len(h)).astype(np.uint64)
-        out ^= np.where(k > j, np.uint64(1) << bit, np.uint64(0))
-    return out
 
 
 def _clustered(rng, n, n_centres=None):
@@ -30,7 +22,7 @@ def _clustered(rng, n, n_centres=None):
     h = rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
     near = rng.random(n) < 0.5
     centres = rng.integers(0, 2**64, n_centres, dtype=np.uint64, endpoint=False)
-    h[near] = _flip(rng, centres[rng.integers(0, n_centres, int(near.sum()))], 10)
+    h[near] = flip_random_bits(rng, centres[rng.integers(0, n_centres, int(near.sum()))], 10)
     copies = rng.integers(0, n, n // 20)
     h[rng.integers(0, n, len(copies))] = h[copies]
     for s in range(0, min(n - 3, 60), 3):  # chain: 3 bits per step, 6 from end to end

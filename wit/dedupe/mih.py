@@ -173,3 +173,14 @@ class MultiIndex:
         best = np.where(hit, key & 0xFFFFFFFF, -1)
         dist = np.where(hit, key >> 32, 255).astype(np.int16)
         return best, dist
+
+
+def flip_random_bits(rng: np.random.Generator, hashes: np.ndarray, max_bits: int) -> np.ndarray:
+    """``hashes`` with 0..``max_bits`` random bits flipped per value (synthetic near-copies for tests
+    and benchmarks; a bit drawn twice flips back, so some values move less)."""
+    out = hashes.copy()
+    k = rng.integers(0, max_bits + 1, len(hashes))
+    for j in range(max_bits):
+        bit = rng.integers(0, 64, len(hashes)).astype(np.uint64)
+        out ^= np.where(k > j, np.uint64(1) << bit, np.uint64(0))
+    return out
