@@ -80,7 +80,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif p == "/fault/flaky":  # 500 on the first hit, then an image
             self._send(500 if _Handler.hits[p] == 1 else 200, _jpeg(300, 200))
         elif p == "/fault/slow":
-            time.sleep(1.5)
+            time.sleep(4.0)  # well past FAST's timeout, so a loaded machine cannot blur the two
             self._send(200, _jpeg(50, 50))
         elif p == "/fault/reset":
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -124,7 +124,8 @@ EXPECTED = {
     "/fault/wrongtype": "decode_error", "/fault/loop": "too_many_redirects", "/fault/hop": "",
     "/fault/robots": "robots_optout", "/fault/bomb": "decompression_bomb", "/fault/large": "too_large",
 }
-FAST = DownloadConfig(timeout=0.5, retries=0, backoff=0.01, max_bytes=2_000_000, image_size=64)
+# A 2 s timeout: answers on a loaded 2-core CI machine can take over half a second.
+FAST = DownloadConfig(timeout=2.0, retries=0, backoff=0.01, max_bytes=2_000_000, image_size=64)
 
 
 def _urls(folder, base: str, paths: list[str], parts: int = 1) -> list[str]:

@@ -189,7 +189,7 @@ def _outcome(url: str) -> str:
     s = requests.Session()
     s.max_redirects = 10
     try:
-        r = s.get(url, timeout=0.5)
+        r = s.get(url, timeout=2.0)
     except requests.exceptions.ReadTimeout:
         return "timeout"
     except requests.exceptions.TooManyRedirects:
