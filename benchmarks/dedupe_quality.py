@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 

@@ -43,6 +43,19 @@ def add_runner_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
 
+def add_ledger_arg(p: argparse.ArgumentParser) -> None:
+    """``--ledger DIR`` of the stage commands; ``ledger_dir`` resolves its default."""
+    p.add_argument("--ledger", default=None, help="ledger folder (default: OUT/../ledger)")
+
+
+def ledger_dir(args: argparse.Namespace) -> str:
+    """The ledger folder: ``--ledger``, else ``ledger`` beside the ``--out`` folder."""
+    from wit.io import folders
+
+    out = args.out.rstrip("/")
+    return args.ledger or folders.join(out.rpartition("/")[0] or ".", "ledger")
+
+
 def _not_built(name: str, help_: str):
     def register(sub: argparse._SubParsersAction) -> None:
         p = sub.add_parser(name, help=f"{help_} [not built yet]", description=help_)

@@ -23,7 +23,7 @@ from wit.shard.step import write_shards
 def test_kill9_then_rerun_completes_exactly_once(tmp_path, server):  # noqa: F811
     (tmp_path / "in").mkdir()
     paths = [f"/img/k{i:03d}.jpg" for i in range(64)]
-    inputs = _urls(tmp_path / "in", server, paths, parts=8)
+    _urls(tmp_path / "in", server, paths, parts=8)
     out, led = tmp_path / "dl", tmp_path / "ledger"
     cmd = [sys.executable, "-m", "wit.cli", "download", "--urls", str(tmp_path / "in"), "--out", str(out),
            "--ledger", str(led), "--set", "threads=2", "--set", "image_size=32", "--set", "per_host_concurrency=2",

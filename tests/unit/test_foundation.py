@@ -149,3 +149,13 @@ def test_expand_skips_markers_and_temp_files(tmp_path):
     (tmp_path / "out" / ".tmp-abc-part-00009.parquet").write_bytes(b"junk")
     found = folders.expand(str(tmp_path / "out"), (".parquet",))
     assert [Path(p).name for p in found] == ["part-00000.parquet", "part-00001.parquet"]
+
+
+def test_stage_commands_put_the_ledger_beside_out_unless_told():
+    import argparse
+
+    from wit.cli import ledger_dir
+
+    assert ledger_dir(argparse.Namespace(out="runs/x/downloaded/", ledger=None)) == "runs/x/ledger"
+    assert ledger_dir(argparse.Namespace(out="downloaded", ledger=None)) == "./ledger"
+    assert ledger_dir(argparse.Namespace(out="runs/x/downloaded", ledger="elsewhere")) == "elsewhere"

@@ -12,7 +12,6 @@ import pytest
 
 from wit.dedupe.descriptors import describe_bytes
 from wit.io import folders
-from wit.overlap import detector
 from wit.overlap.analysis import OverlapJob, run_overlap
 from wit.overlap.detector import DEFAULT_THRESHOLD, TrainHashStage, TrainIndex, calibrate, perturb
 from wit.runners import run_stage

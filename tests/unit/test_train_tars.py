@@ -77,7 +77,7 @@ def test_members_left_out_by_suffix_still_start_a_sample(tmp_path):
 
 
 def test_damaged_tars_raise(tmp_path):
-    path = _tar(tmp_path / "x.tar", [("a.jpg", b"x" * 3000), ("a.txt", b"t")])
+    _tar(tmp_path / "x.tar", [("a.jpg", b"x" * 3000), ("a.txt", b"t")])
     raw = (tmp_path / "x.tar").read_bytes()
     truncated = tmp_path / "t.tar"
     truncated.write_bytes(raw[:2000])

@@ -7,7 +7,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_runner_args
+    from wit.cli import add_ledger_arg, add_runner_args
 
     p = sub.add_parser("balance", help="balance matched pairs with a per-query cap t (MetaCLIP Algorithm 1)",
                        description=__doc__)
@@ -20,12 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recount", action="store_true",
                    help="recompute entry counts over the input rows (final pass) instead of entry_counts.parquet")
     p.add_argument("--name", default=None, help="ledger stage name (default: balance, or balance_final with --recount)")
-    p.add_argument("--ledger", default=None, help="ledger folder (default: OUT/../ledger)")
+    add_ledger_arg(p)
     add_runner_args(p)
     p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
+    from wit.cli import ledger_dir as cli_ledger_dir
     from wit.balance.run import balance_folder
     from wit.io import folders
     from wit.match.run import ENTRY_COUNTS_FILE
@@ -33,7 +34,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.t < 1 or args.oversample <= 0:
         raise ValueError("balance: --t must be >= 1 and --oversample > 0")
     out = args.out.rstrip("/")
-    ledger_dir = args.ledger or folders.join(out.rpartition("/")[0] or ".", "ledger")
+    ledger_dir = cli_ledger_dir(args)
     counts = None if args.recount else folders.join(args.matched.rstrip("/"), ENTRY_COUNTS_FILE)
     name = args.name or ("balance_final" if args.recount else "balance")
     report = balance_folder(args.matched, out, t=args.t, oversample=args.oversample, mode=args.mode, seed=args.seed,

@@ -7,7 +7,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_runner_args
+    from wit.cli import add_ledger_arg, add_runner_args
 
     p = sub.add_parser("candidates", help="extract (image URL, alt text) candidates from WAT/WARC/URL lists",
                        description=__doc__)
@@ -21,18 +21,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--page-url-col", default=None, help="page URL column of parquet/csv lists (optional)")
     e.add_argument("--max-text-chars", type=int, default=1000, help="longer alt texts are dropped")
     e.add_argument("--source", default=None, help="value of the source column (default: the format)")
-    e.add_argument("--ledger", default=None, help="ledger folder (default: OUT/../ledger)")
+    add_ledger_arg(e)
     add_runner_args(e)
     e.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
+    from wit.cli import ledger_dir as cli_ledger_dir
     from wit.candidates.stage import CandidatesStage
     from wit.io import folders
     from wit.runners import run_stage
 
     out = args.out.rstrip("/")
-    ledger_dir = args.ledger or folders.join(out.rpartition("/")[0] or ".", "ledger")
+    ledger_dir = cli_ledger_dir(args)
     stage = CandidatesStage(format=args.format, url_col=args.url_col, text_col=args.text_col,
                             page_url_col=args.page_url_col, max_text_chars=args.max_text_chars, source=args.source)
     report = run_stage(stage, folders.expand(args.input), out, runner=args.runner, address=args.address,

@@ -8,7 +8,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_runner_args
+    from wit.cli import add_ledger_arg, add_runner_args
 
     p = sub.add_parser("dedupe", help="index eval sets and drop their copies and in-set near-duplicates",
                        description=__doc__ + "\n\nThe first form builds the index; the second drops duplicates.",
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index", default=None, help="(dedupe) eval index dir; without it only in-set duplicates go")
     p.add_argument("--input", default=None, help="(dedupe) filtered Parquet parts")
     p.add_argument("--out", required=True, help="index dir (index) or output folder (dedupe)")
-    p.add_argument("--ledger", default=None, help="ledger folder (default: OUT/../ledger)")
+    add_ledger_arg(p)
     p.add_argument("--config", default=None, help="YAML with a `dedupe:` section (DedupeConfig)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. --set phash_threshold=8")
     add_runner_args(p)
@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from wit.cli import ledger_dir as cli_ledger_dir
     from wit.config import DedupeConfig
     from wit.dedupe.index import build_index_cli
     from wit.dedupe.stage import run_dedupe
@@ -56,7 +57,7 @@ def _main(args: argparse.Namespace) -> int:
         return 2
     cfg = load_section(DedupeConfig, args.config, "dedupe", args.set)
     out = args.out.rstrip("/")
-    ledger_dir = args.ledger or folders.join(out.rpartition("/")[0] or ".", "ledger")
+    ledger_dir = cli_ledger_dir(args)
     rep = run_dedupe(folders.expand(args.input, (".parquet",)), out, args.index, cfg, runner=args.runner,
                      address=args.address, workers=args.workers, progress=args.progress, ledger_dir=ledger_dir)
     print(json.dumps(rep, indent=2))

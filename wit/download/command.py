@@ -7,12 +7,12 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_runner_args
+    from wit.cli import add_ledger_arg, add_runner_args
 
     p = sub.add_parser("download", help="download images (politeness, opt-outs, retries)", description=__doc__)
     p.add_argument("--urls", required=True, help="folder/glob of balanced Parquet parts (uid, url, text, ...)")
     p.add_argument("--out", required=True, help="output folder (rerun to resume)")
-    p.add_argument("--ledger", default=None, help="ledger folder (default: OUT/../ledger)")
+    add_ledger_arg(p)
     p.add_argument("--config", default=None, help="YAML with a `download:` section (DownloadConfig)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a DownloadConfig field, e.g. --set image_size=384")
@@ -43,6 +43,7 @@ def load_section(model, config: str | None, section: str, sets: list[str]):
 
 
 def _main(args: argparse.Namespace) -> int:
+    from wit.cli import ledger_dir as cli_ledger_dir
     from wit.config import DownloadConfig
     from wit.download.retry import RETRY_STAGE, retry_inputs
     from wit.download.stage import DownloadStage
@@ -51,7 +52,7 @@ def _main(args: argparse.Namespace) -> int:
 
     cfg = load_section(DownloadConfig, args.config, "download", args.set)
     out = args.out.rstrip("/")
-    ledger_dir = args.ledger or folders.join(out.rpartition("/")[0] or ".", "ledger")
+    ledger_dir = cli_ledger_dir(args)
     inputs = folders.expand(args.urls, (".parquet",))
     kw = dict(runner=args.runner, address=args.address, workers=args.workers, progress=args.progress,
               ledger_dir=ledger_dir)

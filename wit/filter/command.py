@@ -7,13 +7,13 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_runner_args
+    from wit.cli import add_ledger_arg, add_runner_args
 
     p = sub.add_parser("filter", help="filter downloaded images (decode, size, aspect, caption, model hooks)",
                        description=__doc__)
     p.add_argument("--input", required=True, help="downloaded Parquet parts")
     p.add_argument("--out", required=True)
-    p.add_argument("--ledger", default=None, help="ledger folder (default: OUT/../ledger)")
+    add_ledger_arg(p)
     p.add_argument("--config", default=None, help="YAML with a `filter:` section (FilterConfig)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. --set min_side=64")
     add_runner_args(p)
@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from wit.cli import ledger_dir as cli_ledger_dir
     from wit.config import FilterConfig
     from wit.download.command import load_section
     from wit.filter.hooks import Hooks
@@ -30,7 +31,7 @@ def _main(args: argparse.Namespace) -> int:
 
     cfg = load_section(FilterConfig, args.config, "filter", args.set)
     out = args.out.rstrip("/")
-    ledger_dir = args.ledger or folders.join(out.rpartition("/")[0] or ".", "ledger")
+    ledger_dir = cli_ledger_dir(args)
     if not cfg.clip_model:
         for line in Hooks(cfg).status():
             print(f"wit filter: {line}")

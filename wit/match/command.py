@@ -7,7 +7,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_runner_args
+    from wit.cli import add_ledger_arg, add_runner_args
 
     p = sub.add_parser("match", help="substring-match candidates against the queries (MetaCLIP semantics)",
                        description=__doc__)
@@ -17,17 +17,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["tokens", "ahocorasick_rs", "pyahocorasick"], default="tokens",
                    help="matching engine: word-level trie over the spaced text (default, fastest) or an "
                         "Aho-Corasick library; all give identical output")
-    p.add_argument("--ledger", default=None, help="ledger folder (default: OUT/../ledger)")
+    add_ledger_arg(p)
     add_runner_args(p)
     p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
-    from wit.io import folders
+    from wit.cli import ledger_dir as cli_ledger_dir
     from wit.match.run import match_folder
 
     out = args.out.rstrip("/")
-    ledger_dir = args.ledger or folders.join(out.rpartition("/")[0] or ".", "ledger")
+    ledger_dir = cli_ledger_dir(args)
     report = match_folder(args.queries, args.candidates, out, backend=args.backend, runner=args.runner,
                           address=args.address, workers=args.workers, progress=args.progress, ledger_dir=ledger_dir)
     print(json.dumps(report, indent=2))

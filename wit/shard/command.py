@@ -7,18 +7,19 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_runner_args
+    from wit.cli import add_ledger_arg, add_runner_args
 
     p = sub.add_parser("shard", help="write webdataset tar + Parquet shards", description=__doc__)
     p.add_argument("--input", required=True, help="final (balanced) Parquet parts")
     p.add_argument("--out", required=True, help="shard folder (rerun to resume)")
     p.add_argument("--samples-per-shard", type=int, default=None, help="default: ShardConfig (1000)")
-    p.add_argument("--ledger", default=None, help="ledger folder (default: OUT/../ledger)")
+    add_ledger_arg(p)
     add_runner_args(p)
     p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
+    from wit.cli import ledger_dir as cli_ledger_dir
     from wit.config import ShardConfig
     from wit.io import folders
     from wit.shard.step import write_shards
@@ -27,7 +28,7 @@ def _main(args: argparse.Namespace) -> int:
     if n < 1:
         raise ValueError("--samples-per-shard must be >= 1")
     out = args.out.rstrip("/")
-    ledger_dir = args.ledger or folders.join(out.rpartition("/")[0] or ".", "ledger")
+    ledger_dir = cli_ledger_dir(args)
     rep = write_shards(folders.expand(args.input, (".parquet",)), out, n, runner=args.runner, address=args.address,
                        workers=args.workers, progress=args.progress, ledger_dir=ledger_dir)
     print(json.dumps(rep, indent=2))

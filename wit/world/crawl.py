@@ -68,8 +68,8 @@ class _Ids:
 
 
 def _warcinfo(name: str, ids: _Ids, date: str) -> bytes:
-    body = (f"software: wit.world\r\nformat: WARC File Format 1.0\r\nisPartOf: WIT-MINIWEB\r\n"
-            f"description: synthetic crawl of the wit mini-web\r\n").encode()
+    body = ("software: wit.world\r\nformat: WARC File Format 1.0\r\nisPartOf: WIT-MINIWEB\r\n"
+            "description: synthetic crawl of the wit mini-web\r\n").encode()
     return _record([("WARC-Type", "warcinfo"), ("WARC-Date", date), ("WARC-Filename", name),
                     ("WARC-Record-ID", ids.new()), ("Content-Type", "application/warc-fields")], body)
 
