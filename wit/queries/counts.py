@@ -54,6 +54,9 @@ def article_bigrams(text: str) -> list[tuple[str, str]]:
     return [(a, b) for a, b in zip(parts, parts[1:]) if a and b]
 
 
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
 def key_hashes(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A 64-bit FNV-1a hash per string key (its first 8 bytes and its length), as uint64.
 
@@ -78,9 +81,6 @@ def key_hashes(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return (h ^ (end - start).astype(np.uint64)) * _FNV_PRIME
 
 
-_FNV_PRIME = np.uint64(0x100000001B3)
-
-
 def _sum_sorted(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct keys (sorted) with their summed counts."""
     order = np.argsort(keys, kind="stable")
@@ -103,6 +103,9 @@ class TaskCounts:
 
     def __init__(self, floor: int = 1 << 18) -> None:
         self.floor = floor
+        self._reset()
+
+    def _reset(self) -> None:
         self.ids: dict[str, int] = {}
         self.uni = np.zeros(0, np.int64)
         self.bi_keys = np.zeros(0, np.int64)
@@ -133,14 +136,15 @@ class TaskCounts:
             self._merge()
 
     def _merge(self) -> None:
+        if not self.pending:
+            return
         if len(self.pending) == 1 and not len(self.bi_keys):  # already distinct and sorted
-            (self.bi_keys, self.bi_counts), = self.pending
-            self.pending, self.pending_rows = [], 0
-        elif self.pending:
-            keys = np.concatenate([self.bi_keys] + [k for k, _ in self.pending])
-            counts = np.concatenate([self.bi_counts] + [c for _, c in self.pending])
-            self.bi_keys, self.bi_counts = _sum_sorted(keys, counts)
-            self.pending, self.pending_rows = [], 0
+            self.bi_keys, self.bi_counts = self.pending[0]
+        else:
+            self.bi_keys, self.bi_counts = _sum_sorted(
+                np.concatenate([self.bi_keys] + [k for k, _ in self.pending]),
+                np.concatenate([self.bi_counts] + [c for _, c in self.pending]))
+        self.pending, self.pending_rows = [], 0
 
     def drain(self, buckets: int) -> tuple[pa.Table, np.ndarray, pa.Table, np.ndarray]:
         """``(unigrams, bounds, bigrams, bounds)`` ordered by spill bucket, leaving this empty.
@@ -159,7 +163,7 @@ class TaskCounts:
         first, second = first[bi_order], second[bi_order]
         bi = pa.table([vocab.take(pa.array(first)), vocab.take(pa.array(second)),
                        pa.array(self.bi_counts[bi_order], pa.int64())], schema=BIGRAMS)
-        self.__init__(self.floor)
+        self._reset()
         return uni, uni_bounds, bi, bi_bounds
 
 
