@@ -122,11 +122,8 @@ class TaskCounts:
         if not len(tokens):
             return
         encoded = pc.dictionary_encode(tokens)
-        ids = self.ids
-        local = np.fromiter((ids.setdefault(t, len(ids)) for t in encoded.dictionary.to_pylist()),
-                            np.int64, len(encoded.dictionary))
-        codes = local[encoded.indices.to_numpy()]
-        counts = np.bincount(codes, minlength=len(ids))
+        codes = self._task_ids(encoded.dictionary.to_pylist())[encoded.indices.to_numpy()]
+        counts = np.bincount(codes, minlength=len(self.ids))
         counts[:len(self.uni)] += self.uni
         self.uni = counts
         pairs = (codes[:-1][joined] << 32) | codes[1:][joined]
@@ -134,6 +131,14 @@ class TaskCounts:
         self.pending_rows += len(self.pending[-1][0])
         if self.pending_rows >= max(self.floor, len(self.bi_keys)):
             self._merge()
+
+    def _task_ids(self, words: list[str]) -> np.ndarray:
+        """Task ids of a batch's distinct ``words``; new words get the next free ids, in order."""
+        ids = self.ids
+        if not ids:  # a task's first batch: its words are distinct and all new
+            ids.update(zip(words, range(len(words))))
+            return np.arange(len(words), dtype=np.int64)
+        return np.fromiter((ids.setdefault(t, len(ids)) for t in words), np.int64, len(words))
 
     def _merge(self) -> None:
         if not self.pending:

@@ -269,6 +269,18 @@ def iter_pages(sl: DumpSlice) -> Iterator[Page]:
 
 # ---------------------------------------------------------------------------------------------
 # Wikitext -> plain text
+#
+# The regular expressions below are the specification (docs/queries.md); every rule is ASCII:
+# \s is [ \t\n\r\f\v], \b and case folding look at ASCII letters only, and link text is stripped
+# of ASCII white space. ``_wikiclean`` (a C extension built by the set-up) runs the same passes
+# on UTF-8 bytes several times faster; without it the pure-Python reference is used.
+
+try:
+    from wit.queries import _wikiclean
+except ImportError:  # not built (no C compiler at install time)
+    _wikiclean = None
+
+_ASCII_WS = " \t\n\r\f\v"
 
 _COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
 _DROPPED_ELEMENTS = re.compile(
@@ -276,15 +288,15 @@ _DROPPED_ELEMENTS = re.compile(
     r"templatedata|imagemap|hiero|inputbox|categorytree|references)\b[^>]*?"
     # Up to the first matching close tag, written as runs of [^<] so the scan is not char by char.
     r"(?:/>|>[^<]*(?:<(?!/\1\s*>)[^<]*)*</\1\s*>)",
-    re.S | re.I,
+    re.S | re.I | re.A,
 )
-_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*\b[^<>]*>")
+_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*\b[^<>]*>", re.A)
 _TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
 # An innermost table: "{|", then runs of [^{|] or a '{' / '|' that does not open or close a
 # table, then "|}" (the same as a per-character lookahead for "{|" / "|}", without its cost).
 _TABLE = re.compile(r"\{\|[^{|]*(?:(?:\{(?!\|)|\|(?!\}))[^{|]*)*\|\}")
 _LINK = re.compile(r"\[\[([^\[\]]*)\]\]")
-_EXTERNAL = re.compile(r"\[(?:https?:|ftp:|//)[^\s\]]*\s*([^\]]*)\]")
+_EXTERNAL = re.compile(r"\[(?:https?:|ftp:|//)[^\s\]]*\s*([^\]]*)\]", re.A)
 _EMPHASIS = re.compile(r"''+")
 # The line rules below run on "\n" + text and start with that "\n" instead of "^": a pattern
 # with a literal first character is searched for much faster than one tried at every position.
@@ -299,12 +311,12 @@ _INTERWIKI = re.compile(r"^[a-z]{2,3}(?:-[a-z]+)*$")
 def _link_text(inner: str) -> str:
     """The visible text of a wiki link ``[[inner]]``: its label, else its target; "" for files etc."""
     target, sep, label = inner.partition("|")
-    target = target.strip()
+    target = target.strip(_ASCII_WS)
     if ":" in target and not target.startswith(":"):
-        prefix = target.split(":", 1)[0].strip()
+        prefix = target.split(":", 1)[0].strip(_ASCII_WS)
         if prefix.lower() in _DROPPED_LINK_NS or (not sep and _INTERWIKI.match(prefix)):
             return ""
-    if sep and label.strip():
+    if sep and label.strip(_ASCII_WS):
         return label
     return target.lstrip(":")
 
@@ -319,13 +331,20 @@ def _replace_links(text: str) -> str:
         pieces = _LINK.split(text)
         if len(pieces) == 1:
             break
-        pieces[1::2] = [g.strip() if "|" not in g and ":" not in g else _link_text(g) for g in pieces[1::2]]
+        pieces[1::2] = [g.strip(_ASCII_WS) if "|" not in g and ":" not in g else _link_text(g) for g in pieces[1::2]]
         text = "".join(pieces)
     return text
 
 
 def clean_wikitext(text: str) -> str:
     """Plain text of an article (rules in docs/queries.md): markup stripped, links -> visible text."""
+    if _wikiclean is None:
+        return clean_wikitext_reference(text)
+    return html.unescape(_wikiclean.clean(text.encode("utf-8", "surrogatepass")).decode("utf-8", "surrogatepass"))
+
+
+def clean_wikitext_reference(text: str) -> str:
+    """``clean_wikitext`` in pure Python: the regular-expression passes that define the rules."""
     # The "in" guards skip a regex pass where its pattern cannot match (same result, less time).
     if "<!--" in text:
         text = _COMMENT.sub("", text)

@@ -1,0 +1,385 @@
+/* The wikitext cleaner of wit.queries.wikipedia, compiled.
+ *
+ * clean(utf8: bytes) -> bytes runs the same passes, in the same order, as
+ * wikipedia.clean_wikitext_reference (the regular expressions there are the specification),
+ * except the final html.unescape, which the caller applies. Every pass scans left to right and
+ * replaces non-overlapping matches exactly as re.sub does with that pass's pattern (ASCII
+ * semantics: \s is [ \t\n\r\f\v], \b and case folding are ASCII-only). All delimiters are
+ * ASCII, so working on UTF-8 bytes never splits a character. tests/unit/test_wikiclean.py
+ * checks the output equals the reference on real dump pages and on random markup.
+ *
+ * Every pass writes at most as many bytes as it reads, so two buffers of the input's size
+ * (plus the leading newline the line rules need) are enough.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+typedef Py_ssize_t ssize;
+
+static inline int is_space(unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+static inline int is_alpha(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
+static inline int is_alnum(unsigned char c) { return is_alpha(c) || (c >= '0' && c <= '9'); }
+static inline int is_word(unsigned char c) { return is_alnum(c) || c == '_'; }
+static inline int is_lower(unsigned char c) { return c >= 'a' && c <= 'z'; }
+static inline unsigned char lower(unsigned char c) { return (c >= 'A' && c <= 'Z') ? c | 0x20 : c; }
+
+/* ASCII case-insensitive equality of s[0:len] with the lower-case word w. */
+static int ieq(const char *s, const char *w, ssize len) {
+    for (ssize k = 0; k < len; k++)
+        if (lower((unsigned char)s[k]) != (unsigned char)w[k]) return 0;
+    return 1;
+}
+
+/* First position >= i of needle (length m >= 1) in s[0:n], or -1. */
+static ssize find(const char *s, ssize n, ssize i, const char *needle, ssize m) {
+    while (i + m <= n) {
+        const char *p = memchr(s + i, needle[0], n - i - m + 1);
+        if (!p) return -1;
+        if (memcmp(p, needle, m) == 0) return p - s;
+        i = p - s + 1;
+    }
+    return -1;
+}
+
+/* Output cursor. */
+typedef struct { char *o; ssize w; } out_t;
+static inline void emit(out_t *out, const char *p, ssize len) {
+    if (len > 0) { memcpy(out->o + out->w, p, len); out->w += len; }
+}
+
+/* A match finder: given s[0:n] and a position i holding the trigger byte, the end of the
+ * match starting at i (and, for capturing passes, the span to emit instead), or -1. */
+typedef ssize (*match_fn)(const char *s, ssize n, ssize i, ssize *keep_lo, ssize *keep_hi);
+
+/* Generic re.sub loop: at each occurrence of `trigger`, try `match`; on a match emit
+ * s[keep_lo:keep_hi] (the replacement; keep_lo == keep_hi for "") and go on after it. */
+static ssize sub(const char *s, ssize n, char *o, char trigger, match_fn match, ssize *count) {
+    out_t out = {o, 0};
+    ssize i = 0, done = 0, hits = 0;
+    while (i < n) {
+        const char *p = memchr(s + i, trigger, n - i);
+        if (!p) break;
+        i = p - s;
+        ssize lo = 0, hi = 0;
+        ssize end = match(s, n, i, &lo, &hi);
+        if (end < 0) { i++; continue; }
+        emit(&out, s + done, i - done);
+        emit(&out, s + lo, hi - lo);
+        done = i = end;
+        hits++;
+    }
+    emit(&out, s + done, n - done);
+    if (count) *count = hits;
+    return out.w;
+}
+
+/* <!--.*?(?:-->|\Z) -> "" */
+static ssize m_comment(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+    if (i + 4 > n || memcmp(s + i, "<!--", 4) != 0) return -1;
+    ssize e = find(s, n, i + 4, "-->", 3);
+    return e < 0 ? n : e + 3;
+}
+
+/* <(NAME)\b[^>]*?(?:/>|>[^<]*(?:<(?!/\1\s*>)[^<]*)*</\1\s*>)  (re.I) -> "" */
+static const char *const DROPPED[] = {
+    "ref", "math", "chem", "ce", "gallery", "timeline", "score", "syntaxhighlight", "source",
+    "graph", "mapframe", "maplink", "templatedata", "imagemap", "hiero", "inputbox",
+    "categorytree", "references", NULL};
+
+static ssize m_dropped(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+    for (const char *const *name = DROPPED; *name; name++) {
+        ssize len = (ssize)strlen(*name), k = i + 1 + len;
+        if (k > n || !ieq(s + i + 1, *name, len) || (k < n && is_word((unsigned char)s[k])))
+            continue;
+        /* At most one name passes the prefix and boundary test at a position. */
+        for (; k < n; k++) {
+            if (s[k] == '/' && k + 1 < n && s[k + 1] == '>') return k + 2;
+            if (s[k] == '>') {  /* the body runs to the first close tag, if there is one */
+                ssize m = k + 1;
+                for (;;) {
+                    const char *p = memchr(s + m, '<', n - m);
+                    if (!p) return -1;
+                    ssize q = p - s;
+                    if (q + 2 + len <= n && s[q + 1] == '/' && ieq(s + q + 2, *name, len)) {
+                        ssize r = q + 2 + len;
+                        while (r < n && is_space((unsigned char)s[r])) r++;
+                        if (r < n && s[r] == '>') return r + 1;
+                    }
+                    m = q + 1;
+                }
+            }
+        }
+        return -1;
+    }
+    return -1;
+}
+
+/* </?[A-Za-z][A-Za-z0-9]*\b[^<>]*> -> " " (tag_pass writes the space). */
+static ssize m_tag(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+    ssize j = i + 1;
+    if (j < n && s[j] == '/') j++;
+    if (j >= n || !is_alpha((unsigned char)s[j])) return -1;
+    while (j < n && is_alnum((unsigned char)s[j])) j++;
+    if (j < n && s[j] == '_') return -1;
+    while (j < n && s[j] != '<' && s[j] != '>') j++;
+    return (j < n && s[j] == '>') ? j + 1 : -1;
+}
+
+static ssize tag_pass(const char *s, ssize n, char *o) {
+    out_t out = {o, 0};
+    ssize i = 0, done = 0, lo, hi;
+    while (i < n) {
+        const char *p = memchr(s + i, '<', n - i);
+        if (!p) break;
+        i = p - s;
+        ssize end = m_tag(s, n, i, &lo, &hi);
+        if (end < 0) { i++; continue; }
+        emit(&out, s + done, i - done);
+        emit(&out, " ", 1);
+        done = i = end;
+    }
+    emit(&out, s + done, n - done);
+    return out.w;
+}
+
+/* \{\{[^{}]*\}\} -> "" */
+static ssize m_template(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+    if (i + 1 >= n || s[i + 1] != '{') return -1;
+    ssize k = i + 2;
+    while (k < n && s[k] != '{' && s[k] != '}') k++;
+    return (k + 1 < n && s[k] == '}' && s[k + 1] == '}') ? k + 2 : -1;
+}
+
+/* \{\|  (any text without "{|", up to the first)  \|\} -> "" */
+static ssize m_table(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+    if (i + 1 >= n || s[i + 1] != '|') return -1;
+    for (ssize k = i + 2; k + 1 < n; k++) {
+        if (s[k] == '|' && s[k + 1] == '}') return k + 2;
+        if (s[k] == '{' && s[k + 1] == '|') return -1;
+    }
+    return -1;
+}
+
+/* Strip ASCII white space from [*a, *b). */
+static void strip(const char *s, ssize *a, ssize *b) {
+    while (*a < *b && is_space((unsigned char)s[*a])) (*a)++;
+    while (*b > *a && is_space((unsigned char)s[*b - 1])) (*b)--;
+}
+
+/* ^[a-z]{2,3}(?:-[a-z]+)*$ on s[a:b] */
+static int is_interwiki(const char *s, ssize a, ssize b) {
+    ssize k = a;
+    while (k < b && is_lower((unsigned char)s[k])) k++;
+    if (k - a < 2 || k - a > 3) return 0;
+    while (k < b) {
+        if (s[k] != '-') return 0;
+        ssize j = ++k;
+        while (k < b && is_lower((unsigned char)s[k])) k++;
+        if (k == j) return 0;
+    }
+    return 1;
+}
+
+static int dropped_namespace(const char *s, ssize a, ssize b) {
+    static const char *const ns[] = {"file", "image", "media", "category", NULL};
+    for (const char *const *w = ns; *w; w++) {
+        ssize len = (ssize)strlen(*w);
+        if (b - a == len && ieq(s + a, *w, len)) return 1;
+    }
+    return 0;
+}
+
+/* The visible text of [[s[a:b]]] as [*lo, *hi) (wikipedia._link_text / _replace_links). */
+static void link_text(const char *s, ssize a, ssize b, ssize *lo, ssize *hi) {
+    const char *bar = memchr(s + a, '|', b - a);
+    const char *colon = memchr(s + a, ':', b - a);
+    if (!bar && !colon) {
+        strip(s, &a, &b);
+        *lo = a, *hi = b;
+        return;
+    }
+    ssize ta = a, tb = bar ? bar - s : b;
+    strip(s, &ta, &tb);
+    const char *tcolon = ta < tb ? memchr(s + ta, ':', tb - ta) : NULL;
+    if (tcolon && s[ta] != ':') {
+        ssize pa = ta, pb = tcolon - s;
+        strip(s, &pa, &pb);
+        if (dropped_namespace(s, pa, pb) || (!bar && is_interwiki(s, pa, pb))) {
+            *lo = *hi = a;
+            return;
+        }
+    }
+    if (bar) {
+        ssize la = bar - s + 1, lb = b;
+        strip(s, &la, &lb);
+        if (lb > la) {
+            *lo = bar - s + 1, *hi = b;
+            return;
+        }
+    }
+    while (ta < tb && s[ta] == ':') ta++;
+    *lo = ta, *hi = tb;
+}
+
+/* \[\[([^\[\]]*)\]\] -> its visible text */
+static ssize m_link(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+    if (i + 1 >= n || s[i + 1] != '[') return -1;
+    ssize k = i + 2;
+    while (k < n && s[k] != '[' && s[k] != ']') k++;
+    if (!(k + 1 < n && s[k] == ']' && s[k + 1] == ']')) return -1;
+    link_text(s, i + 2, k, lo, hi);
+    return k + 2;
+}
+
+/* \[(?:https?:|ftp:|//)[^\s\]]*\s*([^\]]*)\] -> group 1 */
+static ssize m_external(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+    ssize j = i + 1;
+    if (j + 6 <= n && memcmp(s + j, "https:", 6) == 0) j += 6;
+    else if (j + 5 <= n && memcmp(s + j, "http:", 5) == 0) j += 5;
+    else if (j + 4 <= n && memcmp(s + j, "ftp:", 4) == 0) j += 4;
+    else if (j + 2 <= n && memcmp(s + j, "//", 2) == 0) j += 2;
+    else return -1;
+    while (j < n && s[j] != ']' && !is_space((unsigned char)s[j])) j++;
+    while (j < n && is_space((unsigned char)s[j])) j++;
+    const char *close = memchr(s + j, ']', n - j);
+    if (!close) return -1;
+    *lo = j, *hi = close - s;
+    return close - s + 1;
+}
+
+/* ''+ -> "" */
+static ssize m_emphasis(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+    ssize k = i;
+    while (k < n && s[k] == '\'') k++;
+    return k - i >= 2 ? k : -1;
+}
+
+/* \n[ \t]*=+[ \t]*(.*?)[ \t]*=+[ \t]*$  (re.M) -> "\n" + group 1 (heading_pass writes the
+ * newline). The opening run is greedy and the group lazy, so the group ends where the line's
+ * closing "[ \t]*=+[ \t]*" begins, or right after the opening blanks if that is later. */
+static ssize m_heading(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+    ssize eol = i + 1;
+    const char *nl = memchr(s + eol, '\n', n - eol);
+    eol = nl ? nl - s : n;
+    ssize a = i + 1;
+    while (a < eol && (s[a] == ' ' || s[a] == '\t')) a++;
+    ssize b = a;
+    while (b < eol && s[b] == '=') b++;
+    if (b == a) return -1;
+    ssize r = eol;  /* the line without trailing blanks must end in '=' */
+    while (r > a && (s[r - 1] == ' ' || s[r - 1] == '\t')) r--;
+    if (s[r - 1] != '=') return -1;
+    ssize q = r;  /* the closing run of '=' */
+    while (q > a && s[q - 1] == '=') q--;
+    ssize t = q;  /* blanks before the closing run */
+    while (t > a && (s[t - 1] == ' ' || s[t - 1] == '\t')) t--;
+    for (ssize j = b - a; j >= 1; j--) {  /* the opening run is greedy: longest first */
+        ssize g = a + j;
+        while (g < eol && (s[g] == ' ' || s[g] == '\t')) g++;
+        ssize e = g > t ? g : t;  /* the lazy group's end */
+        if (e <= r - 1) {
+            *lo = g, *hi = e;
+            return eol;
+        }
+    }
+    return -1;
+}
+
+static ssize heading_pass(const char *s, ssize n, char *o) {
+    out_t out = {o, 0};
+    ssize i = 0, done = 0, lo, hi;
+    while (i < n) {
+        const char *p = memchr(s + i, '\n', n - i);
+        if (!p) break;
+        i = p - s;
+        ssize end = m_heading(s, n, i, &lo, &hi);
+        if (end < 0) { i++; continue; }
+        emit(&out, s + done, i - done);
+        emit(&out, "\n", 1);
+        emit(&out, s + lo, hi - lo);
+        done = i = end;
+    }
+    emit(&out, s + done, n - done);
+    return out.w;
+}
+
+/* \n[ \t]*[*#:;]+ -> "\n"; \n-{4,} -> "\n": the kept span is the newline itself. */
+static ssize m_markers(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+    ssize k = i + 1;
+    while (k < n && (s[k] == ' ' || s[k] == '\t')) k++;
+    ssize j = k;
+    while (k < n && (s[k] == '*' || s[k] == '#' || s[k] == ':' || s[k] == ';')) k++;
+    if (k == j) return -1;
+    *lo = i, *hi = i + 1;
+    return k;
+}
+
+static ssize m_rule(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+    ssize k = i + 1;
+    while (k < n && s[k] == '-') k++;
+    if (k - i - 1 < 4) return -1;
+    *lo = i, *hi = i + 1;
+    return k;
+}
+
+/* __[A-Z]+__ -> "" */
+static ssize m_magic(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+    if (i + 1 >= n || s[i + 1] != '_') return -1;
+    ssize k = i + 2;
+    while (k < n && s[k] >= 'A' && s[k] <= 'Z') k++;
+    return (k > i + 2 && k + 1 < n && s[k] == '_' && s[k + 1] == '_') ? k + 2 : -1;
+}
+
+static PyObject *clean(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    ssize n = view.len;
+    char *a = PyMem_Malloc(n + 2), *b = PyMem_Malloc(n + 2);
+    if (!a || !b) {
+        PyMem_Free(a), PyMem_Free(b), PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    char *cur = a, *nxt = b, *tmp;
+    ssize hits;
+    Py_BEGIN_ALLOW_THREADS
+#define SWAP() (tmp = cur, cur = nxt, nxt = tmp)
+    n = sub(view.buf, n, cur, '<', m_comment, NULL);
+    n = sub(cur, n, nxt, '<', m_dropped, NULL), SWAP();
+    n = tag_pass(cur, n, nxt), SWAP();
+    for (;;) {  /* templates and tables nest: peel innermost ones until none is left */
+        ssize h1, h2;
+        n = sub(cur, n, nxt, '{', m_template, &h1), SWAP();
+        n = sub(cur, n, nxt, '{', m_table, &h2), SWAP();
+        if (!h1 && !h2) break;
+    }
+    do {  /* links inside file captions: replace innermost links until none is left */
+        n = sub(cur, n, nxt, '[', m_link, &hits), SWAP();
+    } while (hits);
+    n = sub(cur, n, nxt, '[', m_external, NULL), SWAP();
+    n = sub(cur, n, nxt + 1, '\'', m_emphasis, NULL);  /* written after a leading newline */
+    nxt[0] = '\n', n += 1, SWAP();
+    n = heading_pass(cur, n, nxt), SWAP();
+    n = sub(cur, n, nxt, '\n', m_markers, NULL), SWAP();
+    n = sub(cur, n, nxt, '_', m_magic, NULL), SWAP();
+    n = sub(cur, n, nxt, '\n', m_rule, NULL), SWAP();
+#undef SWAP
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    PyObject *res = PyBytes_FromStringAndSize(cur + 1, n - 1);
+    PyMem_Free(a), PyMem_Free(b);
+    return res;
+}
+
+static PyMethodDef methods[] = {
+    {"clean", clean, METH_O,
+     "clean(utf8) -> bytes: wikipedia.clean_wikitext_reference's passes on UTF-8 bytes, "
+     "without the final html.unescape."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_wikiclean",
+                                    "Compiled wikitext cleaner (see wikipedia.py).", -1, methods};
+
+PyMODINIT_FUNC PyInit__wikiclean(void) { return PyModule_Create(&module); }
