@@ -7,6 +7,7 @@ import gzip
 import xml.etree.ElementTree as ET
 from collections import Counter
 
+import pyarrow as pa
 import pytest
 
 from wit.queries import counts, pageviews, wikipedia
@@ -78,6 +79,27 @@ def test_counts_identical_for_any_number_of_tasks_and_spills(shared_data, tmp_pa
     assert len({p.name for p in spills}) > 2 * report.tasks
     assert _as_counter(uni1) == _as_counter(uni_s)
     assert _bigram_counter(bi1) == _bigram_counter(bi_s)
+
+
+def test_spills_on_a_remote_filesystem_and_mixed_bucket_counts(shared_data, tmp_path):
+    """Spills are read bucket by bucket through fsspec too (here its in-memory filesystem)."""
+    import fsspec
+
+    url = str(shared_data / DUMP)
+    _, uni1, bi1 = _count([url], tmp_path / "local", parts=2, buckets=5)
+    try:
+        _, uni_m, bi_m = _count([url], "memory://wit-test-spills", parts=2, buckets=5)
+        assert _as_counter(uni_m) == _as_counter(uni1)
+        assert _bigram_counter(bi_m) == _bigram_counter(bi1)
+    finally:
+        fsspec.filesystem("memory").rm("/wit-test-spills", recursive=True)
+    # A spill written with another number of buckets cannot be merged silently.
+    stage = counts.CountStage(spill_dir=str(tmp_path / "local"), buckets=3)
+    stage.begin_task("", 99)
+    stage._counts.add(pa.array(["a b c"], pa.large_string()))
+    stage._spill()
+    with pytest.raises(ValueError, match="3 buckets, other spills of unigrams have 5"):
+        counts.merge_unigrams(str(tmp_path / "local"))
 
 
 def test_pmi_equals_nltk_bigram_collocation_finder(shared_data, tmp_path):

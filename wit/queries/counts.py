@@ -2,9 +2,10 @@
 
 Each task counts one dump slice (wikipedia.DumpSlice) with ``TaskCounts`` (vectorised: numpy and
 Arrow kernels, no per-token Python) and spills the counts, whenever they pass ``spill_rows`` keys
-and at the end of the task, as Arrow IPC files hash-bucketed by key: ``OUT/unigrams/bucket=BBB/part-TTTTT-SSSS.arrow`` (token,
-count) and ``OUT/bigrams/bucket=BBB/...`` (w1, w2, count). ``merge_unigrams`` and ``bigram_pmi``
-sum the parts bucket by bucket, so memory is bounded by one bucket, and the sums are exact
+and at the end of the task, as one Arrow IPC file per kind, ``OUT/unigrams/part-TTTTT-SSSS.arrow``
+(token, count) and ``OUT/bigrams/part-TTTTT-SSSS.arrow`` (w1, w2, count), whose record batch b
+holds the keys of hash bucket b. ``merge_unigrams`` and ``bigram_pmi`` read batch b of every
+spill and sum them, bucket by bucket, so memory is bounded by one bucket, and the sums are exact
 whatever the number of tasks. Token rules: ``article_tokens`` (docs/queries.md).
 """
 
@@ -199,7 +200,7 @@ class CountStage(Stage):
         self._task, self._seq = index, 0
         for kind in ("unigrams", "bigrams"):  # a half-finished earlier attempt of this task
             fs, root = folders.fs_and_path(folders.join(self.spill_dir, kind))
-            for p in fs.glob(f"{root}/bucket=*/part-{index:05d}-*{SPILL_SUFFIX}"):
+            for p in fs.glob(f"{root}/part-{index:05d}-*{SPILL_SUFFIX}"):
                 fs.rm(p)
 
     def read_task(self, path: str) -> Iterator[pa.Table]:
@@ -237,21 +238,22 @@ class CountStage(Stage):
     def _spill(self) -> None:
         uni, uni_bounds, bi, bi_bounds = self._counts.drain(self.buckets)
         for kind, table, bounds in (("unigrams", uni, uni_bounds), ("bigrams", bi, bi_bounds)):
-            for bucket in range(self.buckets):
-                lo, hi = int(bounds[bucket]), int(bounds[bucket + 1])
-                if hi > lo:
-                    self._write(kind, bucket, table.slice(lo, hi - lo))
+            self._write(kind, table, bounds)
         self._seq += 1
 
-    def _write(self, kind: str, bucket: int, table: pa.Table) -> None:
-        url = folders.join(self.spill_dir, kind, f"bucket={bucket:03d}",
-                           f"part-{self._task:05d}-{self._seq:04d}{SPILL_SUFFIX}")
+    def _write(self, kind: str, table: pa.Table, bounds: np.ndarray) -> None:
+        """One IPC file whose record batch b is bucket b (``bounds``; empty buckets included)."""
+        url = folders.join(self.spill_dir, kind, f"part-{self._task:05d}-{self._seq:04d}{SPILL_SUFFIX}")
         # Spills are temporary and read once by the merge: Arrow's IPC format (the in-memory
-        # layout) is written many times faster than Parquet.
+        # layout) is written many times faster than Parquet, and its file footer lets the merge
+        # read one bucket's batch without reading the rest.
+        whole = pa.RecordBatch.from_arrays([c.combine_chunks() for c in table.columns], schema=table.schema)
         sink = pa.BufferOutputStream()
         options = pa.ipc.IpcWriteOptions(compression=None if self.spill_compression == "none" else self.spill_compression)
         with pa.ipc.new_file(sink, table.schema, options=options) as writer:
-            writer.write_table(table)
+            for bucket in range(self.buckets):
+                lo, hi = int(bounds[bucket]), int(bounds[bucket + 1])
+                writer.write_batch(whole.slice(lo, hi - lo))
         folders.atomic_write_bytes(url, sink.getvalue().to_pybytes())
 
     def write_output(self, kept: pa.Table, out: str, index: int) -> int:
@@ -272,33 +274,50 @@ def _pages_table(rows: list[wikipedia.Page]) -> pa.Table:
 # Merge
 
 
-def _bucket_dirs(spill_dir: str, kind: str) -> list[str]:
-    fs, root = folders.fs_and_path(folders.join(spill_dir, kind))
-    if not fs.exists(root):
-        return []
-    return sorted(p for p in fs.ls(root, detail=False) if p.rsplit("/", 1)[-1].startswith("bucket="))
+class Spills:
+    """The spill files of one kind, read one bucket (record batch) at a time."""
 
+    def __init__(self, spill_dir: str, kind: str) -> None:
+        self.fs, root = folders.fs_and_path(folders.join(spill_dir, kind))
+        self.paths = sorted(self.fs.glob(f"{root}/*{SPILL_SUFFIX}")) if self.fs.exists(root) else []
+        self.local = "file" in self.fs.protocol
+        self.buckets = 0
+        self.schema = None
+        for p in self.paths:
+            with self._open(p) as src:
+                reader = pa.ipc.open_file(src)
+                n, self.schema = reader.num_record_batches, reader.schema
+            if self.buckets and n != self.buckets:
+                raise ValueError(f"{p}: {n} buckets, other spills of {kind} have {self.buckets} "
+                                 "(spills from runs with different --buckets are mixed)")
+            self.buckets = n
 
-def _read_spills(bucket_dir: str) -> tuple[pa.Table, int]:
-    """All spill files of one bucket as one table, and how many files there were."""
-    fs, path = folders.fs_and_path(bucket_dir)
-    tables = []
-    for p in sorted(fs.glob(f"{path}/*{SPILL_SUFFIX}")):
-        with fs.open(p, "rb") as f:
-            tables.append(pa.ipc.open_file(pa.BufferReader(f.read())).read_all())
-    return pa.concat_tables(tables), len(tables)
+    def _open(self, path: str):
+        return pa.memory_map(path) if self.local else self.fs.open(path, "rb")
 
+    def bucket(self, b: int) -> tuple[pa.Table, int]:
+        """Bucket ``b`` of every spill as one table, and how many spills had rows in it."""
+        batches = []
+        for p in self.paths:
+            with self._open(p) as src:
+                batch = pa.ipc.open_file(src).get_batch(b)
+            if batch.num_rows:
+                batches.append(batch)
+        return pa.Table.from_batches(batches, schema=self.schema), len(batches)
 
-def _sum_bucket(bucket_dir: str, keys: list[str]) -> pa.Table:
-    t, files = _read_spills(bucket_dir)
-    if files == 1:  # one spill: its keys are already distinct
-        return t
-    return t.group_by(keys).aggregate([("count", "sum")]).rename_columns(keys + ["count"])
+    def sums(self, keys: list[str]) -> Iterator[pa.Table]:
+        """Per bucket, the keys with their counts summed over every spill."""
+        for b in range(self.buckets):
+            t, nonempty = self.bucket(b)
+            if nonempty > 1:
+                t = t.group_by(keys).aggregate([("count", "sum")]).rename_columns(keys + ["count"])
+            if nonempty:  # one spill's keys are already distinct
+                yield t
 
 
 def merge_unigrams(spill_dir: str) -> pa.Table:
     """Exact unigram counts (token, count) over every task, summed bucket by bucket."""
-    parts = [_sum_bucket(d, ["token"]) for d in _bucket_dirs(spill_dir, "unigrams")]
+    parts = list(Spills(spill_dir, "unigrams").sums(["token"]))
     if not parts:
         return UNIGRAMS.empty_table()
     return pa.concat_tables(parts).cast(UNIGRAMS)
@@ -314,8 +333,7 @@ def iter_bigram_buckets(spill_dir: str, unigrams: pa.Table, min_count: int = 1,
     """Per bucket, the summed bigrams with ``min_count <= count <= max_count`` joined with their
     unigram counts (n1, n2); the count filter runs before the join."""
     uni = unigrams.select(["token", "count"])
-    for d in _bucket_dirs(spill_dir, "bigrams"):
-        t = _sum_bucket(d, ["w1", "w2"])
+    for t in Spills(spill_dir, "bigrams").sums(["w1", "w2"]):
         if min_count > 1:
             t = t.filter(pc.greater_equal(t["count"], min_count))
         if max_count is not None:
