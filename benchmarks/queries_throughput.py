@@ -5,7 +5,7 @@ counting stage over the same dump (decompress + page parse + wikitext clean + un
 count + spill), interleaved, and prints both rates and their ratio (goal: counting <= 2x
 decompression), in wall-clock and in CPU seconds of this process (steadier on a shared machine),
 plus the merge (sum of spills + PMI) that follows counting.
-Usage: .venv/bin/python benchmarks/queries_throughput.py [DUMP.xml.bz2] [--repeat 3]
+Usage: .venv/bin/python benchmarks/queries_throughput.py [DUMP.xml.bz2] [--repeat 3] [--batch-rows 1024]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _decompress(path: Path) -> int:
     return n
 
 
-def _count(path: Path) -> tuple[float, float, float, float]:
+def _count(path: Path, batch_rows: int = 1024) -> tuple[float, float, float, float]:
     """(wall, cpu) seconds of the counting stage, then (wall, cpu) of the merge."""
     from wit.queries import counts, wikipedia
     from wit.runners import run_stage
@@ -45,7 +45,7 @@ def _count(path: Path) -> tuple[float, float, float, float]:
         counts.bigram_pmi(tmp, counts.merge_unigrams(tmp), 30.0)
 
     with tempfile.TemporaryDirectory() as tmp:
-        stage = counts.CountStage(spill_dir=tmp, buckets=16)
+        stage = counts.CountStage(spill_dir=tmp, buckets=16, batch_rows=batch_rows)
         slices = [s.encode() for s in wikipedia.plan_slices(str(path))]
         cw, cc, _ = _timed(lambda: run_stage(stage, slices, tmp, progress=False))
         mw, mc, _ = _timed(merge, tmp)
@@ -56,14 +56,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("dump", nargs="?", default=str(DEFAULT))
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--batch-rows", type=int, default=1024,
+                    help="pages per counting batch (the stage's default; smaller shows per-batch costs)")
     args = ap.parse_args()
     path = Path(args.dump)
     size = _decompress(path)
-    _count(path)  # warm-up: imports, page cache
+    _count(path, args.batch_rows)  # warm-up: imports, page cache
     runs = []
     for _ in range(args.repeat):
         dw, dc, _ = _timed(_decompress, path)
-        runs.append((dw, dc) + _count(path))
+        runs.append((dw, dc) + _count(path, args.batch_rows))
     med = [statistics.median(r[i] for r in runs) for i in range(6)]
     dw, dc, cw, cc, mw, mc = med
     mb = size / 1e6
@@ -71,6 +73,7 @@ def main() -> None:
         "dump": path.name,
         "uncompressed_mb": round(mb, 2),
         "repeats": args.repeat,
+        "batch_rows": args.batch_rows,
         "bz2_decompress_mb_s_per_core": round(mb / dw, 2),
         "count_mb_s_per_core": round(mb / cw, 2),
         "count_over_decompress": round(cw / dw, 2),
