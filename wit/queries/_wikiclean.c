@@ -50,12 +50,15 @@ static inline void emit(out_t *out, const char *p, ssize len) {
     if (len > 0) { memcpy(out->o + out->w, p, len); out->w += len; }
 }
 
-/* A match finder: given s[0:n] and a position i holding the trigger byte, the end of the
- * match starting at i (and, for capturing passes, the span to emit instead), or -1. */
-typedef ssize (*match_fn)(const char *s, ssize n, ssize i, ssize *keep_lo, ssize *keep_hi);
+/* What replaces a match: the literal `lit` (NUL-terminated, often "") then s[lo:hi]. */
+typedef struct { const char *lit; ssize lo, hi; } repl_t;
 
-/* Generic re.sub loop: at each occurrence of `trigger`, try `match`; on a match emit
- * s[keep_lo:keep_hi] (the replacement; keep_lo == keep_hi for "") and go on after it. */
+/* A match finder: given s[0:n] and a position i holding the trigger byte, the end of the
+ * match starting at i, or -1; on a match it may set the replacement (default: ""). */
+typedef ssize (*match_fn)(const char *s, ssize n, ssize i, repl_t *r);
+
+/* Generic re.sub loop: at each occurrence of `trigger`, try `match`; on a match emit its
+ * replacement and go on after it. */
 static ssize sub(const char *s, ssize n, char *o, char trigger, match_fn match, ssize *count) {
     out_t out = {o, 0};
     ssize i = 0, done = 0, hits = 0;
@@ -63,11 +66,12 @@ static ssize sub(const char *s, ssize n, char *o, char trigger, match_fn match, 
         const char *p = memchr(s + i, trigger, n - i);
         if (!p) break;
         i = p - s;
-        ssize lo = 0, hi = 0;
-        ssize end = match(s, n, i, &lo, &hi);
+        repl_t r = {"", 0, 0};
+        ssize end = match(s, n, i, &r);
         if (end < 0) { i++; continue; }
         emit(&out, s + done, i - done);
-        emit(&out, s + lo, hi - lo);
+        emit(&out, r.lit, (ssize)strlen(r.lit));
+        emit(&out, s + r.lo, r.hi - r.lo);
         done = i = end;
         hits++;
     }
@@ -77,7 +81,7 @@ static ssize sub(const char *s, ssize n, char *o, char trigger, match_fn match, 
 }
 
 /* <!--.*?(?:-->|\Z) -> "" */
-static ssize m_comment(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+static ssize m_comment(const char *s, ssize n, ssize i, repl_t *r) {
     if (i + 4 > n || memcmp(s + i, "<!--", 4) != 0) return -1;
     ssize e = find(s, n, i + 4, "-->", 3);
     return e < 0 ? n : e + 3;
@@ -89,7 +93,7 @@ static const char *const DROPPED[] = {
     "graph", "mapframe", "maplink", "templatedata", "imagemap", "hiero", "inputbox",
     "categorytree", "references", NULL};
 
-static ssize m_dropped(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+static ssize m_dropped(const char *s, ssize n, ssize i, repl_t *r) {
     for (const char *const *name = DROPPED; *name; name++) {
         ssize len = (ssize)strlen(*name), k = i + 1 + len;
         if (k > n || !ieq(s + i + 1, *name, len) || (k < n && is_word((unsigned char)s[k])))
@@ -117,36 +121,21 @@ static ssize m_dropped(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
     return -1;
 }
 
-/* </?[A-Za-z][A-Za-z0-9]*\b[^<>]*> -> " " (tag_pass writes the space). */
-static ssize m_tag(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+/* </?[A-Za-z][A-Za-z0-9]*\b[^<>]*> -> " " */
+static ssize m_tag(const char *s, ssize n, ssize i, repl_t *r) {
     ssize j = i + 1;
     if (j < n && s[j] == '/') j++;
     if (j >= n || !is_alpha((unsigned char)s[j])) return -1;
     while (j < n && is_alnum((unsigned char)s[j])) j++;
     if (j < n && s[j] == '_') return -1;
     while (j < n && s[j] != '<' && s[j] != '>') j++;
-    return (j < n && s[j] == '>') ? j + 1 : -1;
-}
-
-static ssize tag_pass(const char *s, ssize n, char *o) {
-    out_t out = {o, 0};
-    ssize i = 0, done = 0, lo, hi;
-    while (i < n) {
-        const char *p = memchr(s + i, '<', n - i);
-        if (!p) break;
-        i = p - s;
-        ssize end = m_tag(s, n, i, &lo, &hi);
-        if (end < 0) { i++; continue; }
-        emit(&out, s + done, i - done);
-        emit(&out, " ", 1);
-        done = i = end;
-    }
-    emit(&out, s + done, n - done);
-    return out.w;
+    if (j >= n || s[j] != '>') return -1;
+    r->lit = " ";
+    return j + 1;
 }
 
 /* \{\{[^{}]*\}\} -> "" */
-static ssize m_template(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+static ssize m_template(const char *s, ssize n, ssize i, repl_t *r) {
     if (i + 1 >= n || s[i + 1] != '{') return -1;
     ssize k = i + 2;
     while (k < n && s[k] != '{' && s[k] != '}') k++;
@@ -154,7 +143,7 @@ static ssize m_template(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
 }
 
 /* \{\|  (any text without "{|", up to the first)  \|\} -> "" */
-static ssize m_table(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+static ssize m_table(const char *s, ssize n, ssize i, repl_t *r) {
     if (i + 1 >= n || s[i + 1] != '|') return -1;
     for (ssize k = i + 2; k + 1 < n; k++) {
         if (s[k] == '|' && s[k + 1] == '}') return k + 2;
@@ -225,17 +214,17 @@ static void link_text(const char *s, ssize a, ssize b, ssize *lo, ssize *hi) {
 }
 
 /* \[\[([^\[\]]*)\]\] -> its visible text */
-static ssize m_link(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+static ssize m_link(const char *s, ssize n, ssize i, repl_t *r) {
     if (i + 1 >= n || s[i + 1] != '[') return -1;
     ssize k = i + 2;
     while (k < n && s[k] != '[' && s[k] != ']') k++;
     if (!(k + 1 < n && s[k] == ']' && s[k + 1] == ']')) return -1;
-    link_text(s, i + 2, k, lo, hi);
+    link_text(s, i + 2, k, &r->lo, &r->hi);
     return k + 2;
 }
 
 /* \[(?:https?:|ftp:|//)[^\s\]]*\s*([^\]]*)\] -> group 1 */
-static ssize m_external(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+static ssize m_external(const char *s, ssize n, ssize i, repl_t *r) {
     ssize j = i + 1;
     if (j + 6 <= n && memcmp(s + j, "https:", 6) == 0) j += 6;
     else if (j + 5 <= n && memcmp(s + j, "http:", 5) == 0) j += 5;
@@ -246,21 +235,22 @@ static ssize m_external(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
     while (j < n && is_space((unsigned char)s[j])) j++;
     const char *close = memchr(s + j, ']', n - j);
     if (!close) return -1;
-    *lo = j, *hi = close - s;
+    r->lo = j;
+    r->hi = close - s;
     return close - s + 1;
 }
 
 /* ''+ -> "" */
-static ssize m_emphasis(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+static ssize m_emphasis(const char *s, ssize n, ssize i, repl_t *r) {
     ssize k = i;
     while (k < n && s[k] == '\'') k++;
     return k - i >= 2 ? k : -1;
 }
 
-/* \n[ \t]*=+[ \t]*(.*?)[ \t]*=+[ \t]*$  (re.M) -> "\n" + group 1 (heading_pass writes the
- * newline). The opening run is greedy and the group lazy, so the group ends where the line's
- * closing "[ \t]*=+[ \t]*" begins, or right after the opening blanks if that is later. */
-static ssize m_heading(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+/* \n[ \t]*=+[ \t]*(.*?)[ \t]*=+[ \t]*$  (re.M) -> "\n" + group 1. The opening run is greedy
+ * and the group lazy, so the group ends where the line's closing "[ \t]*=+[ \t]*" begins, or
+ * right after the opening blanks if that is later. */
+static ssize m_heading(const char *s, ssize n, ssize i, repl_t *r) {
     ssize eol = i + 1;
     const char *nl = memchr(s + eol, '\n', n - eol);
     eol = nl ? nl - s : n;
@@ -269,10 +259,10 @@ static ssize m_heading(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
     ssize b = a;
     while (b < eol && s[b] == '=') b++;
     if (b == a) return -1;
-    ssize r = eol;  /* the line without trailing blanks must end in '=' */
-    while (r > a && (s[r - 1] == ' ' || s[r - 1] == '\t')) r--;
-    if (s[r - 1] != '=') return -1;
-    ssize q = r;  /* the closing run of '=' */
+    ssize end = eol;  /* the line without trailing blanks must end in '=' */
+    while (end > a && (s[end - 1] == ' ' || s[end - 1] == '\t')) end--;
+    if (s[end - 1] != '=') return -1;
+    ssize q = end;  /* the closing run of '=' */
     while (q > a && s[q - 1] == '=') q--;
     ssize t = q;  /* blanks before the closing run */
     while (t > a && (s[t - 1] == ' ' || s[t - 1] == '\t')) t--;
@@ -280,53 +270,38 @@ static ssize m_heading(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
         ssize g = a + j;
         while (g < eol && (s[g] == ' ' || s[g] == '\t')) g++;
         ssize e = g > t ? g : t;  /* the lazy group's end */
-        if (e <= r - 1) {
-            *lo = g, *hi = e;
+        if (e <= end - 1) {
+            r->lit = "\n";
+            r->lo = g;
+            r->hi = e;
             return eol;
         }
     }
     return -1;
 }
 
-static ssize heading_pass(const char *s, ssize n, char *o) {
-    out_t out = {o, 0};
-    ssize i = 0, done = 0, lo, hi;
-    while (i < n) {
-        const char *p = memchr(s + i, '\n', n - i);
-        if (!p) break;
-        i = p - s;
-        ssize end = m_heading(s, n, i, &lo, &hi);
-        if (end < 0) { i++; continue; }
-        emit(&out, s + done, i - done);
-        emit(&out, "\n", 1);
-        emit(&out, s + lo, hi - lo);
-        done = i = end;
-    }
-    emit(&out, s + done, n - done);
-    return out.w;
-}
-
-/* \n[ \t]*[*#:;]+ -> "\n"; \n-{4,} -> "\n": the kept span is the newline itself. */
-static ssize m_markers(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+/* \n[ \t]*[*#:;]+ -> "\n" */
+static ssize m_markers(const char *s, ssize n, ssize i, repl_t *r) {
     ssize k = i + 1;
     while (k < n && (s[k] == ' ' || s[k] == '\t')) k++;
     ssize j = k;
     while (k < n && (s[k] == '*' || s[k] == '#' || s[k] == ':' || s[k] == ';')) k++;
     if (k == j) return -1;
-    *lo = i, *hi = i + 1;
+    r->lit = "\n";
     return k;
 }
 
-static ssize m_rule(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+/* \n-{4,} -> "\n" */
+static ssize m_rule(const char *s, ssize n, ssize i, repl_t *r) {
     ssize k = i + 1;
     while (k < n && s[k] == '-') k++;
     if (k - i - 1 < 4) return -1;
-    *lo = i, *hi = i + 1;
+    r->lit = "\n";
     return k;
 }
 
 /* __[A-Z]+__ -> "" */
-static ssize m_magic(const char *s, ssize n, ssize i, ssize *lo, ssize *hi) {
+static ssize m_magic(const char *s, ssize n, ssize i, repl_t *r) {
     if (i + 1 >= n || s[i + 1] != '_') return -1;
     ssize k = i + 2;
     while (k < n && s[k] >= 'A' && s[k] <= 'Z') k++;
@@ -348,7 +323,7 @@ static PyObject *clean(PyObject *self, PyObject *arg) {
 #define SWAP() (tmp = cur, cur = nxt, nxt = tmp)
     n = sub(view.buf, n, cur, '<', m_comment, NULL);
     n = sub(cur, n, nxt, '<', m_dropped, NULL), SWAP();
-    n = tag_pass(cur, n, nxt), SWAP();
+    n = sub(cur, n, nxt, '<', m_tag, NULL), SWAP();
     for (;;) {  /* templates and tables nest: peel innermost ones until none is left */
         ssize h1, h2;
         n = sub(cur, n, nxt, '{', m_template, &h1), SWAP();
@@ -361,7 +336,7 @@ static PyObject *clean(PyObject *self, PyObject *arg) {
     n = sub(cur, n, nxt, '[', m_external, NULL), SWAP();
     n = sub(cur, n, nxt + 1, '\'', m_emphasis, NULL);  /* written after a leading newline */
     nxt[0] = '\n', n += 1, SWAP();
-    n = heading_pass(cur, n, nxt), SWAP();
+    n = sub(cur, n, nxt, '\n', m_heading, NULL), SWAP();
     n = sub(cur, n, nxt, '\n', m_markers, NULL), SWAP();
     n = sub(cur, n, nxt, '_', m_magic, NULL), SWAP();
     n = sub(cur, n, nxt, '\n', m_rule, NULL), SWAP();
