@@ -100,6 +100,10 @@ def test_spills_on_a_remote_filesystem_and_mixed_bucket_counts(shared_data, tmp_
     stage._spill()
     with pytest.raises(ValueError, match="3 buckets, other spills of unigrams have 5"):
         counts.merge_unigrams(str(tmp_path / "local"))
+    # Spills of the earlier one-folder-per-bucket layout are refused, not silently skipped.
+    (tmp_path / "old" / "unigrams" / "bucket=000").mkdir(parents=True)
+    with pytest.raises(ValueError, match="older layout"):
+        counts.merge_unigrams(str(tmp_path / "old"))
 
 
 def test_pmi_equals_nltk_bigram_collocation_finder(shared_data, tmp_path):

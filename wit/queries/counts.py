@@ -280,6 +280,9 @@ class Spills:
     def __init__(self, spill_dir: str, kind: str) -> None:
         self.fs, root = folders.fs_and_path(folders.join(spill_dir, kind))
         self.paths = sorted(self.fs.glob(f"{root}/*{SPILL_SUFFIX}")) if self.fs.exists(root) else []
+        if self.fs.exists(root) and self.fs.glob(f"{root}/bucket=*"):
+            raise ValueError(f"{root}: spills in an older layout (one folder per bucket); delete "
+                             f"{spill_dir} and count again")
         self.local = "file" in self.fs.protocol
         self.buckets = 0
         self.schema = None
