@@ -20,7 +20,7 @@ fi
 
 # 2. The virtual environment with the pinned set (requirements.lock) and wit itself.
 stamp="$VENV/.wit-installed"
-want="$(cat requirements.lock pyproject.toml wit/queries/_wikiclean.c | sha256sum | cut -c1-16)"
+want="$(cat requirements.lock pyproject.toml setup.py wit/queries/_wikiclean.c | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip wheel setuptools
