@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from wit.io import folders
 from wit.queries import wikipedia
+from wit.queries.vocab import Vocabulary
 from wit.stage import BatchResult, Stage
 from wit.text.normalize import collapse_whitespace, spaced, token_stream
 
@@ -96,7 +97,7 @@ class TaskCounts:
     """Unigram and bigram counts of one task, kept as integer ids into the task's vocabulary.
 
     A batch of cleaned articles is tokenised by ``normalize.token_stream`` and dictionary-encoded
-    by Arrow; only the batch's distinct tokens cross into Python, to be given task ids. Unigram
+    by Arrow; the batch's distinct tokens get task ids from ``vocab.Vocabulary``. Unigram
     counts are a bincount of the ids; a bigram is the int64 ``id1 << 32 | id2``, counted per batch
     with ``np.unique`` and merged by a sort when the pending rows reach the merged size (so the
     work stays linear). Strings are rebuilt only when the counts are drained for a spill.
@@ -107,7 +108,7 @@ class TaskCounts:
         self._reset()
 
     def _reset(self) -> None:
-        self.ids: dict[str, int] = {}
+        self.vocab = Vocabulary()
         self.uni = np.zeros(0, np.int64)
         self.bi_keys = np.zeros(0, np.int64)
         self.bi_counts = np.zeros(0, np.int64)
@@ -116,15 +117,15 @@ class TaskCounts:
 
     def rows(self) -> int:
         """An upper bound on the distinct unigrams plus bigrams held."""
-        return len(self.ids) + len(self.bi_keys) + self.pending_rows
+        return len(self.vocab) + len(self.bi_keys) + self.pending_rows
 
     def add(self, texts: pa.Array) -> None:
         tokens, joined = token_stream(texts)
         if not len(tokens):
             return
         encoded = pc.dictionary_encode(tokens)
-        codes = self._task_ids(encoded.dictionary.to_pylist())[encoded.indices.to_numpy()]
-        counts = np.bincount(codes, minlength=len(self.ids))
+        codes = self.vocab.ids(encoded.dictionary)[encoded.indices.to_numpy()]
+        counts = np.bincount(codes, minlength=len(self.vocab))
         counts[:len(self.uni)] += self.uni
         self.uni = counts
         pairs = (codes[:-1][joined] << 32) | codes[1:][joined]
@@ -132,14 +133,6 @@ class TaskCounts:
         self.pending_rows += len(self.pending[-1][0])
         if self.pending_rows >= max(self.floor, len(self.bi_keys)):
             self._merge()
-
-    def _task_ids(self, words: list[str]) -> np.ndarray:
-        """Task ids of a batch's distinct ``words``; new words get the next free ids, in order."""
-        ids = self.ids
-        if not ids:  # a task's first batch: its words are distinct and all new
-            ids.update(zip(words, range(len(words))))
-            return np.arange(len(words), dtype=np.int64)
-        return np.fromiter((ids.setdefault(t, len(ids)) for t in words), np.int64, len(words))
 
     def _merge(self) -> None:
         if not self.pending:
@@ -159,7 +152,7 @@ class TaskCounts:
         ids, before any string column is built.
         """
         self._merge()
-        vocab = pa.array(list(self.ids), pa.string())
+        vocab = self.vocab.words().cast(pa.string())
         hashes = key_hashes(vocab)
         uni_order, uni_bounds = _bucket_order(hashes, buckets)
         uni = pa.table([vocab.take(pa.array(uni_order)), pa.array(self.uni[uni_order], pa.int64())],

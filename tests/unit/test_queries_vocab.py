@@ -1,0 +1,52 @@
+"""The counting task's vocabulary: exact dense ids, whatever the hash does."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pyarrow as pa
+
+from wit.queries.vocab import Vocabulary, string_hashes
+
+
+def _batches(seed: int, n: int = 40):
+    rng = random.Random(seed)
+    alphabet = ["a", "b", "é", "日", " ", "\x00", "z" * 40]
+    for _ in range(n):
+        words = {"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(rng.randint(0, 400))}
+        yield sorted(words, key=lambda _: rng.random())
+
+
+def _check(vocab: Vocabulary, seed: int) -> None:
+    expected: dict[str, int] = {}
+    for words in _batches(seed):
+        got = vocab.ids(pa.array(words, pa.large_string()))
+        for w in words:
+            expected.setdefault(w, len(expected))
+        assert got.tolist() == [expected[w] for w in words]
+    assert len(vocab) == len(expected)
+    assert vocab.words().to_pylist() == list(expected)  # id order = order of first sight
+
+
+def test_ids_are_dense_and_stable_across_batches():
+    vocab = Vocabulary()
+    _check(vocab, 1)
+    assert len(vocab) > 2000  # the growable buffers were resized several times
+    assert not vocab.others  # no 64-bit collision among these words
+
+
+def test_ids_stay_exact_when_hashes_collide():
+    """With a hash of three values nearly every word collides: the dict keeps the ids exact."""
+    vocab = Vocabulary(hash_fn=lambda a: string_hashes(a) % np.uint64(3))
+    _check(vocab, 2)
+    assert len(vocab.others) == len(vocab) - 3
+
+
+def test_string_hashes_depend_on_the_string_only():
+    words = ["", "a", "a\x00", "\x00a", "ab", "ba", "é", "日本", "x" * 100]
+    h = string_hashes(pa.array(words, pa.large_string()))
+    assert len(set(h.tolist())) == len(words)
+    # The same strings at another position of another array (a slice with an offset) hash alike.
+    arr = pa.array(["pad", "more"] + words, pa.string()).slice(2)
+    assert string_hashes(arr).tolist() == h.tolist()
