@@ -98,3 +98,23 @@ def test_without_the_extension_the_reference_is_used(monkeypatch):
     monkeypatch.setattr(wikipedia, "_wikiclean", None)
     text = "== H ==\n[[a|b]] {{t}} <ref>r</ref>c"
     assert wikipedia.clean_wikitext(text) == wikipedia.clean_wikitext_reference(text) == "H\nb  c"
+
+
+PATHOLOGICAL = {
+    "unclosed elements": "<ref>x <math>y ",
+    "open tags without '>'": "<ref a <gallery b ",
+    "external links without ']'": "[http://a b ",
+    "close tags of other elements": "<ref>a</math><REF name=x>",
+}
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("unit", list(PATHOLOGICAL.values()), ids=list(PATHOLOGICAL))
+def test_unclosed_markup_stays_linear(native, unit):
+    """Many unclosed elements: each failed forward search is remembered, so a page is not
+    rescanned once per element. The regular expressions are quadratic here, so they are only
+    compared on a short piece; on the full piece the scanners took 30-65 s without the memo
+    (external links excepted: 0.2 s) and take milliseconds with it."""
+    _assert_same([unit * 300])
+    big = unit * 60_000
+    assert len(wikipedia.clean_wikitext(big)) > 0

@@ -50,8 +50,13 @@ static inline void emit(out_t *out, const char *p, ssize len) {
     if (len > 0) { memcpy(out->o + out->w, p, len); out->w += len; }
 }
 
-/* What replaces a match: the literal `lit` (NUL-terminated, often "") then s[lo:hi]. */
-typedef struct { const char *lit; ssize lo, hi; } repl_t;
+/* What replaces a match: the literal `lit` (NUL-terminated, often "") then s[lo:hi]. `memo` is
+ * the pass's scratch: memo[k] is the smallest position from which a forward search k is known to
+ * find nothing, so input with many unclosed elements stays linear instead of quadratic. */
+#define MEMO_SLOTS 24
+#define MEMO_GT 22       /* no '>' (the end of a dropped element's open tag) */
+#define MEMO_EXTERNAL 23 /* no ']' (the end of an external link) */
+typedef struct { const char *lit; ssize lo, hi; ssize *memo; } repl_t;
 
 /* A match finder: given s[0:n] and a position i holding the trigger byte, the end of the
  * match starting at i, or -1; on a match it may set the replacement (default: ""). */
@@ -61,12 +66,13 @@ typedef ssize (*match_fn)(const char *s, ssize n, ssize i, repl_t *r);
  * replacement and go on after it. */
 static ssize sub(const char *s, ssize n, char *o, char trigger, match_fn match, ssize *count) {
     out_t out = {o, 0};
-    ssize i = 0, done = 0, hits = 0;
+    ssize i = 0, done = 0, hits = 0, memo[MEMO_SLOTS];
+    for (int k = 0; k < MEMO_SLOTS; k++) memo[k] = n + 1;
     while (i < n) {
         const char *p = memchr(s + i, trigger, n - i);
         if (!p) break;
         i = p - s;
-        repl_t r = {"", 0, 0};
+        repl_t r = {"", 0, 0, memo};
         ssize end = match(s, n, i, &r);
         if (end < 0) { i++; continue; }
         emit(&out, s + done, i - done);
@@ -92,30 +98,39 @@ static const char *const DROPPED[] = {
     "ref", "math", "chem", "ce", "gallery", "timeline", "score", "syntaxhighlight", "source",
     "graph", "mapframe", "maplink", "templatedata", "imagemap", "hiero", "inputbox",
     "categorytree", "references", NULL};
+_Static_assert(sizeof(DROPPED) / sizeof(DROPPED[0]) - 1 <= MEMO_GT, "a memo slot per element name");
 
 static ssize m_dropped(const char *s, ssize n, ssize i, repl_t *r) {
-    for (const char *const *name = DROPPED; *name; name++) {
+    for (int slot = 0; DROPPED[slot]; slot++) {
+        const char *const *name = DROPPED + slot;
         ssize len = (ssize)strlen(*name), k = i + 1 + len;
         if (k > n || !ieq(s + i + 1, *name, len) || (k < n && is_word((unsigned char)s[k])))
             continue;
         /* At most one name passes the prefix and boundary test at a position. */
+        if (k >= r->memo[MEMO_GT]) return -1;
+        ssize k0 = k;
         for (; k < n; k++) {
             if (s[k] == '/' && k + 1 < n && s[k + 1] == '>') return k + 2;
             if (s[k] == '>') {  /* the body runs to the first close tag, if there is one */
                 ssize m = k + 1;
+                if (m >= r->memo[slot]) return -1;  /* no close tag after m */
                 for (;;) {
                     const char *p = memchr(s + m, '<', n - m);
-                    if (!p) return -1;
+                    if (!p) {
+                        r->memo[slot] = k + 1;
+                        return -1;
+                    }
                     ssize q = p - s;
                     if (q + 2 + len <= n && s[q + 1] == '/' && ieq(s + q + 2, *name, len)) {
-                        ssize r = q + 2 + len;
-                        while (r < n && is_space((unsigned char)s[r])) r++;
-                        if (r < n && s[r] == '>') return r + 1;
+                        ssize e = q + 2 + len;
+                        while (e < n && is_space((unsigned char)s[e])) e++;
+                        if (e < n && s[e] == '>') return e + 1;
                     }
                     m = q + 1;
                 }
             }
         }
+        r->memo[MEMO_GT] = k0;  /* the attributes ran to the end: no '>' after k0 */
         return -1;
     }
     return -1;
@@ -233,8 +248,12 @@ static ssize m_external(const char *s, ssize n, ssize i, repl_t *r) {
     else return -1;
     while (j < n && s[j] != ']' && !is_space((unsigned char)s[j])) j++;
     while (j < n && is_space((unsigned char)s[j])) j++;
+    if (j >= r->memo[MEMO_EXTERNAL]) return -1;  /* no ']' after j */
     const char *close = memchr(s + j, ']', n - j);
-    if (!close) return -1;
+    if (!close) {
+        r->memo[MEMO_EXTERNAL] = j;
+        return -1;
+    }
     r->lo = j;
     r->hi = close - s;
     return close - s + 1;
