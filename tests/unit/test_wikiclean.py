@@ -118,3 +118,16 @@ def test_unclosed_markup_stays_linear(native, unit):
     _assert_same([unit * 300])
     big = unit * 60_000
     assert len(wikipedia.clean_wikitext(big)) > 0
+
+
+def test_counting_without_the_extension_warns_once(monkeypatch, caplog, tmp_path):
+    from wit.queries import counts
+
+    monkeypatch.setattr(wikipedia, "_wikiclean", None)
+    monkeypatch.setattr(counts, "_warned_slow_cleaner", False)
+    stage = counts.CountStage(spill_dir=str(tmp_path))
+    with caplog.at_level("WARNING", logger="wit.queries.counts"):
+        stage.begin_task("", 0)
+        stage.begin_task("", 1)
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
+    assert "pure-Python wikitext cleaner" in caplog.records[0].message

@@ -174,6 +174,17 @@ def _bucket_order(hashes: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndar
     return order, np.searchsorted(b[order], np.arange(buckets + 1))
 
 
+_warned_slow_cleaner = False
+
+
+def _warn_slow_cleaner() -> None:
+    global _warned_slow_cleaner
+    _warned_slow_cleaner = True
+    log.warning("wit.queries._wikiclean is not built in this Python environment: counting uses the "
+                "pure-Python wikitext cleaner (same counts, cleaning ~7x slower). Run `make setup` "
+                "(pip install -e . with a C compiler) where the workers run.")
+
+
 @dataclass
 class CountStage(Stage):
     """Count tokens and bigrams of ns-0, non-redirect pages; tasks are encoded DumpSlices."""
@@ -189,6 +200,8 @@ class CountStage(Stage):
     _seq: int = field(default=0, init=False, repr=False)
 
     def begin_task(self, path: str, index: int) -> None:
+        if wikipedia._wikiclean is None and not _warned_slow_cleaner:
+            _warn_slow_cleaner()
         self._counts = TaskCounts(max(1, self.spill_rows // 4))
         self._task, self._seq = index, 0
         for kind in ("unigrams", "bigrams"):  # a half-finished earlier attempt of this task
