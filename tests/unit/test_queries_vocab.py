@@ -50,3 +50,16 @@ def test_string_hashes_depend_on_the_string_only():
     # The same strings at another position of another array (a slice with an offset) hash alike.
     arr = pa.array(["pad", "more"] + words, pa.string()).slice(2)
     assert string_hashes(arr).tolist() == h.tolist()
+
+
+def test_signed_or_constant_hashes_still_give_exact_ids():
+    vocab = Vocabulary(hash_fn=lambda a: np.full(len(a), -1, np.int64))
+    got = [vocab.ids(pa.array([w], pa.large_string())).tolist() for w in ["a", "b", "b", "a", "c"]]
+    assert got == [[0], [1], [1], [0], [2]]
+
+
+def test_long_words_hash_like_short_ones():
+    long = "x" * 100_000
+    h = string_hashes(pa.array([long, long + "y", "x"], pa.large_string()))
+    assert len(set(h.tolist())) == 3
+    assert string_hashes(pa.array([long], pa.large_string())).tolist() == h[:1].tolist()

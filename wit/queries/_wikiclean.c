@@ -51,11 +51,21 @@ static inline void emit(out_t *out, const char *p, ssize len) {
 }
 
 /* What replaces a match: the literal `lit` (NUL-terminated, often "") then s[lo:hi]. `memo` is
- * the pass's scratch: memo[k] is the smallest position from which a forward search k is known to
- * find nothing, so input with many unclosed elements stays linear instead of quadratic. */
-#define MEMO_SLOTS 24
+ * the pass's scratch, which keeps input full of unclosed markup linear instead of quadratic.
+ * Slots 0-21 (one per dropped element name), MEMO_GT and MEMO_EXTERNAL: the smallest position
+ * from which that forward search is known to find nothing. */
 #define MEMO_GT 22       /* no '>' (the end of a dropped element's open tag) */
 #define MEMO_EXTERNAL 23 /* no ']' (the end of an external link) */
+/* Where the last scan stopped, for scans that many matches would otherwise repeat: the first
+ * '>' at or after GT_FROM is at GT_AT; the first blank or ']' at or after URL_FROM is at URL_END,
+ * and the blanks after it end at URL_TEXT. Match starts only grow within a pass, so a later
+ * start between FROM and the stop finds the same stop. */
+#define MEMO_GT_FROM 24
+#define MEMO_GT_AT 25
+#define MEMO_URL_FROM 26
+#define MEMO_URL_END 27
+#define MEMO_URL_TEXT 28
+#define MEMO_SLOTS 29
 typedef struct { const char *lit; ssize lo, hi; ssize *memo; } repl_t;
 
 /* A match finder: given s[0:n] and a position i holding the trigger byte, the end of the
@@ -67,7 +77,7 @@ typedef ssize (*match_fn)(const char *s, ssize n, ssize i, repl_t *r);
 static ssize sub(const char *s, ssize n, char *o, char trigger, match_fn match, ssize *count) {
     out_t out = {o, 0};
     ssize i = 0, done = 0, hits = 0, memo[MEMO_SLOTS];
-    for (int k = 0; k < MEMO_SLOTS; k++) memo[k] = n + 1;
+    for (int k = 0; k < MEMO_SLOTS; k++) memo[k] = n + 1;  /* nothing remembered yet */
     while (i < n) {
         const char *p = memchr(s + i, trigger, n - i);
         if (!p) break;
@@ -106,32 +116,38 @@ static ssize m_dropped(const char *s, ssize n, ssize i, repl_t *r) {
         ssize len = (ssize)strlen(*name), k = i + 1 + len;
         if (k > n || !ieq(s + i + 1, *name, len) || (k < n && is_word((unsigned char)s[k])))
             continue;
-        /* At most one name passes the prefix and boundary test at a position. */
+        /* At most one name passes the prefix and boundary test at a position. The lazy
+         * attributes end at the first '>' after k: "/>" if a '/' at or after k precedes it. */
         if (k >= r->memo[MEMO_GT]) return -1;
-        ssize k0 = k;
-        for (; k < n; k++) {
-            if (s[k] == '/' && k + 1 < n && s[k + 1] == '>') return k + 2;
-            if (s[k] == '>') {  /* the body runs to the first close tag, if there is one */
-                ssize m = k + 1;
-                if (m >= r->memo[slot]) return -1;  /* no close tag after m */
-                for (;;) {
-                    const char *p = memchr(s + m, '<', n - m);
-                    if (!p) {
-                        r->memo[slot] = k + 1;
-                        return -1;
-                    }
-                    ssize q = p - s;
-                    if (q + 2 + len <= n && s[q + 1] == '/' && ieq(s + q + 2, *name, len)) {
-                        ssize e = q + 2 + len;
-                        while (e < n && is_space((unsigned char)s[e])) e++;
-                        if (e < n && s[e] == '>') return e + 1;
-                    }
-                    m = q + 1;
-                }
+        ssize g;
+        if (k >= r->memo[MEMO_GT_FROM] && k <= r->memo[MEMO_GT_AT]) {
+            g = r->memo[MEMO_GT_AT];
+        } else {
+            const char *p = memchr(s + k, '>', n - k);
+            if (!p) {
+                r->memo[MEMO_GT] = k;  /* no '>' after k */
+                return -1;
             }
+            g = p - s;
         }
-        r->memo[MEMO_GT] = k0;  /* the attributes ran to the end: no '>' after k0 */
-        return -1;
+        r->memo[MEMO_GT_FROM] = k, r->memo[MEMO_GT_AT] = g;
+        if (g - 1 >= k && s[g - 1] == '/') return g + 1;
+        ssize m = g + 1;  /* the body runs to the first close tag, if there is one */
+        if (m >= r->memo[slot]) return -1;  /* no close tag after m */
+        for (;;) {
+            const char *p = memchr(s + m, '<', n - m);
+            if (!p) {
+                r->memo[slot] = g + 1;
+                return -1;
+            }
+            ssize q = p - s;
+            if (q + 2 + len <= n && s[q + 1] == '/' && ieq(s + q + 2, *name, len)) {
+                ssize e = q + 2 + len;
+                while (e < n && is_space((unsigned char)s[e])) e++;
+                if (e < n && s[e] == '>') return e + 1;
+            }
+            m = q + 1;
+        }
     }
     return -1;
 }
@@ -246,8 +262,15 @@ static ssize m_external(const char *s, ssize n, ssize i, repl_t *r) {
     else if (j + 4 <= n && memcmp(s + j, "ftp:", 4) == 0) j += 4;
     else if (j + 2 <= n && memcmp(s + j, "//", 2) == 0) j += 2;
     else return -1;
-    while (j < n && s[j] != ']' && !is_space((unsigned char)s[j])) j++;
-    while (j < n && is_space((unsigned char)s[j])) j++;
+    if (j >= r->memo[MEMO_URL_FROM] && j <= r->memo[MEMO_URL_END]) {
+        j = r->memo[MEMO_URL_TEXT];
+    } else {
+        r->memo[MEMO_URL_FROM] = j;
+        while (j < n && s[j] != ']' && !is_space((unsigned char)s[j])) j++;
+        r->memo[MEMO_URL_END] = j;
+        while (j < n && is_space((unsigned char)s[j])) j++;
+        r->memo[MEMO_URL_TEXT] = j;
+    }
     if (j >= r->memo[MEMO_EXTERNAL]) return -1;  /* no ']' after j */
     const char *close = memchr(s + j, ']', n - j);
     if (!close) {

@@ -206,8 +206,10 @@ class CountStage(Stage):
         self._task, self._seq = index, 0
         for kind in ("unigrams", "bigrams"):  # a half-finished earlier attempt of this task
             fs, root = folders.fs_and_path(folders.join(self.spill_dir, kind))
-            for p in fs.glob(f"{root}/part-{index:05d}-*{SPILL_SUFFIX}"):
-                fs.rm(p)
+            # Its spills, and temporary files of a spill whose writer died before the rename.
+            for pattern in (f"part-{index:05d}-*{SPILL_SUFFIX}", f".tmp-*-part-{index:05d}-*{SPILL_SUFFIX}"):
+                for p in fs.glob(f"{root}/{pattern}"):
+                    fs.rm(p)
 
     def read_task(self, path: str) -> Iterator[pa.Table]:
         rows: list[wikipedia.Page] = []
@@ -285,7 +287,8 @@ class Spills:
 
     def __init__(self, spill_dir: str, kind: str) -> None:
         self.fs, root = folders.fs_and_path(folders.join(spill_dir, kind))
-        self.paths = sorted(self.fs.glob(f"{root}/*{SPILL_SUFFIX}")) if self.fs.exists(root) else []
+        # Only finished spills: a ".tmp-..." file is a write that never reached its rename.
+        self.paths = sorted(self.fs.glob(f"{root}/part-*{SPILL_SUFFIX}")) if self.fs.exists(root) else []
         if self.fs.exists(root) and self.fs.glob(f"{root}/bucket=*"):
             raise ValueError(f"{root}: spills in an older layout (one folder per bucket); delete "
                              f"{spill_dir} and count again")

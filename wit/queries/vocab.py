@@ -27,11 +27,15 @@ _powers = np.ones(1, np.uint64)
 
 
 def _powers_upto(n: int) -> np.ndarray:
+    """B**0 .. B**(n-1) modulo 2**64 (cached up to 64 Ki; a longer word gets its own table)."""
     global _powers
     if len(_powers) < n:
         p = np.full(max(n, 2 * len(_powers)), _BASE, np.uint64)
         p[0] = 1
-        _powers = np.multiply.accumulate(p)  # wraps modulo 2**64, as intended
+        p = np.multiply.accumulate(p)  # wraps modulo 2**64, as intended
+        if len(p) > 1 << 16:
+            return p
+        _powers = p
     return _powers
 
 
@@ -110,7 +114,7 @@ class Vocabulary:
     def ids(self, words: pa.Array) -> np.ndarray:
         """The ids of a batch's *distinct* ``words`` (Arrow strings); words not seen before get new ids."""
         words = words.cast(pa.large_string())
-        h = self.hash_fn(words)
+        h = np.asarray(self.hash_fn(words)).astype(np.uint64)  # the table is uint64
         order = np.argsort(h)  # sorted needles make the binary searches cache-friendly
         hs = h[order]
         out = np.full(len(words), -1, np.int64)
