@@ -27,6 +27,8 @@ def _check(vocab: Vocabulary, seed: int) -> None:
         assert got.tolist() == [expected[w] for w in words]
     assert len(vocab) == len(expected)
     assert vocab.words().to_pylist() == list(expected)  # id order = order of first sight
+    # Each word's hash, kept for the spill buckets, is the hash of that word.
+    assert vocab.hashes().tolist() == np.asarray(vocab.hash_fn(vocab.words())).astype(np.uint64).tolist()
 
 
 def test_ids_are_dense_and_stable_across_batches():

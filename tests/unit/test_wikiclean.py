@@ -127,7 +127,7 @@ def test_counting_without_the_extension_warns_once(monkeypatch, caplog, tmp_path
     from wit.queries import counts
 
     monkeypatch.setattr(wikipedia, "_wikiclean", None)
-    monkeypatch.setattr(counts, "_warned_slow_cleaner", False)
+    counts._warn_slow_cleaner.cache_clear()
     stage = counts.CountStage(spill_dir=str(tmp_path))
     with caplog.at_level("WARNING", logger="wit.queries.counts"):
         stage.begin_task("", 0)

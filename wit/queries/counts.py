@@ -11,6 +11,7 @@ whatever the number of tasks. Token rules: ``article_tokens`` (docs/queries.md).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -56,31 +57,7 @@ def article_bigrams(text: str) -> list[tuple[str, str]]:
     return [(a, b) for a, b in zip(parts, parts[1:]) if a and b]
 
 
-_FNV_PRIME = np.uint64(0x100000001B3)
-
-
-def key_hashes(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A 64-bit FNV-1a hash per string key (its first 8 bytes and its length), as uint64.
-
-    Vectorised with numpy over Arrow's buffers, and the same in every process (unlike ``hash``):
-    spill buckets must agree between tasks.
-    """
-    if isinstance(keys, pa.ChunkedArray):
-        keys = keys.combine_chunks()
-    keys = keys.cast(pa.large_string())
-    n = len(keys)
-    if n == 0:
-        return np.zeros(0, np.uint64)
-    offsets = np.frombuffer(keys.buffers()[1], np.int64)[keys.offset:keys.offset + n + 1]
-    data = np.frombuffer(keys.buffers()[2], np.uint8) if keys.buffers()[2] is not None else np.zeros(1, np.uint8)
-    start, end = offsets[:-1], offsets[1:]
-    h = np.full(n, 0xCBF29CE484222325, np.uint64)
-    last = max(len(data) - 1, 0)
-    for k in range(8):
-        pos = start + k
-        byte = np.where(pos < end, data[np.minimum(pos, last)], 0).astype(np.uint64)
-        h = (h ^ byte) * _FNV_PRIME
-    return (h ^ (end - start).astype(np.uint64)) * _FNV_PRIME
+_PAIR_MIX = np.uint64(0x100000001B3)  # an odd multiplier: a bigram's bucket hash from its words'
 
 
 def _sum_sorted(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -153,12 +130,12 @@ class TaskCounts:
         """
         self._merge()
         vocab = self.vocab.words().cast(pa.string())
-        hashes = key_hashes(vocab)
+        hashes = self.vocab.hashes()  # computed once, when each word was first seen
         uni_order, uni_bounds = _bucket_order(hashes, buckets)
         uni = pa.table([vocab.take(pa.array(uni_order)), pa.array(self.uni[uni_order], pa.int64())],
                        schema=UNIGRAMS)
         first, second = self.bi_keys >> 32, self.bi_keys & 0xFFFFFFFF
-        bi_order, bi_bounds = _bucket_order(hashes[first] * _FNV_PRIME ^ hashes[second], buckets)
+        bi_order, bi_bounds = _bucket_order(hashes[first] * _PAIR_MIX ^ hashes[second], buckets)
         first, second = first[bi_order], second[bi_order]
         bi = pa.table([vocab.take(pa.array(first)), vocab.take(pa.array(second)),
                        pa.array(self.bi_counts[bi_order], pa.int64())], schema=BIGRAMS)
@@ -174,12 +151,8 @@ def _bucket_order(hashes: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndar
     return order, np.searchsorted(b[order], np.arange(buckets + 1))
 
 
-_warned_slow_cleaner = False
-
-
+@functools.cache  # once per process
 def _warn_slow_cleaner() -> None:
-    global _warned_slow_cleaner
-    _warned_slow_cleaner = True
     log.warning("wit.queries._wikiclean is not built in this Python environment: counting uses the "
                 "pure-Python wikitext cleaner (same counts, cleaning ~7x slower). Run `make setup` "
                 "(pip install -e . with a C compiler) where the workers run.")
@@ -200,7 +173,7 @@ class CountStage(Stage):
     _seq: int = field(default=0, init=False, repr=False)
 
     def begin_task(self, path: str, index: int) -> None:
-        if wikipedia._wikiclean is None and not _warned_slow_cleaner:
+        if wikipedia._wikiclean is None:
             _warn_slow_cleaner()
         self._counts = TaskCounts(max(1, self.spill_rows // 4))
         self._task, self._seq = index, 0
@@ -288,8 +261,9 @@ class Spills:
     def __init__(self, spill_dir: str, kind: str) -> None:
         self.fs, root = folders.fs_and_path(folders.join(spill_dir, kind))
         # Only finished spills: a ".tmp-..." file is a write that never reached its rename.
-        self.paths = sorted(self.fs.glob(f"{root}/part-*{SPILL_SUFFIX}")) if self.fs.exists(root) else []
-        if self.fs.exists(root) and self.fs.glob(f"{root}/bucket=*"):
+        exists = self.fs.exists(root)
+        self.paths = sorted(self.fs.glob(f"{root}/part-*{SPILL_SUFFIX}")) if exists else []
+        if exists and self.fs.glob(f"{root}/bucket=*"):
             raise ValueError(f"{root}: spills in an older layout (one folder per bucket); delete "
                              f"{spill_dir} and count again")
         self.local = "file" in self.fs.protocol

@@ -103,6 +103,7 @@ class Vocabulary:
         self.keys = np.zeros(0, np.uint64)  # sorted hashes of the words in the table
         self.key_ids = np.zeros(0, np.int64)
         self.others: dict[str, int] = {}  # words whose hash belongs to another word
+        self._hashes: list[np.ndarray] = []  # every word's hash, in id order (spill buckets use them)
 
     def __len__(self) -> int:
         return self.strings.n
@@ -110,6 +111,10 @@ class Vocabulary:
     def words(self) -> pa.LargeStringArray:
         """All words, in id order."""
         return self.strings.array()
+
+    def hashes(self) -> np.ndarray:
+        """Every word's ``hash_fn`` value (uint64), in id order."""
+        return np.concatenate(self._hashes) if self._hashes else np.zeros(0, np.uint64)
 
     def ids(self, words: pa.Array) -> np.ndarray:
         """The ids of a batch's *distinct* ``words`` (Arrow strings); words not seen before get new ids."""
@@ -142,6 +147,7 @@ class Vocabulary:
         first = len(self)
         out[new] = np.arange(first, first + len(new), dtype=np.int64)
         self.strings.append(words.take(pa.array(new)))
+        self._hashes.append(h[new])
         for i, w in odd_words.items():
             if out[i] >= first:
                 self.others[w] = int(out[i])
