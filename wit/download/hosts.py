@@ -125,9 +125,13 @@ class HostBroker:
         if self._sweeper is None and self.sweep_every > 0:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
+    def _full(self, host: str) -> bool:
+        """No slot for a newcomer: all taken, or others queue first (FIFO)."""
+        return self._active.get(host, 0) >= self.concurrency or bool(self._waiters.get(host))
+
     async def acquire(self, host: str) -> tuple[int, float]:
         self._ensure_sweeper()
-        if self._active.get(host, 0) >= self.concurrency or self._waiters.get(host):
+        if self._full(host):
             fut = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(host, deque()).append(fut)
             self.counts["waited"] += 1
@@ -143,7 +147,7 @@ class HostBroker:
         await self.release(release_ids)
         out: list[tuple[int, float] | None] = []
         for host in hosts:
-            if self._active.get(host, 0) >= self.concurrency or self._waiters.get(host):
+            if self._full(host):
                 out.append(None)
             else:
                 self._active[host] = self._active.get(host, 0) + 1
