@@ -67,6 +67,9 @@ class BalanceConfig(Strict):
     oversample: float = Field(1.0, gt=0)
     mode: Literal["metaclip", "hardcap"] = "metaclip"
     seed: int = 0
+    counts: str = Field("pool", min_length=1, description=(
+        "entry counts for p_e: pool (matched/entry_counts.parquet, Algorithm 1 over the pool), "
+        "recount (over this pass's input; not Algorithm 1 after download), or a Parquet path"))
 
 
 class DownloadConfig(Strict):
