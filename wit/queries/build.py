@@ -4,8 +4,8 @@ Order of the combined list: the strings "0".."99", WordNet synset names, Wikiped
 (count >= unigram_min), bigrams (PMI >= pmi_min), pageview titles (views >= views_min). Single
 ASCII punctuation characters are excluded, a string already listed is a duplicate, and the list
 stops at ``budget`` (budget_mode "cut"; "whole" adds every source whole, as MetaCLIP's script
-does, and only reports the entries past the budget). OUT/provenance.json records inputs (size, sha256), thresholds, per-source
-counts before and after dedup, and timings.
+does, and only reports the entries past the budget). OUT/provenance.json records inputs (size,
+sha256), thresholds, per-source counts before and after dedup, and timings.
 """
 
 from __future__ import annotations
