@@ -38,6 +38,8 @@ class QueriesConfig(Strict):
     views_min: int = Field(70, ge=0)
     hourly_views_min: int = Field(50, ge=0)
     budget: int = Field(500_000, ge=1)
+    budget_mode: Literal["cut", "whole"] = Field(
+        "cut", description="cut: the list stops at budget; whole: every source added whole (MetaCLIP's script)")
     task_mb: float = Field(64.0, gt=0, description="compressed MB per counting task (multistream dumps)")
     stride_parts: int = Field(1, ge=1, description="page-stride tasks per single-stream dump")
     buckets: int = Field(16, ge=1, description="hash buckets of the spilled counts (merge memory / buckets)")
@@ -67,6 +69,9 @@ class BalanceConfig(Strict):
     oversample: float = Field(1.0, gt=0)
     mode: Literal["metaclip", "hardcap"] = "metaclip"
     seed: int = 0
+    counts: str = Field("pool", min_length=1, description=(
+        "entry counts for p_e: pool (matched/entry_counts.parquet, Algorithm 1 over the pool), "
+        "recount (over this pass's input; not Algorithm 1 after download), or a Parquet path"))
 
 
 class DownloadConfig(Strict):

@@ -119,6 +119,10 @@ def run_pipeline(ctx: RunContext, steps: list[str] | None = None) -> dict:
             result = resolve(step)(ctx) or {}
             result["seconds"] = round(time.perf_counter() - t0, 3)
             record["stages"][step] = result
+            # Analyses a step could not run, and why (e.g. no eval sets): listed together.
+            record.setdefault("skipped", {}).pop(step, None)
+            if result.get("skipped"):
+                record["skipped"][step] = result["skipped"]
             folders.write_json(run_json, record)
         from wit.io import ledger
 

@@ -82,7 +82,7 @@ def test_no_planted_eval_copy_reaches_the_shards(demo_run):
 
 
 def test_per_query_counts_respect_the_cap(demo_run):
-    """MetaCLIP's cap: entry e's own coin admits ~Binomial(count_e, t/count_e) pairs, at most t on average.
+    """MetaCLIP's cap: entry e's own coin admits ~Binomial(count_e, t/count_e) pairs, count_e the pool's (matched).
 
     A head entry can appear in more than t shard rows when the pair was admitted by another of its
     entries (Algorithm 1 keeps a pair if any entry's coin succeeds); every row must have such an entry.
@@ -92,7 +92,7 @@ def test_per_query_counts_respect_the_cap(demo_run):
     record = json.loads((demo_run / "run.json").read_text())
     t, seed = record["config"]["balance_final"]["t"], record["config"]["balance_final"]["seed"]
     con = duckdb.connect()
-    counts = dict(con.execute(f"SELECT query_id, count FROM '{demo_run}/final/_input_entry_counts.parquet'").fetchall())
+    counts = dict(con.execute(f"SELECT query_id, count FROM '{demo_run}/matched/entry_counts.parquet'").fetchall())
     rows = con.execute(f"SELECT uid, query_ids FROM '{demo_run}/shards/*.parquet'").fetchall()
     assert rows and counts
     admitted_by: dict[int, int] = {}

@@ -133,3 +133,90 @@ def test_final_pass_keeps_extra_columns_and_recounts(tmp_path):
     kept = _kept(out)
     assert "jpg" in kept.column_names and rep["stage"] == "balance_final"
     assert folders.read_parquet([folders.join(out, "_input_entry_counts.parquet")]).equals(entry_counts(str(src)))
+
+
+def _survivors(table: pa.Table, rate: float, seed: int) -> pa.Table:
+    """Rows a lossy download, filter and dedupe would leave: a coin per uid, independent of balance's."""
+    keep = [unit_hash(u, "survives", seed) < rate for u in table.column("uid").to_pylist()]
+    kept = table.filter(pa.array(keep))
+    return kept.append_column("jpg", pa.array([b"x"] * kept.num_rows, pa.binary()))
+
+
+def _uids(out: str) -> set[str]:
+    return set(folders.read_parquet(part_files(out), columns=["uid"]).column("uid").to_pylist())
+
+
+def test_two_passes_with_pool_counts_are_algorithm_1_on_the_pool(tmp_path):
+    rows = _zipf_rows(40_000, 400, seed=8, max_per_row=3)
+    src = _write_shards(rows, tmp_path / "matched", 3)
+    pool_counts = folders.join(src, "entry_counts.parquet")
+    t, seed = 150, 4
+    balance_folder(src, str(tmp_path / "one"), t=t, seed=seed, counts_url=pool_counts, progress=False)
+    one_pass = _uids(str(tmp_path / "one"))
+    balance_folder(src, str(tmp_path / "first"), t=t, oversample=2.0, seed=seed, counts_url=pool_counts,
+                   progress=False)
+    first = _kept(str(tmp_path / "first"))
+    assert one_pass < set(first.column("uid").to_pylist())
+
+    survived = _survivors(first, 0.6, seed=1)
+    deduped = tmp_path / "deduped"
+    deduped.mkdir()
+    folders.write_parquet(str(deduped / folders.part_name(0)), survived)
+    ledger_dir = str(tmp_path / "ledger")
+    balance_folder(str(deduped), str(tmp_path / "final"), t=t, seed=seed, counts_url=pool_counts,
+                   name="balance_final", progress=False, ledger_dir=ledger_dir)
+    final = _uids(str(tmp_path / "final"))
+    expected = one_pass & set(survived.column("uid").to_pylist())
+    assert final == expected and len(expected) > 1000
+    assert ledger.reconcile(ledger_dir, {"balance_final": str(tmp_path / "final")})["balance_final"].ok
+    assert "jpg" in _kept(str(tmp_path / "final")).column_names
+
+    # Recounting over the survivors keeps more of the head than Algorithm 1 would.
+    balance_folder(str(deduped), str(tmp_path / "recount"), t=t, seed=seed, name="balance_final", progress=False)
+    recount = _uids(str(tmp_path / "recount"))
+    assert recount > final
+    stats = json.loads((tmp_path / "recount" / "balance_stats.json").read_text())
+    assert stats["counts"] == "recount"
+    stats = json.loads((tmp_path / "final" / "balance_stats.json").read_text())
+    assert stats["counts"] == pool_counts and stats["matches_before"] == int(
+        entry_counts(str(deduped)).column("count").to_numpy().sum())
+
+
+def test_pipeline_final_step_uses_the_pool_counts_by_default(tmp_path):
+    from wit.balance import step
+    from wit.config import RunSpec
+    from wit.pipeline import RunContext
+
+    rows = _zipf_rows(8_000, 120, seed=9, max_per_row=2)
+    run = tmp_path / "run"
+    _write_shards(rows, run / "matched", 2)
+    ctx = RunContext(RunSpec(balance={"t": 60, "oversample": 2.0}, balance_final={"t": 60}), str(run),
+                     progress=False)
+    assert ctx.spec.balance_final.counts == "pool"
+    step.run_step(ctx)
+    survived = _survivors(_kept(ctx.folder("balance")), 0.5, seed=2)
+    (run / "deduped").mkdir()
+    folders.write_parquet(str(run / "deduped" / folders.part_name(0)), survived)
+    step.run_final_step(ctx)
+    balance_folder(ctx.folder("match"), str(tmp_path / "one"), t=60, counts_url=None, progress=False)
+    assert _uids(ctx.folder("balance_final")) == _uids(str(tmp_path / "one")) & set(survived.column("uid").to_pylist())
+
+
+def test_cli_counts_and_recount(tmp_path, capsys):
+    from wit.cli import main
+
+    rows = _zipf_rows(6_000, 100, seed=10, max_per_row=2)
+    src = _write_shards(rows, tmp_path / "matched", 1)
+    deduped = tmp_path / "deduped"
+    _write_shards(_survivors(rows, 0.5, seed=3), deduped, 1)
+    assert main(["balance", "--matched", str(deduped), "--counts", folders.join(src, "entry_counts.parquet"),
+                 "--t", "40", "--out", str(tmp_path / "final"), "--ledger", str(tmp_path / "l")]) == 0
+    assert json.loads((tmp_path / "final" / "balance_stats.json").read_text())["counts"].endswith(
+        "matched/entry_counts.parquet")
+    assert "balance_final" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["balance", "--matched", str(deduped), "--counts", "x.parquet", "--recount", "--out", str(tmp_path / "o")])
+    capsys.readouterr()
+    assert main(["balance", "--matched", str(deduped), "--counts", str(tmp_path / "missing.parquet"),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "missing.parquet not found" in capsys.readouterr().err

@@ -159,3 +159,18 @@ def test_entry_counts_do_not_depend_on_sharding(tmp_path):
             first = got
         assert got.equals(first)
     assert sum(first.column("count").to_pylist()) == sum(len(r["query_ids"]) for r in rows)
+
+
+def test_query_list_with_repeated_strings_or_ids_is_refused(tmp_path, capsys):
+    from wit.cli import main
+
+    inputs = make_candidates(tmp_path / "cand", parts=1, rows=10)
+    bad = tmp_path / "bad.parquet"
+    folders.write_parquet(str(bad), pa.table({"query_id": pa.array([0, 1, 2, 2, 4], pa.int32()),
+                                              "query": ["red", "dog", "red", "sun", "dog"]}))
+    with pytest.raises(ValueError, match=r"bad\.parquet: invalid query list: 2 duplicate query value\(s\): "
+                                         r"'red', 'dog'; 1 duplicate query_id value\(s\): 2"):
+        match_folder(str(bad), inputs, str(tmp_path / "matched"), progress=False)
+    assert not (tmp_path / "matched").exists()
+    assert main(["match", "--queries", str(bad), "--candidates", inputs[0], "--out", str(tmp_path / "m")]) == 2
+    assert "duplicate query value(s): 'red', 'dog'" in capsys.readouterr().err

@@ -192,4 +192,5 @@ def test_pipeline_step_reads_the_run_directory(planted, tmp_path):
     doc = json.loads((run / "overlap" / "report.json").read_text())
     assert result["contamination"] == {"photos": doc["sets"]["photos"]["contamination"]} and result["train_images"] == 100
     assert doc["meta"]["model"] is None and len(doc["sets"]["photos"]["pairs"]) == 4
+    assert result["skipped"]["overlap_accuracy"].startswith("no trained checkpoint at ")
     assert not (run / "ledger").exists()  # the analysis decides no candidate's fate

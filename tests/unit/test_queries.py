@@ -205,6 +205,63 @@ def test_pageviews_summed_across_files_and_bad_lines_counted(tmp_path):
     assert pv.stats["colon_skipped"] == 1 and pv.stats["below_hourly_min"] == 1
 
 
+METACLIP_DAYS = ("20180419 20180510 20180530 20180914 20181119 20190406 20190928 20191026 20191208 20200417 "
+                 "20200610 20200813 20200824 20201018 20210112 20210123 20210305 20210920 20211127 20211211 "
+                 "20220116 20220322 20220430 20220529 20220618 20220829").split()
+
+
+def test_metaclip_pageview_rule_over_a_day_of_hourly_files(tmp_path):
+    """"en " lines only, hourly count >= 50, no ':' in the title, summed count >= 70 over all 24 hours."""
+    for h in range(24):
+        lines = [b"en Every_hour 50 0", b"en Under_hourly 49 0", b"en.m Mobile 900 0", b"de Every_hour 900 0",
+                 b"en Talk:Page 900 0", b"en- Dash 900 0"]
+        if h == 3:
+            lines += [b"en Sums_to_69 69 0", b"en Sums_to_70 70 0", b"en Two_hours 50 0"]
+        if h == 23:
+            lines += [b"en Two_hours 50 0", b"en Sums_to_70 49 0"]
+        (tmp_path / f"pageviews-20180419-{h:02d}0000.gz").write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    pv = pageviews.read_pageviews([str(tmp_path / "pageviews-20180419-{hour}0000.gz")], 50)
+    assert pv.stats["lines"] == 24 * 6 + 5 and pv.stats["truncated_gz"] == 0
+    assert pageviews.titles_above(pv, 70) == [("Every hour", 1200), ("Two hours", 100), ("Sums to 70", 70)]
+    assert pv.stats["colon_skipped"] == 24 and pv.stats["below_hourly_min"] == 24 + 1
+
+
+def test_wit_500k_uses_metaclip_pageview_days_and_rule():
+    from pathlib import Path
+
+    from wit.config import QueriesConfig, load_yaml
+
+    cfg = load_yaml(str(Path(__file__).parents[2] / "queries" / "wit-500k.yaml"), QueriesConfig)
+    assert [u.rsplit("pageviews-", 1)[1].split("-")[0] for u in cfg.pageviews] == METACLIP_DAYS
+    files = pageviews.expand_urls(cfg.pageviews)
+    assert len(set(files)) == 26 * 24
+    assert {f.rsplit("-", 1)[1] for f in files} == {f"{h:02d}0000.gz" for h in range(24)}
+    assert (cfg.hourly_views_min, cfg.views_min) == (50, 70)
+
+
+def test_truncated_pageviews_gz_keeps_the_lines_before_the_damage(tmp_path):
+    import random
+
+    rng = random.Random(5)
+    lines = [f"en Title_{rng.randrange(3000)} {rng.randrange(1, 200)} 0".encode() for _ in range(60_000)]
+    data = gzip.compress(b"\n".join(lines) + b"\n")
+    whole, cut = tmp_path / "whole.gz", tmp_path / "cut.gz"
+    whole.write_bytes(data)
+    cut.write_bytes(data[: len(data) // 2])
+    pv = pageviews.read_pageviews([str(cut), str(whole)], 50)
+    assert pv.stats["truncated_gz"] == 1 and pv.damaged_files[0].startswith(f"{cut}:")
+    read = int(pv.damaged_files[0].rsplit(":", 1)[1])
+    assert 0 < read < len(lines) and pv.stats["lines"] == read + len(lines)
+    expected: Counter = Counter()
+    for raw in lines[:read] + lines:
+        _, title, views, _ = raw.decode().split(" ")
+        if int(views) >= 50:
+            expected[title.replace("_", " ")] += int(views)
+    assert pv.views == dict(expected)
+    (tmp_path / "not.gz").write_bytes(b"en Foo 60 0\n")
+    assert pageviews.read_pageviews([str(tmp_path / "not.gz")], 50).stats["truncated_gz"] == 1
+
+
 def test_truncated_bz2_is_an_error_naming_file_and_position(shared_data, tmp_path):
     data = (shared_data / TABLES).read_bytes()
     bad = tmp_path / "trunc.xml.bz2"

@@ -208,3 +208,29 @@ def test_world_mini_wikipedia(tmp_path):
     cut = build_queries(QueriesConfig(**base, budget=budget), str(tmp_path / "c"), progress=False)
     assert cut["queries"] == budget and _read(tmp_path / "c")[0].column("query").to_pylist() == [
         r["query"] for r in rows[:budget]]
+
+
+def test_single_characters_dropped_only_for_ascii_punctuation():
+    import string
+
+    from wit.queries.build import Candidates, combine
+
+    singles = list(string.punctuation) + ["–", "—", "−", "·", "a", "7", "é", "€"]
+    table, stats = combine(Candidates({"unigram": [(c, 1.0) for c in singles]}), budget=1000)
+    assert table.column("query").to_pylist() == ["–", "—", "−", "·", "a", "7", "é", "€"]
+    assert stats["unigram"]["punctuation"] == len(string.punctuation) == 32
+
+
+def test_budget_cut_or_whole_sources():
+    from wit.queries.build import Candidates, combine
+
+    cands = Candidates({"digits": [(str(i), 0.0) for i in range(6)], "unigram": [("u1", 9.0), ("u2", 8.0), ("5", 1.0)],
+                        "title": [("t1", 80.0), ("t2", 70.0)]})
+    cut, st = combine(cands, budget=7)
+    assert cut.column("query").to_pylist() == ["0", "1", "2", "3", "4", "5", "u1"]
+    assert (st["unigram"]["over_budget"], st["title"]["over_budget"], st["unigram"]["duplicates"]) == (1, 2, 1)
+    whole, st = combine(cands, budget=7, budget_mode="whole")
+    assert whole.column("query").to_pylist() == ["0", "1", "2", "3", "4", "5", "u1", "u2", "t1", "t2"]
+    assert whole.column("query_id").to_pylist() == list(range(10))
+    assert (st["unigram"]["past_budget"], st["title"]["past_budget"], st["title"]["over_budget"]) == (1, 2, 0)
+    assert load_yaml(ROOT / "queries" / "wit-500k.yaml", QueriesConfig).budget_mode == "cut"

@@ -137,3 +137,25 @@ def test_pipeline_step_trains_on_run_shards_and_world_eval_sets(data, tmp_path):
     # A rerun (e.g. after a crash late in the pipeline) resumes: nothing left to train, same answer.
     again = run_step(ctx)
     assert again["steps"] == 4 and again["final_loss"] == pytest.approx(result["final_loss"], abs=1e-4)
+
+
+def test_run_without_eval_sets_warns_and_lists_the_skipped_analyses(data, tmp_path, caplog):
+    import shutil
+
+    from wit.config import RunSpec, TrainConfig
+    from wit.pipeline import RunContext, run_pipeline
+
+    spec = RunSpec(steps=["train", "overlap"],
+                   train=TrainConfig(model="wit-vit-micro", steps=2, batch_size=16, warmup=1, workers=0))
+    ctx = RunContext(spec, str(tmp_path / "run"), progress=False)
+    shutil.copytree(data["root"] / "shards", ctx.folder("shard"))
+    with caplog.at_level("WARNING"):
+        record = run_pipeline(ctx)
+    saved = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert saved["skipped"] == record["skipped"] == {
+        "train": {"zeroshot": "no eval sets: zero-shot evaluation uses the world step's, and the run has none"},
+        "overlap": {"overlap": "no eval sets: overlap.eval is empty and the run has no world step"},
+    }
+    assert record["stages"]["train"]["zeroshot_top1"] == {} and record["stages"]["train"]["steps"] == 2
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("zero-shot evaluation SKIPPED" in m for m in warned) and any("overlap: SKIPPED" in m for m in warned)

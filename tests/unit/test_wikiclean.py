@@ -27,7 +27,7 @@ PIECES = [
     "https:", "ftp:", "//", "File:", "file :", "fr:", "zh-min-nan:", "abcd:", "Category:", "a", "b",
     "é", "\u00a0", "\u2003", "&amp;", "&nbsp;", ">", "<", "/", "/>", "<math>", "</math\n>",
     "<references/>", "<references>", "<ce>", "<chem>", "</ce\t>", "<refé>", "<ſcore>", "x", "1",
-    "\x0b", "\x1c", "\u0085",
+    "\x0b", "\x1c", "\u0085", "www.", "WwW.", "HTTPS://", "ftp://", ".", "x.org/a?b=1", '"', "{", "_www.",
 ]
 # Small alphabets that make one construct dense: nesting, headings, link text, dropped
 # elements, magic words and rules, line markers and emphasis, external links.
@@ -35,6 +35,8 @@ ALPHABETS = [
     list("{}|[]a "), list("= \ta\n"), list("[]|: a\tfF"),
     ["<ref", ">", "</ref", " ", "/", "<", "\n", "a", "/>", "REF", "_"],
     list("_AZa\n-"), list("'a\n*#:; -"), ["[", "]", "http:", "//", " ", "a", "\n", "]]", "[["],
+    # Bare URLs: schemes in any case, "//", "www." at and off a word start, and what ends them.
+    ["http", "s", "S", ":", "/", "//", "ftp:", "www", "W", ".", "w", " ", "é", "]", "<", "|", '"', "_", "x"],
 ]
 
 
@@ -88,6 +90,9 @@ def test_known_outputs(native):
         "__TOC__a__B_c ''i'' '''b''' ---- \n----x": "a__B_c i b ---- \nx",
         "[https://e.org label] [//e.org] [x y]": "label  [x y]",
         "a &amp; b&nbsp;c": "a & b\u00a0c",
+        "see https://web.archive.org/web/2015/http://x.com/p?q=1, then": "see  then",
+        "a //host/p b HTTP://X c www.x.org d xwww.y e ftp://f]g": "a  b  c  d xwww.y e ]g",
+        "http:// [http://a.b label] <b>www.c</b> www. a//": " label    www. a//",
     }
     for text, want in cases.items():
         assert wikipedia.clean_wikitext_reference(text) == want, text
@@ -134,3 +139,18 @@ def test_counting_without_the_extension_warns_once(monkeypatch, caplog, tmp_path
         stage.begin_task("", 1)
     assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
     assert "pure-Python wikitext cleaner" in caplog.records[0].message
+
+
+def test_no_entry_of_the_real_dump_holds_a_url_fragment(native, monkeypatch):
+    from wit.text.normalize import collapse_whitespace, spaced
+
+    dumps = sorted(DATA.glob("*.xml.bz2"))
+    pages = [p.text for d in dumps for p in wikipedia.iter_pages(wikipedia.plan_slices(str(d))[0])]
+
+    def fragments(clean) -> set[str]:
+        words = spaced(collapse_whitespace(" ".join(clean(t) for t in pages))).split()
+        return {w for w in words if "http" in w.lower() or "www." in w.lower() or "//" in w}
+
+    assert fragments(wikipedia.clean_wikitext) == set() == fragments(wikipedia.clean_wikitext_reference)
+    monkeypatch.setattr(wikipedia, "_BARE_URL_HINT", wikipedia.re.compile("(?!)"))
+    assert len(fragments(wikipedia.clean_wikitext_reference)) >= 5  # without the URL rule they are there

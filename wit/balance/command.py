@@ -1,4 +1,5 @@
-"""`wit balance --matched DIR --t 20000 [--oversample 1.0] [--mode metaclip|hardcap] [--seed N] --out DIR`."""
+"""`wit balance --matched DIR --t 20000 [--oversample 1.0] [--mode metaclip|hardcap] [--seed N]
+[--counts PATH | --recount] --out DIR`."""
 
 from __future__ import annotations
 
@@ -17,9 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--oversample", type=float, default=1.0, help="cap factor for the pass before download")
     p.add_argument("--mode", choices=["metaclip", "hardcap"], default="metaclip")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--recount", action="store_true",
-                   help="recompute entry counts over the input rows (final pass) instead of entry_counts.parquet")
-    p.add_argument("--name", default=None, help="ledger stage name (default: balance, or balance_final with --recount)")
+    counts = p.add_mutually_exclusive_group()
+    counts.add_argument("--counts", default=None, metavar="PATH",
+                        help="entry counts to use (default: MATCHED/entry_counts.parquet); for the final pass "
+                             "over deduped rows give the pool's matched/entry_counts.parquet: Algorithm 1 over the pool")
+    counts.add_argument("--recount", action="store_true",
+                        help="recompute entry counts over the input rows; after download this is not Algorithm 1")
+    p.add_argument("--name", default=None,
+                   help="ledger stage name (default: balance, or balance_final with --counts or --recount)")
     add_ledger_arg(p)
     add_runner_args(p)
     p.set_defaults(func=_main)
@@ -35,8 +41,8 @@ def _main(args: argparse.Namespace) -> int:
         raise ValueError("balance: --t must be >= 1 and --oversample > 0")
     out = args.out.rstrip("/")
     ledger_dir = cli_ledger_dir(args)
-    counts = None if args.recount else folders.join(args.matched.rstrip("/"), ENTRY_COUNTS_FILE)
-    name = args.name or ("balance_final" if args.recount else "balance")
+    counts = None if args.recount else args.counts or folders.join(args.matched.rstrip("/"), ENTRY_COUNTS_FILE)
+    name = args.name or ("balance_final" if args.recount or args.counts else "balance")
     report = balance_folder(args.matched, out, t=args.t, oversample=args.oversample, mode=args.mode, seed=args.seed,
                             name=name, counts_url=counts, runner=args.runner, address=args.address,
                             workers=args.workers, progress=args.progress, ledger_dir=ledger_dir)

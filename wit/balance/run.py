@@ -60,16 +60,22 @@ def balance_folder(inputs: str | list[str], out: str, *, t: int, oversample: flo
                    **runner_kwargs) -> dict:
     """Balance the parts of ``inputs`` into ``out``; write balance_stats.json and the curve PNG.
 
-    ``counts_url``: the pool's entry counts (the pre pass reads matched/entry_counts.parquet);
-    when None they are recomputed over ``inputs`` with the same exact reduce (the final pass).
+    ``counts_url``: the entry counts p_e is computed from. With the pool's counts
+    (matched/entry_counts.parquet) both passes are Algorithm 1 over the whole pool: the final pass
+    keeps exactly the survivors that one pass at t would keep. None recounts over ``inputs``
+    (``--recount``), which after download thins head entries less: not Algorithm 1.
     """
     parts = part_files(inputs)
     if not parts:
         raise ValueError(f"{name}: no input parts in {inputs}")
+    if counts_url is not None and not folders.exists(counts_url):
+        raise FileNotFoundError(f"{name}: entry counts {counts_url} not found (match writes them; "
+                                "or recount over the input)")
     folders.makedirs(out)
-    if counts_url is None:
-        counts_url = folders.join(out, INPUT_COUNTS_FILE)
-        folders.write_parquet(counts_url, entry_counts(parts))
+    input_counts_url = folders.join(out, INPUT_COUNTS_FILE)
+    input_counts = entry_counts(parts)
+    folders.write_parquet(input_counts_url, input_counts)
+    counts_url = counts_url or input_counts_url
     counts = folders.read_parquet([counts_url])
     thresholds = None
     if mode == "hardcap":
@@ -78,29 +84,32 @@ def balance_folder(inputs: str | list[str], out: str, *, t: int, oversample: flo
     stage = BalanceStage(counts=counts_url, t=t, oversample=oversample, mode=mode, seed=seed,
                          thresholds=thresholds, name=name)
     report = run_stage(stage, parts, out, **runner_kwargs).as_dict()
-    stats = balance_stats(counts, entry_counts(out), out, cap_of(t, oversample))
-    stats.update({"t": t, "oversample": oversample, "mode": mode, "seed": seed})
+    stats = balance_stats(input_counts, entry_counts(out), out, cap_of(t, oversample), head_by=counts)
+    stats.update({"t": t, "oversample": oversample, "mode": mode, "seed": seed,
+                  "counts": "recount" if counts_url == input_counts_url else counts_url})
     folders.write_json(folders.join(out, STATS_FILE), stats)
     try:
-        write_curve(counts, entry_counts(out), cap_of(t, oversample), folders.join(out, CURVE_FILE))
+        write_curve(input_counts, entry_counts(out), cap_of(t, oversample), folders.join(out, CURVE_FILE))
     except Exception as err:  # noqa: BLE001 - a plot must not fail a finished pass
         log.warning("balance: could not draw the curve: %s", err)
     report["stats"] = {k: stats[k] for k in ("head_entries", "head_share_before", "head_share_after")}
     return report
 
 
-def _share(counts: np.ndarray, cap: float) -> tuple[int, float]:
-    total = counts.sum()
-    head = counts[counts > cap]
-    return int(len(head)), float(head.sum() / total) if total else 0.0
+def balance_stats(before: pa.Table, after: pa.Table, out: str, cap: float, head_by: pa.Table | None = None) -> dict:
+    """Head/tail figures like MetaCLIP's tables: entries over the cap and the share of matches they hold.
 
-
-def balance_stats(before: pa.Table, after: pa.Table, out: str, cap: float) -> dict:
-    """Head/tail figures like MetaCLIP's tables: entries over the cap and the share of matches they hold."""
+    ``before``: the input's entry counts; ``head_by``: the counts that decide which entries are head
+    (count > cap), by default ``before``; with the pool's counts the head is the pool's head.
+    """
     b = before.column("count").to_numpy()
     a_lookup = dict(zip(after.column("query_id").to_pylist(), after.column("count").to_pylist()))
-    head_ids = [q for q, c in zip(before.column("query_id").to_pylist(), b.tolist()) if c > cap]
-    n_head, share_before = _share(b, cap)
+    head_by = before if head_by is None else head_by
+    head_ids = {q for q, c in zip(head_by.column("query_id").to_pylist(), head_by.column("count").to_pylist())
+                if c > cap}
+    in_head = np.isin(before.column("query_id").to_numpy(), np.fromiter(head_ids, np.int64, len(head_ids)))
+    n_head = len(head_ids)
+    share_before = float(b[in_head].sum() / b.sum()) if b.sum() else 0.0
     a = after.column("count").to_numpy()
     after_total = int(a.sum())
     head_after = sum(a_lookup.get(q, 0) for q in head_ids)
@@ -118,7 +127,7 @@ def balance_stats(before: pa.Table, after: pa.Table, out: str, cap: float) -> di
         "matches_before": int(b.sum()),
         "matches_after": after_total,
         "head_entries": n_head,
-        "tail_entries": int(len(b) - n_head),
+        "tail_entries": int(len(b) - in_head.sum()),
         "head_share_before": share_before,
         "head_share_after": float(head_after / after_total) if after_total else 0.0,
         "kept_pairs": int(sum(per_source.values())),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wit.io import folders
 from wit.match.counts import later_duplicates, part_files, write_entry_counts
-from wit.match.stage import MatchStage
+from wit.match.stage import MatchStage, load_queries
 from wit.runners import run_stage
 
 ENTRY_COUNTS_FILE = "entry_counts.parquet"
@@ -14,6 +14,7 @@ DUPLICATES_FILE = "_duplicates.parquet"
 def match_folder(queries: str, candidates: str | list[str], out: str, backend: str = "tokens",
                  **runner_kwargs) -> dict:
     """Match every candidate part into ``out``; write ``out/entry_counts.parquet``; return the report."""
+    load_queries(queries)  # refuses a bad list before any work
     inputs = part_files(candidates)
     if not inputs:
         raise ValueError(f"match: no candidate parts in {candidates}")

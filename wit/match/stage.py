@@ -14,8 +14,13 @@ from wit.stage import BatchResult, Stage
 
 
 def load_queries(path: str) -> tuple[list[str], list[int]]:
+    """(queries, ids) of a query list; a list with repeated strings or ids is refused."""
+    from wit.queries.validate import check_unique
+
     t = folders.read_parquet([path], columns=["query_id", "query"])
-    return t.column("query").to_pylist(), t.column("query_id").to_pylist()
+    queries, ids = t.column("query").to_pylist(), t.column("query_id").to_pylist()
+    check_unique(queries, ids, path)
+    return queries, ids
 
 
 @dataclass

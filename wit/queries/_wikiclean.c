@@ -282,6 +282,53 @@ static ssize m_external(const char *s, ssize n, ssize i, repl_t *r) {
     return close - s + 1;
 }
 
+/* [^\s<>\[\]{}|"]: a byte of a bare URL (UTF-8 continuation and lead bytes included). */
+static inline int is_url_byte(unsigned char c) {
+    return !is_space(c) && c != '<' && c != '>' && c != '[' && c != ']' && c != '{' && c != '}' && c != '|' &&
+           c != '"';
+}
+
+/* (?:https?|ftp)://U*|//U+|\bwww\.U+  (re.I, re.A; U: is_url_byte) -> "". Every match holds a
+ * trigger at a fixed offset from its start: the first '/' of "//" (0 to 6 bytes in) or the '.' of
+ * "www." (3 bytes in), and no trigger lies before it within the match, so trying, at each
+ * trigger in order, the starts it allows from the leftmost finds re.sub's matches. Without a
+ * match nothing is written and *hits is 0: the input stands as the output. */
+static ssize bare_urls(const char *s, ssize n, char *o, ssize *hits) {
+    out_t out = {o, 0};
+    ssize done = 0, i = 0;
+    *hits = 0;
+    const char *slash = memchr(s, '/', n), *dot = memchr(s, '.', n);
+    while (slash || dot) {
+        const char *p = (slash && (!dot || slash < dot)) ? slash : dot;
+        ssize t = p - s, start = -1, k = t;
+        if (*p == '/' && t + 1 < n && s[t + 1] == '/') {
+            if (t - 6 >= done && ieq(s + t - 6, "https:", 6)) start = t - 6;
+            else if (t - 5 >= done && ieq(s + t - 5, "http:", 5)) start = t - 5;
+            else if (t - 4 >= done && ieq(s + t - 4, "ftp:", 4)) start = t - 4;
+            else if (t + 2 < n && is_url_byte((unsigned char)s[t + 2])) start = t;
+            k = t + 2;
+        } else if (*p == '.' && t - 3 >= done && ieq(s + t - 3, "www", 3) &&
+                   (t - 3 == 0 || !is_word((unsigned char)s[t - 4])) && t + 1 < n &&
+                   is_url_byte((unsigned char)s[t + 1])) {
+            start = t - 3;
+            k = t + 1;
+        }
+        if (start >= 0) {
+            while (k < n && is_url_byte((unsigned char)s[k])) k++;
+            emit(&out, s + done, start - done);
+            done = i = k;
+            (*hits)++;
+        } else {
+            i = t + 1;
+        }
+        if (slash && slash - s < i) slash = i < n ? memchr(s + i, '/', n - i) : NULL;
+        if (dot && dot - s < i) dot = i < n ? memchr(s + i, '.', n - i) : NULL;
+    }
+    if (!*hits) return n;
+    emit(&out, s + done, n - done);
+    return out.w;
+}
+
 /* ''+ -> "" */
 static ssize m_emphasis(const char *s, ssize n, ssize i, repl_t *r) {
     ssize k = i;
@@ -376,6 +423,8 @@ static PyObject *clean(PyObject *self, PyObject *arg) {
         n = sub(cur, n, nxt, '[', m_link, &hits), SWAP();
     } while (hits);
     n = sub(cur, n, nxt, '[', m_external, NULL), SWAP();
+    n = bare_urls(cur, n, nxt, &hits);
+    if (hits) SWAP();
     n = sub(cur, n, nxt + 1, '\'', m_emphasis, NULL);  /* written after a leading newline */
     nxt[0] = '\n', n += 1, SWAP();
     n = sub(cur, n, nxt, '\n', m_heading, NULL), SWAP();

@@ -2,9 +2,10 @@
 
 Order of the combined list: the strings "0".."99", WordNet synset names, Wikipedia unigrams
 (count >= unigram_min), bigrams (PMI >= pmi_min), pageview titles (views >= views_min). Single
-punctuation characters are excluded, a string already listed is a duplicate, and the list
-stops at ``budget``. OUT/provenance.json records inputs (size, sha256), thresholds, per-source
-counts before and after dedup, and timings.
+ASCII punctuation characters are excluded, a string already listed is a duplicate, and the list
+stops at ``budget`` (budget_mode "cut"; "whole" adds every source whole, as MetaCLIP's script
+does, and only reports the entries past the budget). OUT/provenance.json records inputs (size,
+sha256), thresholds, per-source counts before and after dedup, and timings.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from wit import schemas
 from wit.config import QueriesConfig
 from wit.io import folders
 from wit.queries import counts, pageviews, wikipedia
+from wit.queries.validate import check_unique
 from wit.text.normalize import is_single_punctuation
 
 log = logging.getLogger(__name__)
@@ -46,23 +48,27 @@ def file_info(url: str) -> dict:
     return {"url": url, "bytes": fs.size(path), "sha256": h.hexdigest()}
 
 
-def combine(cands: Candidates, budget: int) -> tuple[pa.Table, dict]:
-    """Merge the sources in SOURCES order: drop single punctuation and duplicates, stop at budget."""
+def combine(cands: Candidates, budget: int, budget_mode: str = "cut") -> tuple[pa.Table, dict]:
+    """Merge the sources in SOURCES order: drop single punctuation and duplicates, stop at budget.
+
+    ``budget_mode`` "whole" keeps every source whole; ``past_budget`` counts the entries beyond it.
+    """
     seen: set[str] = set()
     queries, sources, scores = [], [], []
     stats: dict[str, dict[str, int]] = {}
     for src in SOURCES:
         items = cands.by_source.get(src, [])
         st = stats[src] = {"candidates": len(items), "punctuation": 0, "duplicates": 0, "kept": 0,
-                           "over_budget": 0}
+                           "over_budget": 0, "past_budget": 0}
         for q, score in items:
             if not q or is_single_punctuation(q):
                 st["punctuation"] += 1
             elif q in seen:
                 st["duplicates"] += 1
-            elif len(queries) >= budget:
+            elif len(queries) >= budget and budget_mode == "cut":
                 st["over_budget"] += 1
             else:
+                st["past_budget"] += len(queries) >= budget
                 seen.add(q)
                 queries.append(q), sources.append(src), scores.append(float(score))
                 st["kept"] += 1
@@ -134,11 +140,13 @@ def build_queries(cfg: QueriesConfig, out: str, runner: str = "local", address: 
         t = time.perf_counter()
         pv = pageviews.read_pageviews(cfg.pageviews, cfg.hourly_views_min)
         cands.by_source["title"] = [(q, float(v)) for q, v in pageviews.titles_above(pv, cfg.views_min)]
-        extra["pageviews"] = {**pv.stats, "titles_summed": len(pv.views), "bad_positions": pv.bad_positions}
+        extra["pageviews"] = {**pv.stats, "titles_summed": len(pv.views), "bad_positions": pv.bad_positions,
+                              "damaged_files": pv.damaged_files}
         timings["pageviews"] = round(time.perf_counter() - t, 3)
 
     t = time.perf_counter()
-    table, per_source = combine(cands, cfg.budget)
+    table, per_source = combine(cands, cfg.budget, cfg.budget_mode)
+    check_unique(table.column("query").to_pylist(), table.column("query_id").to_pylist(), "queries: built list")
     folders.write_parquet(folders.join(out, "queries.parquet"), table)
     timings["combine"] = round(time.perf_counter() - t, 3)
 
@@ -152,7 +160,7 @@ def build_queries(cfg: QueriesConfig, out: str, runner: str = "local", address: 
     provenance = {
         "queries": table.num_rows,
         "thresholds": {k: getattr(cfg, k) for k in ("unigram_min", "pmi_min", "bigram_min_count", "views_min",
-                                                    "hourly_views_min", "budget")},
+                                                    "hourly_views_min", "budget", "budget_mode")},
         "pmi": "NLTK BigramAssocMeasures.pmi: log2(count * N) - log2(count(w1) * count(w2)), N = total tokens",
         "order": list(SOURCES),
         "sources": per_source,

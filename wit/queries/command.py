@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="hourly pageview .gz file(s)")
     b.add_argument("--no-wordnet", dest="wordnet", action="store_const", const=False, default=None,
                    help="leave out WordNet synset names")
+    b.add_argument("--budget-mode", dest="budget_mode", choices=["cut", "whole"], default=None,
+                   help="cut: stop at --budget (default); whole: add every source whole, as MetaCLIP's script")
     for flag, key, typ, help_ in (
         ("--unigram-min", "unigram_min", int, "keep tokens counted at least this often (CLIP: 100)"),
         ("--pmi-min", "pmi_min", float, "keep bigrams with log2 PMI at least this (CLIP: 30)"),
@@ -41,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 OVERRIDABLE = ("wikipedia", "pageviews", "wordnet", "unigram_min", "pmi_min", "views_min", "budget",
-               "bigram_min_count", "hourly_views_min", "task_mb", "stride_parts")
+               "budget_mode", "bigram_min_count", "hourly_views_min", "task_mb", "stride_parts")
 
 
 def load_config(spec: str | None, overrides: dict):

@@ -297,6 +297,11 @@ _TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
 _TABLE = re.compile(r"\{\|[^{|]*(?:(?:\{(?!\|)|\|(?!\}))[^{|]*)*\|\}")
 _LINK = re.compile(r"\[\[([^\[\]]*)\]\]")
 _EXTERNAL = re.compile(r"\[(?:https?:|ftp:|//)[^\s\]]*\s*([^\]]*)\]", re.A)
+# A bare URL (outside [...]): a scheme and "//", a protocol-relative "//host", or "www." at a word
+# start, up to white space or one of <>[]{}|" (schemes and "www" in any ASCII case).
+_URL_CHARS = r"[^\s<>\[\]{}|\"]"
+_BARE_URL = re.compile(rf"(?:https?|ftp)://{_URL_CHARS}*|//{_URL_CHARS}+|\bwww\.{_URL_CHARS}+", re.I | re.A)
+_BARE_URL_HINT = re.compile(r"//|www\.", re.I | re.A)
 _EMPHASIS = re.compile(r"''+")
 # The line rules below run on "\n" + text and start with that "\n" instead of "^": a pattern
 # with a literal first character is searched for much faster than one tried at every position.
@@ -357,6 +362,8 @@ def clean_wikitext_reference(text: str) -> str:
             break
     text = _replace_links(text)
     text = _EXTERNAL.sub(r"\1", text)
+    if _BARE_URL_HINT.search(text):
+        text = _BARE_URL.sub("", text)
     if "''" in text:
         text = _EMPHASIS.sub("", text)
     text = "\n" + text

@@ -17,6 +17,8 @@ the per-string functions here, for white space of every kind.
 
 from __future__ import annotations
 
+import string
+
 import numpy as np
 import pyarrow as pa
 
@@ -57,8 +59,11 @@ def collapse_whitespace(text: str) -> str:
 
 
 def is_single_punctuation(entry: str) -> bool:
-    """True for a one-character entry that is not a letter or digit (excluded from queries)."""
-    return len(entry) == 1 and not entry.isalnum()
+    """True for a one-character entry in ASCII ``string.punctuation`` (MetaCLIP excludes only these).
+
+    Other single symbols such as '–', '—' and '−' stay queries, as in MetaCLIP.
+    """
+    return len(entry) == 1 and entry in string.punctuation
 
 
 _WHITESPACE = [chr(c) for c in range(0x110000) if chr(c).isspace()]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger(__name__)
+NO_EVAL_SETS = "no eval sets: zero-shot evaluation uses the world step's, and the run has none"
+
 
 def run_step(ctx) -> dict:
     """Train (resuming a killed run's checkpoint), evaluate zero-shot; return loss, steps and top-1 per set."""
@@ -16,9 +21,13 @@ def run_step(ctx) -> dict:
     # process, which on one small machine is faster than splitting its cores between workers.
     ray_workers = cfg.ray_workers
     summary = train(job, ray_workers=ray_workers, address=ctx.address)
+    skipped = {} if eval_sets else {"zeroshot": NO_EVAL_SETS}
+    if skipped:
+        log.warning("train: zero-shot evaluation SKIPPED, %s (run.json 'skipped')", NO_EVAL_SETS)
     return {
         "steps": summary["steps"],
         "final_loss": summary["final_loss"],
         "bad_samples": summary.get("bad_samples", 0),
         "zeroshot_top1": {name: r["top1"] for name, r in summary["zeroshot"].items()},
+        **({"skipped": skipped} if skipped else {}),
     }
