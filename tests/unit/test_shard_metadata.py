@@ -12,11 +12,12 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from wit import schemas
 from wit.io import folders
 from wit.overlap.detector import TrainHashStage
 from wit.shard import metadata
 from wit.shard.step import write_shards
+
+from tests.helpers import make_final
 
 BIG = (1 << 64) - 5  # above int64: the value that broke JSON readers
 
@@ -27,20 +28,10 @@ def _jpeg(i: int) -> bytes:
     return b.getvalue()
 
 
-def _final(tmp_path, n=7) -> list[str]:
-    recs = [{"uid": f"{i:04d}" + "b" * 28, "url": f"http://x/{i}.jpg", "text": f"caption {i}", "page_url": "",
-             "source": "t", "query_ids": [i % 3], "key": f"{i:04d}" + "b" * 12, "jpg": _jpeg(i), "width": 40,
-             "height": 30, "orig_width": 80, "orig_height": 60, "sha256": f"{i:064x}", "phash": BIG - i,
-             "pixel_sha256": "p"} for i in range(n)]
-    path = str(tmp_path / "final" / "part-00000.parquet")
-    folders.write_parquet(path, pa.Table.from_pylist(recs, schema=schemas.DEDUPED))
-    return [path]
-
-
 @pytest.fixture
 def shards(tmp_path):
     out = str(tmp_path / "shards")
-    write_shards(_final(tmp_path), out, 4, ledger_dir=str(tmp_path / "ledger"), progress=False)
+    write_shards(make_final(tmp_path), out, 4, ledger_dir=str(tmp_path / "ledger"), progress=False)
     return tmp_path / "shards"
 
 
