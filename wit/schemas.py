@@ -35,11 +35,12 @@ LEDGER = pa.schema(
         ("uid", pa.string()),
         ("stage", pa.string()),
         ("status", pa.string()),  # "kept" | "dropped"
-        ("reason", pa.string()),  # "" when kept; a short stable code when dropped
+        ("reason", pa.string()),  # "" when kept; a code of wit.reasons.REASONS when dropped
+        ("detail", pa.string()),  # "" or what varies per row (eval_duplicate: "<set>:<item>")
     ]
 )
 
-DROPS = pa.schema([("uid", pa.string()), ("reason", pa.string())])
+DROPS = pa.schema([("uid", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
 
 
 def empty(schema: pa.Schema) -> pa.Table:

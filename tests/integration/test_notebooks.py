@@ -25,7 +25,8 @@ FUNNEL = ["candidates", "match", "balance", "download", "filter", "dedupe", "bal
 
 
 def _write_ledger(run: Path, stage: str, kept: list[str], dropped: list[tuple[str, str]]) -> None:
-    drops = pa.table({"uid": [u for u, _ in dropped], "reason": [r for _, r in dropped]}, schema=schemas.DROPS)
+    drops = pa.table({"uid": [u for u, _ in dropped], "reason": [r.partition(":")[0] for _, r in dropped],
+                      "detail": [r.partition(":")[2] for _, r in dropped]}, schema=schemas.DROPS)
     ledger.write_part(str(run / "ledger"), stage, 0, ledger.ledger_table(stage, kept, drops))
 
 
