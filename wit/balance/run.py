@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from wit.balance import algorithm
 from wit.balance.stage import BalanceStage, cap_of
-from wit.io import folders
+from wit.io import folders, storage
 from wit.match.counts import entry_counts, part_files
 from wit.runners import run_stage
 
@@ -107,9 +107,9 @@ def balance_stats(before: pa.Table, after: pa.Table, out: str, cap: float) -> di
     parts = part_files(out)
     per_source = {}
     if parts:
-        con = duckdb.connect()
+        con = storage.duckdb_connect(parts)
         rows = con.execute("SELECT source, count(*) FROM read_parquet(?) GROUP BY source ORDER BY source",
-                           [[folders.fs_and_path(p)[1] for p in parts]]).fetchall()
+                           [[storage.duckdb_path(p) for p in parts]]).fetchall()
         per_source = {str(s): int(n) for s, n in rows}
     head_after_counts = np.array([a_lookup.get(q, 0) for q in head_ids], np.float64)
     return {

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import duckdb
 import pyarrow as pa
 
 from wit import schemas
-from wit.io import folders
+from wit.io import folders, storage
 
 KEPT = "kept"
 DROPPED = "dropped"
@@ -86,8 +85,8 @@ def summarize(ledger_dir: str) -> dict[str, StageCheck]:
     fs, path = folders.fs_and_path(ledger_dir)
     if not fs.exists(path) or not fs.glob(path + "/*.parquet"):
         return {}
-    con = duckdb.connect()
-    glob = path + "/*.parquet"
+    con = storage.duckdb_connect(ledger_dir)
+    glob = storage.duckdb_path(ledger_dir).rstrip("/") + "/*.parquet"
     rows = con.execute(
         f"SELECT stage, status, split_part(reason, ':', 1), count(*) FROM read_parquet('{glob}', union_by_name = true)"
         " GROUP BY ALL ORDER BY ALL"
@@ -166,8 +165,10 @@ def _count_output_rows(out: str) -> int | None:
     files = fs.glob(path + "/part-*.parquet") or fs.glob(path + "/[0-9][0-9][0-9][0-9][0-9].parquet")
     if not files:
         return None
-    con = duckdb.connect()
-    return con.execute(f"SELECT count(*) FROM read_parquet({files!r})").fetchone()[0]
+    if storage.is_remote(out):
+        files = [fs.unstrip_protocol(f) for f in files]
+    con = storage.duckdb_connect(out)
+    return con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchone()[0]
 
 
 def as_dict(checks: dict[str, StageCheck]) -> dict:

@@ -90,11 +90,11 @@ class ShardStage(Stage):
 
 def write_stats(out: str, samples_per_shard: int) -> dict:
     """``OUT/_stats.json``: samples, shards, bytes and per-query sample counts (from the Parquet)."""
-    import duckdb
+    from wit.io import storage
 
     fs, path = folders.fs_and_path(out)
-    con = duckdb.connect()
-    glob = f"{path}/[0-9][0-9][0-9][0-9][0-9].parquet"
+    con = storage.duckdb_connect(out)
+    glob = f"{storage.duckdb_path(out).rstrip('/')}/[0-9][0-9][0-9][0-9][0-9].parquet"
     samples, shards = con.execute(f"SELECT count(*), count(DISTINCT shard) FROM read_parquet('{glob}')").fetchone()
     per_query = con.execute(f"SELECT q, count(*) FROM (SELECT unnest(query_ids) q FROM read_parquet('{glob}'))"
                             " GROUP BY q ORDER BY 2 DESC").fetchall()
