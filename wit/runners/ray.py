@@ -11,6 +11,7 @@ import json
 import logging
 import os
 
+from wit import console
 from wit.io import folders
 from wit.runners.task import run_task
 from wit.stage import Stage
@@ -18,12 +19,16 @@ from wit.stage import Stage
 log = logging.getLogger(__name__)
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None, progress: bool = True) -> None:
-    """Connect to ``address`` (a cluster) or start/join a local Ray once per process."""
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, progress: bool = True,
+               log_dir: str | None = None) -> None:
+    """Connect to ``address`` (a cluster) or start/join a local Ray once per process; Ray's own log
+    lines go to ``log_dir/ray.log`` (RUN/logs), not the terminal, where wit's own bar shows progress."""
     import ray
 
     if ray.is_initialized():
+        console.route_ray_logs(log_dir)
         return
+    console.quiet_ray_before_init()
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
                   logging_level=logging.WARNING)
@@ -35,12 +40,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, progress
         from ray.data import DataContext
 
         ctx = DataContext.get_current()
-        ctx.enable_progress_bars = progress
-        if not progress:
-            logging.getLogger("ray.data").setLevel(logging.WARNING)
+        ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
     except Exception:  # noqa: BLE001 - progress settings are cosmetic
         pass
+    console.route_ray_logs(log_dir)
 
 
 class _StageActor:
@@ -66,7 +70,7 @@ def run_ray(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: st
     pending = [(i, p) for i, p in tasks if not folders.is_done(out, i)]
     if not pending:
         return done
-    ensure_ray(address, progress=progress)
+    ensure_ray(address, progress=progress, log_dir=console.run_log_dir(out))
     cpus = int(ray.cluster_resources().get("CPU", 1))
     n = max(1, min(workers or max(1, int(cpus // max(stage.num_cpus, 1))), len(pending)))
     ds = ray.data.from_items([{"index": i, "path": p} for i, p in pending], override_num_blocks=len(pending))
@@ -76,6 +80,13 @@ def run_ray(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: st
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=n),
         num_cpus=stage.num_cpus,
+        # Tasks are idempotent and resumable from their markers, so a lost actor fails the run (rerun to
+        # resume) rather than restarting from constructor arguments that may be gone from the object store.
+        max_restarts=0,
     )
-    rows = ds.take_all()
-    return done + [json.loads(r["stats"]) for r in rows]
+    stats = []
+    with console.StageBar(stage.name, len(pending), enabled=progress) as bar:
+        for r in ds.iter_rows():
+            stats.append(json.loads(r["stats"]))
+            bar.task_done(stats[-1])
+    return done + stats
