@@ -66,11 +66,18 @@ def route_ray_logs(log_dir: str | None) -> None:
         lg.propagate = False
 
 
-def run_log_dir(stage_out: str) -> str | None:
-    """``RUN/logs`` for a local stage output folder ``RUN/<stage>``; None for remote outputs."""
+def run_log_dir(stage_out: str, ledger_dir: str | None = None) -> str | None:
+    """``RUN/logs`` for a local stage output under ``RUN`` (the folder holding ``ledger/`` or ``run.json``,
+    else the output's parent); None for remote outputs."""
     if "://" in str(stage_out) and not str(stage_out).startswith("file://"):
         return None
-    return str(Path(str(stage_out).removeprefix("file://")).resolve().parent / "logs")
+    out = Path(str(stage_out).removeprefix("file://")).resolve()
+    if ledger_dir and "://" not in str(ledger_dir):
+        return str(Path(ledger_dir).resolve().parent / "logs")
+    for parent in out.parents:
+        if (parent / "run.json").exists() or (parent / "ledger").is_dir():
+            return str(parent / "logs")
+    return str(out.parent / "logs")
 
 
 def bars_off(enabled: bool = True) -> bool:

@@ -70,7 +70,7 @@ def run_ray(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: st
     pending = [(i, p) for i, p in tasks if not folders.is_done(out, i)]
     if not pending:
         return done
-    ensure_ray(address, progress=progress, log_dir=console.run_log_dir(out))
+    ensure_ray(address, progress=progress, log_dir=console.run_log_dir(out, ledger_dir))
     cpus = int(ray.cluster_resources().get("CPU", 1))
     n = max(1, min(workers or max(1, int(cpus // max(stage.num_cpus, 1))), len(pending)))
     ds = ray.data.from_items([{"index": i, "path": p} for i, p in pending], override_num_blocks=len(pending))
