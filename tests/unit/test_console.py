@@ -60,7 +60,7 @@ def test_ray_stage_is_quiet(tmp_path):
                 "--runner", "ray", "--workers", "1"], RAY_USAGE_STATS_ENABLED="0")
     assert res.returncode == 0, res.stderr[-3000:]
     for noise in ("logging_progress", "Token authentication", "constructor arguments", "Running Dataset",
-                  "execution finished"):
+                  "execution finished", "Deprecation"):
         assert noise not in res.stderr, (noise, res.stderr[-3000:])
     assert "rows/s" in res.stderr
     assert (tmp_path / "run" / "logs" / "ray.log").exists()

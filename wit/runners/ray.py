@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 
 from wit import console
 from wit.io import folders
@@ -74,16 +75,19 @@ def run_ray(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: st
     cpus = int(ray.cluster_resources().get("CPU", 1))
     n = max(1, min(workers or max(1, int(cpus // max(stage.num_cpus, 1))), len(pending)))
     ds = ray.data.from_items([{"index": i, "path": p} for i, p in pending], override_num_blocks=len(pending))
-    ds = ds.map_batches(
-        _StageActor,
-        fn_constructor_kwargs={"stage": stage, "out": out, "ledger_dir": ledger_dir},
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=n),
-        num_cpus=stage.num_cpus,
-        # Tasks are idempotent and resumable from their markers, so a lost actor fails the run (rerun to
-        # resume) rather than restarting from constructor arguments that may be gone from the object store.
-        max_restarts=0,
-    )
+    with warnings.catch_warnings():
+        # max_restarts has no named parameter in Ray 2.60; the locked Ray still takes it this way.
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        ds = ds.map_batches(
+            _StageActor,
+            fn_constructor_kwargs={"stage": stage, "out": out, "ledger_dir": ledger_dir},
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=n),
+            num_cpus=stage.num_cpus,
+            # Tasks are idempotent and resume from their markers, so a lost actor fails the run (rerun to
+            # resume) rather than restarting from constructor arguments that may be gone from the object store.
+            max_restarts=0,
+        )
     stats = []
     with console.StageBar(stage.name, len(pending), enabled=progress) as bar:
         for r in ds.iter_rows():
