@@ -6,7 +6,6 @@ import ast
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pyarrow as pa
 
