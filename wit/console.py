@@ -23,9 +23,10 @@ def setup_logging(verbose: int = 0, quiet: bool = False, log_file: str | None = 
     """Terminal at WARNING (INFO with -v, DEBUG with -vv, ERROR with -q); ``log_file`` at INFO or finer."""
     level = logging.ERROR if quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     root = logging.getLogger()
-    for h in list(root.handlers):
+    for h in [h for h in root.handlers if getattr(h, "_wit", False)]:  # a second call (tests) replaces ours only
         root.removeHandler(h)
     term = logging.StreamHandler()
+    term._wit = True
     term.setLevel(level)
     term.setFormatter(logging.Formatter(FORMAT))
     root.addHandler(term)
@@ -33,6 +34,7 @@ def setup_logging(verbose: int = 0, quiet: bool = False, log_file: str | None = 
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         fh = logging.FileHandler(log_file)
+        fh._wit = True
         fh.setLevel(file_level)
         fh.setFormatter(logging.Formatter(FORMAT))
         root.addHandler(fh)
