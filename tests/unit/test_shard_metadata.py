@@ -118,3 +118,22 @@ def test_overlap_names_the_missing_column(tmp_path):
         _hashes(str(tmp_path / "00000.tar"))
     msg = str(err.value)
     assert "missing column 'key'" in msg and "\n" not in msg
+
+
+def test_wit_train_reads_img2dataset_shards(tmp_path):
+    """img2dataset's layout (NNNNNNNNN.jpg/.txt/.json, its own json fields) feeds wit's trainer as is."""
+    from wit.train.data import LoaderConfig, ShardStream
+    from wit.train.model import create
+
+    with tarfile.open(tmp_path / "00000.tar", "w") as tar:
+        for i in range(8):
+            meta = {"key": f"{i:09d}", "url": "u", "caption": f"t{i}", "status": "success", "error_message": None,
+                    "width": 40, "height": 30, "original_width": 80, "original_height": 60, "sha256": "s"}
+            for ext, data in (("jpg", _jpeg(i)), ("txt", f"t{i}".encode()), ("json", json.dumps(meta).encode())):
+                info = tarfile.TarInfo(f"{i:09d}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    bundle = create("wit-vit-micro")
+    cfg = LoaderConfig((str(tmp_path / "00000.tar"),), batch_size=4, workers=0, shuffle_buffer=4, image_size=32)
+    batch = next(iter(ShardStream(cfg, bundle.tokenizer)))
+    assert batch["image"].shape == (4, 3, 32, 32) and batch["bad"] == 0
