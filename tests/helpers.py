@@ -36,3 +36,22 @@ def make_candidates(folder: Path, parts: int = 4, rows: int = 50, seed: int = 0)
         folders.write_parquet(path, t)
         paths.append(path)
     return paths
+
+
+def make_final(folder: Path, n: int = 7, size: tuple[int, int] = (40, 30)) -> list[str]:
+    """One deduped-stage Parquet of ``n`` tiny JPEG samples (pHashes above 2**63), ready to shard."""
+    import io
+
+    from PIL import Image
+
+    recs = []
+    for i in range(n):
+        b = io.BytesIO()
+        Image.new("RGB", size, (i * 30 % 256, 90, 9)).save(b, "JPEG")
+        recs.append({"uid": f"{i:04d}" + "b" * 28, "url": f"http://x/{i}.jpg", "text": f"caption {i}", "page_url": "",
+                     "source": "t", "query_ids": [i % 3], "key": f"{i:04d}" + "b" * 12, "jpg": b.getvalue(),
+                     "width": size[0], "height": size[1], "orig_width": 2 * size[0], "orig_height": 2 * size[1],
+                     "sha256": f"{i:064x}", "phash": (1 << 64) - 5 - i, "pixel_sha256": "p"})
+    path = str(folder / "final" / "part-00000.parquet")
+    folders.write_parquet(path, pa.Table.from_pylist(recs, schema=schemas.DEDUPED))
+    return [path]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from wit import __version__
@@ -79,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"wit {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="errors only: no progress bars, no warnings")
+    parser.add_argument("--log-file", default=None, metavar="PATH",
+                        help="also write every INFO line (DEBUG with -vv) to PATH")
+    parser.add_argument("--storage-option", action="append", default=[], metavar="[PROTOCOL.]KEY=VALUE",
+                        help="fsspec option for remote paths, e.g. anon=true (public s3 bucket), "
+                             "s3.endpoint_url=http://127.0.0.1:9000, gcs.token=anon")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module, help_ in COMMANDS:
         try:
@@ -95,21 +100,27 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from wit import console
+
+    console.setup_logging(args.verbose, args.quiet, args.log_file)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     from wit.config import ConfigError
+    from wit.io import storage
 
     try:
+        storage.apply(storage.parse(args.storage_option))
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        return _fail(str(err))
+    except (ConfigError, FileNotFoundError, PermissionError, ValueError) as err:
+        return _fail(storage.credentials_message(err) or str(err))
     except KeyboardInterrupt:
         return _fail("interrupted; rerun the same command to resume")
+    except Exception as err:
+        msg = storage.credentials_message(err)
+        if msg is None:
+            raise
+        return _fail(msg)
 
 
 if __name__ == "__main__":

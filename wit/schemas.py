@@ -35,11 +35,12 @@ LEDGER = pa.schema(
         ("uid", pa.string()),
         ("stage", pa.string()),
         ("status", pa.string()),  # "kept" | "dropped"
-        ("reason", pa.string()),  # "" when kept; a short stable code when dropped
+        ("reason", pa.string()),  # "" when kept; a code of wit.reasons.REASONS when dropped
+        ("detail", pa.string()),  # "" or what varies per row (eval_duplicate: "<set>:<item>")
     ]
 )
 
-DROPS = pa.schema([("uid", pa.string()), ("reason", pa.string())])
+DROPS = pa.schema([("uid", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
 
 
 def empty(schema: pa.Schema) -> pa.Table:
@@ -84,13 +85,15 @@ DEDUPED = DOWNLOADED
 EVAL_INDEX = pa.schema([("set", pa.string()), ("item", pa.string()), ("pixel_sha256", pa.string()),
                         ("phash", pa.uint64()), ("variant", pa.string())])
 
-# One row per sample of a shard tar (RUN/shards/NNNNN.parquet).
+# One row per sample of a shard tar (RUN/shards/NNNNN.parquet): img2dataset's columns first (sha256 of the
+# downloaded bytes; status always "success", failures live in the ledger), then wit's; pHash as 16-digit hex.
 SHARD = pa.schema([
-    ("key", pa.string()), ("uid", pa.string()), ("url", pa.string()), ("caption", pa.string()),
-    ("width", pa.int32()), ("height", pa.int32()), ("orig_width", pa.int32()), ("orig_height", pa.int32()),
-    ("sha256", pa.string()), ("phash", pa.uint64()), ("query_ids", pa.list_(pa.int32())),
+    ("key", pa.string()), ("url", pa.string()), ("caption", pa.string()),
+    ("width", pa.int32()), ("height", pa.int32()), ("original_width", pa.int32()), ("original_height", pa.int32()),
+    ("sha256", pa.string()), ("status", pa.string()), ("error_message", pa.string()),
+    ("uid", pa.string()), ("phash", pa.string()), ("query_ids", pa.list_(pa.int32())),
     ("page_url", pa.string()), ("source", pa.string()), ("shard", pa.string()),
 ])
 
-# overlap: one row per training image of the shards analysed (its pHash and where it lives).
-TRAIN_HASHES = pa.schema([("uid", pa.string()), ("shard", pa.string()), ("key", pa.string()), ("phash", pa.uint64())])
+# overlap: one row per training image of the shards analysed (its pHash, 16-digit hex, and where it lives).
+TRAIN_HASHES = pa.schema([("uid", pa.string()), ("shard", pa.string()), ("key", pa.string()), ("phash", pa.string())])

@@ -28,8 +28,10 @@ class BatchResult:
     errors: dict[str, int] = field(default_factory=dict)
 
     @staticmethod
-    def drops(uids: list[str], reasons: list[str]) -> pa.Table:
-        return pa.table({"uid": pa.array(uids, pa.string()), "reason": pa.array(reasons, pa.string())})
+    def drops(uids: list[str], reasons: list[str], details: list[str] | None = None) -> pa.Table:
+        """Dropped uids with their reason codes (``wit.reasons``) and optional per-row details."""
+        return pa.table({"uid": pa.array(uids, pa.string()), "reason": pa.array(reasons, pa.string()),
+                         "detail": pa.array(details if details is not None else [""] * len(uids), pa.string())})
 
 
 class Stage:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,7 +27,8 @@ FUNNEL = ["candidates", "match", "balance", "download", "filter", "dedupe", "bal
 
 
 def _write_ledger(run: Path, stage: str, kept: list[str], dropped: list[tuple[str, str]]) -> None:
-    drops = pa.table({"uid": [u for u, _ in dropped], "reason": [r for _, r in dropped]}, schema=schemas.DROPS)
+    drops = pa.table({"uid": [u for u, _ in dropped], "reason": [r.partition(":")[0] for _, r in dropped],
+                      "detail": [r.partition(":")[2] for _, r in dropped]}, schema=schemas.DROPS)
     ledger.write_part(str(run / "ledger"), stage, 0, ledger.ledger_table(stage, kept, drops))
 
 
@@ -84,7 +87,8 @@ def build_run(run: Path, seed: int = 0) -> Path:
             key = f"00000{i:04d}"
             sink.write({"__key__": key, "jpg": data, "txt": c["text"], "json": json.dumps({"uid": c["uid"]})})
             rows.append(dict(key=key, uid=c["uid"], url=c["url"], caption=c["text"], width=size, height=size,
-                             orig_width=size, orig_height=size, sha256="", phash=describe_bytes(data)[1],
+                             original_width=size, original_height=size, sha256="", status="success",
+                             phash=f"{describe_bytes(data)[1]:016x}",
                              query_ids=c["query_ids"], page_url=c["page_url"], source=c["source"], shard="00000"))
     folders.write_parquet(str(run / "shards" / "00000.parquet"), pa.Table.from_pylist(rows, schema=schemas.SHARD))
     synthetic.write_imagefolder(run / "world" / "eval" / "shapes", per_class=4, size=48, seed=seed + 7)
@@ -132,3 +136,28 @@ def test_notebook_executes(notebook, small_run, monkeypatch):
             assert "balance_final" in text and "not_sampled" in text and "eval_duplicate" in text
             assert "images shown for 4 queries" in text
             assert "shapes" in text and "Data overlap analysis" in text
+
+
+@pytest.mark.slow
+def test_readme_commands_on_a_run(small_run, tmp_path):
+    """The documented runners: papermill with the parameters cell, nbconvert, and the duckdb CLI."""
+    bindir = Path(sys.executable).parent
+    for tool in ("papermill", "jupyter", "duckdb"):
+        if not (bindir / tool).exists():
+            pytest.skip(f"{tool} not installed beside {sys.executable}")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{bindir}:{os.environ.get('PATH', '')}"}
+    env.pop("WIT_RUN", None)
+    out = tmp_path / "audit.ipynb"
+    res = subprocess.run([str(bindir / "papermill"), "notebooks/audit.ipynb", str(out), "-p", "run_dir",
+                          str(small_run), "-k", "python3"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert str(small_run) in out.read_text() and "eval_duplicate" in out.read_text()
+    res = subprocess.run([str(bindir / "jupyter"), "nbconvert", "--to", "html", "--execute", "notebooks/audit.ipynb",
+                          "--output-dir", str(tmp_path)], cwd=ROOT, env={**env, "WIT_RUN": str(small_run)},
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and (tmp_path / "audit.html").stat().st_size > 10_000, res.stderr[-3000:]
+    res = subprocess.run([str(bindir / "duckdb"), "-c", "SELECT stage, status, reason, count(*) FROM "
+                          f"'{small_run}/ledger/*.parquet' GROUP BY ALL"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and "eval_duplicate" in res.stdout, res.stderr

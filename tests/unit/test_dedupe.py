@@ -85,7 +85,7 @@ def test_eval_copies_and_near_duplicates_dropped(tmp_path, shared_data):
     out, led = str(tmp_path / "dd"), str(tmp_path / "ledger")
     rep = run_dedupe([path, path.replace("00000", "00001")], out, str(tmp_path / "ix"), DedupeConfig(),
                      ledger_dir=led, progress=False)
-    got = {r["uid"]: r["reason"] for r in folders.read_parquet(led).to_pylist()}
+    got = {r["uid"]: ":".join(filter(None, (r["reason"], r["detail"]))) for r in folders.read_parquet(led).to_pylist()}
     for i, p in enumerate(evals[:5]):
         assert got[f"e{i}"] == f"eval_duplicate:imgs:c/{p.name}", (i, got[f"e{i}"])
     assert got["z-dup"] == "near_duplicate" and got["d03"] == ""
@@ -165,7 +165,7 @@ def test_describe_uses_download_descriptors_and_decodes_only_without_them(tmp_pa
     assert stage.use_centre and read_jpg == [False, True]  # the legacy part only
     out, led = str(tmp_path / "dd"), str(tmp_path / "ledger")
     run_dedupe(paths, out, str(tmp_path / "ix"), DedupeConfig(), ledger_dir=led, progress=False)
-    got = {r["uid"]: r["reason"] for r in folders.read_parquet(led).to_pylist()}
+    got = {r["uid"]: ":".join(filter(None, (r["reason"], r["detail"]))) for r in folders.read_parquet(led).to_pylist()}
     assert got == {"a-copy": f"eval_duplicate:imgs:c/{photos[0].name}", "b": "",
                    "c-mirror": f"eval_duplicate:imgs:c/{photos[1].name}",
                    "d-copy": f"eval_duplicate:imgs:c/{photos[0].name}", "e": "",

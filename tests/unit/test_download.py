@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import socket
 import struct
@@ -159,6 +160,8 @@ def test_every_fault_route_gets_its_reason(tmp_path, server):
     row = kept.to_pylist()[0]
     assert (row["orig_width"], row["orig_height"]) == (640, 480) and min(row["width"], row["height"]) == 64
     assert Image.open(io.BytesIO(row["jpg"])).size == (row["width"], row["height"])
+    # img2dataset's sha256: of the bytes the server sent, not of the re-encoded JPEG
+    assert row["sha256"] == hashlib.sha256(_jpeg(640, 480)).hexdigest() != hashlib.sha256(row["jpg"]).hexdigest()
     assert all(c.ok for c in ledger.reconcile(str(tmp_path / "ledger"), {"download": str(tmp_path / "out")}).values())
 
 

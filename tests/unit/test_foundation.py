@@ -159,3 +159,31 @@ def test_stage_commands_put_the_ledger_beside_out_unless_told():
     assert ledger_dir(argparse.Namespace(out="runs/x/downloaded/", ledger=None)) == "runs/x/ledger"
     assert ledger_dir(argparse.Namespace(out="downloaded", ledger=None)) == "./ledger"
     assert ledger_dir(argparse.Namespace(out="runs/x/downloaded", ledger="elsewhere")) == "elsewhere"
+
+
+def test_storage_options_parse_and_apply(monkeypatch):
+    import fsspec.config
+
+    from wit.io import storage
+
+    opts = storage.parse(["anon=true", "gcs.token=anon", "s3.endpoint_url=http://127.0.0.1:9"])
+    assert opts == {"s3": {"anon": True, "endpoint_url": "http://127.0.0.1:9"}, "gcs": {"token": "anon"}}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        storage.parse(["anon"])
+    monkeypatch.setattr(fsspec.config, "conf", {})
+    monkeypatch.delenv("FSSPEC_S3", raising=False)
+    storage.apply({"s3": {"anon": True}})
+    assert fsspec.config.conf["s3"] == {"anon": True} and json.loads(os.environ.pop("FSSPEC_S3")) == {"anon": True}
+
+    class NoCredentialsError(Exception):
+        pass
+
+    try:
+        try:
+            raise NoCredentialsError("Unable to locate credentials")
+        except NoCredentialsError as inner:
+            raise OSError("listing failed") from inner
+    except OSError as err:
+        msg = storage.credentials_message(err)
+    assert msg.startswith("no credentials") and "anon=true" in msg and "\n" not in msg
+    assert storage.credentials_message(ValueError("x")) is None

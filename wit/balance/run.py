@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from wit.balance import algorithm
 from wit.balance.stage import BalanceStage, cap_of
-from wit.io import folders
+from wit.io import folders, storage
 from wit.match.counts import entry_counts, part_files
 from wit.runners import run_stage
 
@@ -89,7 +89,7 @@ def balance_folder(inputs: str | list[str], out: str, *, t: int, oversample: flo
                   "counts": "recount" if counts_url == input_counts_url else counts_url})
     folders.write_json(folders.join(out, STATS_FILE), stats)
     try:
-        write_curve(input_counts, entry_counts(out), cap_of(t, oversample), folders.join(out, CURVE_FILE))
+        write_curve(input_counts, entry_counts(out), cap_of(t, oversample), folders.join(out, CURVE_FILE), t=t)
     except Exception as err:  # noqa: BLE001 - a plot must not fail a finished pass
         log.warning("balance: could not draw the curve: %s", err)
     report["stats"] = {k: stats[k] for k in ("head_entries", "head_share_before", "head_share_after")}
@@ -116,9 +116,9 @@ def balance_stats(before: pa.Table, after: pa.Table, out: str, cap: float, head_
     parts = part_files(out)
     per_source = {}
     if parts:
-        con = duckdb.connect()
+        con = storage.duckdb_connect(parts)
         rows = con.execute("SELECT source, count(*) FROM read_parquet(?) GROUP BY source ORDER BY source",
-                           [[folders.fs_and_path(p)[1] for p in parts]]).fetchall()
+                           [[storage.duckdb_path(p) for p in parts]]).fetchall()
         per_source = {str(s): int(n) for s, n in rows}
     head_after_counts = np.array([a_lookup.get(q, 0) for q in head_ids], np.float64)
     return {
@@ -142,8 +142,12 @@ def balance_stats(before: pa.Table, after: pa.Table, out: str, cap: float, head_
     }
 
 
-def write_curve(before: pa.Table, after: pa.Table, cap: float, url: str) -> None:
-    """The head/tail curve: entry counts sorted descending, before and after balancing (log-log)."""
+def write_curve(before: pa.Table, after: pa.Table, cap: float, url: str, t: float | None = None) -> None:
+    """The head/tail curve: entry counts sorted descending, before and after balancing (log-log).
+
+    Balancing keeps a pair when any of its entries' coins lands, so tail entries carry many head
+    pairs through and the two curves can lie close; they are drawn so that either stays visible.
+    """
     import io
 
     import matplotlib
@@ -151,15 +155,26 @@ def write_curve(before: pa.Table, after: pa.Table, cap: float, url: str) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    styles = {"before": dict(color="#9ab", lw=4, alpha=0.8, solid_capstyle="round"),
+              "after": dict(color="#c33", lw=1.4, ls="--", marker=".", ms=3)}
+    totals = {}
     for table, label in ((before, "before"), (after, "after")):
         c = np.sort(table.column("count").to_numpy())[::-1]
+        c = c[c > 0]
+        totals[label] = int(c.sum())
         if len(c):
-            ax.loglog(np.arange(1, len(c) + 1), c, label=label)
-    ax.axhline(cap, color="grey", linestyle="--", label=f"t = {cap:g}")
-    ax.set_xlabel("entry rank")
-    ax.set_ylabel("matched pairs")
-    ax.legend()
+            ax.loglog(np.arange(1, len(c) + 1), c, label=f"{label}: {len(c)} entries, {int(c.sum()):,} matches",
+                      **styles[label])
+    t = cap if t is None else t
+    ax.axhline(t, color="#333", ls=":", lw=1.2, label=f"t = {t:g}")
+    if cap != t:
+        ax.axhline(cap, color="#777", ls="-.", lw=1, label=f"cap before download = t x oversample = {cap:g}")
+    ax.set_xlabel("entry rank (by matches, descending)")
+    ax.set_ylabel("matched pairs per entry")
+    ax.set_title("Entry counts before and after balancing", fontsize=11)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(alpha=0.25, which="both")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)

@@ -288,11 +288,12 @@ class DedupeStage(Stage):
 
     def process_batch(self, batch: pa.Table) -> BatchResult:
         uids = batch.column("uid").to_pylist()
-        reasons = []
+        reasons, details = [], []
         for u in uids:
             d = self.desc[u]
-            reasons.append(d["error"] or (f"eval_duplicate:{d['eval_match']}" if d["eval_match"] else
+            reasons.append(d["error"] or ("eval_duplicate" if d["eval_match"] else
                                           "near_duplicate" if u in self.near else ""))
+            details.append(d["eval_match"] if reasons[-1] == "eval_duplicate" else "")
         keep = [i for i, r in enumerate(reasons) if not r]
         kept = batch.take(pa.array(keep, pa.int64()))
         # descriptors as describe used them (download's, or decoded here for input without them)
@@ -304,7 +305,8 @@ class DedupeStage(Stage):
             if f.name not in kept.column_names:
                 kept = kept.append_column(f, pa.nulls(kept.num_rows, f.type))
         drop = [i for i, r in enumerate(reasons) if r]
-        return BatchResult(kept=kept, dropped=BatchResult.drops([uids[i] for i in drop], [reasons[i] for i in drop]))
+        return BatchResult(kept=kept, dropped=BatchResult.drops([uids[i] for i in drop], [reasons[i] for i in drop],
+                                                                [details[i] for i in drop]))
 
 
 def run_dedupe(inputs: list[str], out: str, index_dir: str | None, cfg, **runner_kwargs) -> dict:

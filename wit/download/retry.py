@@ -7,12 +7,11 @@ dropped per stage) and nothing already downloaded is fetched again.
 
 from __future__ import annotations
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from wit.download.fetch import RETRYABLE
-from wit.io import folders, ledger
+from wit.io import folders, ledger, storage
 
 RETRY_STAGE = "download_retry"
 
@@ -21,13 +20,13 @@ def retry_inputs(inputs: list[str], ledger_dir: str, retry_out: str, stage: str 
     """Write one input part per first-pass task holding its retryable failures; return their paths."""
     fs, lpath = folders.fs_and_path(ledger_dir)
     paths = []
-    con = duckdb.connect()
+    con = storage.duckdb_connect(ledger_dir)
     reasons = ", ".join(f"'{r}'" for r in sorted(RETRYABLE))
     for i, path in enumerate(inputs):
         part = ledger.ledger_part_url(ledger_dir, stage, i)
         if not folders.exists(part):
             raise FileNotFoundError(f"task {i} of {stage} has no ledger part ({part}); finish the first pass first")
-        _, ppath = folders.fs_and_path(part)
+        ppath = storage.duckdb_path(part)
         failed = {u for (u,) in con.execute(
             f"SELECT uid FROM read_parquet('{ppath}') WHERE status = 'dropped' AND reason IN ({reasons})").fetchall()}
         rows = folders.read_parquet([path])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -57,18 +58,22 @@ class DownloadStage(Stage):
         if pool is not None:
             pool.shutdown(wait=True)
 
-    def _one(self, url: str) -> Prepared:
+    def _one(self, url: str) -> tuple[Prepared, str]:
+        """The stored image and the sha256 of the downloaded bytes (img2dataset's ``sha256``)."""
         res = self.fetcher.fetch(url)
         if res.reason:
-            return Prepared(None, reason=res.reason)
+            return Prepared(None, reason=res.reason), ""
         c = self.cfg
         if self.resizer is not None:
-            return prepare_img2dataset(res.body, self.resizer, max_pixels=c.max_pixels, content_type=res.content_type)
-        return prepare(res.body, image_size=c.image_size, resize_mode=c.resize_mode, max_pixels=c.max_pixels,
-                       quality=c.encode_quality, content_type=res.content_type)
+            p = prepare_img2dataset(res.body, self.resizer, max_pixels=c.max_pixels, content_type=res.content_type)
+        else:
+            p = prepare(res.body, image_size=c.image_size, resize_mode=c.resize_mode, max_pixels=c.max_pixels,
+                        quality=c.encode_quality, content_type=res.content_type)
+        return p, hashlib.sha256(res.body).hexdigest()
 
     def process_batch(self, batch: pa.Table) -> BatchResult:
-        results = list(self.pool.map(self._one, batch.column("url").to_pylist()))
+        pairs = list(self.pool.map(self._one, batch.column("url").to_pylist()))
+        results, body_sha256 = [p for p, _ in pairs], [h for _, h in pairs]
         self.fetcher.limiter.flush()  # this batch's slots are free before the task can end
         ok = [i for i, r in enumerate(results) if r.jpg is not None]
         bad = [i for i, r in enumerate(results) if r.jpg is None]
@@ -79,7 +84,7 @@ class DownloadStage(Stage):
         kept = kept.append_column("jpg", pa.array([r.jpg for r in good], pa.binary()))
         for name in ("width", "height", "orig_width", "orig_height"):
             kept = kept.append_column(name, pa.array([getattr(r, name) for r in good], pa.int32()))
-        kept = kept.append_column("sha256", pa.array([r.sha256 for r in good], pa.string()))
+        kept = kept.append_column("sha256", pa.array([body_sha256[i] for i in ok], pa.string()))
         kept = kept.append_column("phash", pa.array([r.phash for r in good], pa.uint64()))
         kept = kept.append_column("phash_flip", pa.array([r.phash_flip for r in good], pa.uint64()))
         kept = kept.append_column("pixel_sha256", pa.array([r.pixel_sha256 for r in good], pa.string()))

@@ -134,4 +134,4 @@ def read_markers(out: str) -> list[dict]:
     fs, path = fs_and_path(join(out, MARKERS))
     if not fs.exists(path):
         return []
-    return [read_json(p) for p in sorted(fs.glob(path + "/part-*.json"))]
+    return [read_json(fs.unstrip_protocol(p)) for p in sorted(fs.glob(path + "/part-*.json"))]

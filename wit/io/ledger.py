@@ -1,6 +1,7 @@
 """The ledger: every candidate's fate, once per stage it reached, and the reconcile check.
 
-Ledger parts live in ``RUN/ledger/<stage>-NNNNN.parquet`` (uid, stage, status, reason). The stats
+Ledger parts live in ``RUN/ledger/<stage>-NNNNN.parquet`` (uid, stage, status, reason, detail;
+parts written before ``detail`` existed read as well). ``reason`` is a code of ``wit.reasons``. The stats
 of each finished task live in its completion marker. Reconciling checks, per stage:
 
 * in = kept + dropped (from the markers) and the ledger has exactly that many rows;
@@ -14,11 +15,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import duckdb
 import pyarrow as pa
 
 from wit import schemas
-from wit.io import folders
+from wit.io import folders, storage
 
 KEPT = "kept"
 DROPPED = "dropped"
@@ -38,6 +38,11 @@ def ledger_table(stage: str, kept_uids: pa.Array | list, drops: pa.Table) -> pa.
             "status": pa.array([KEPT] * n_kept + [DROPPED] * n_drop, pa.string()),
             "reason": pa.concat_arrays(
                 [pa.array([""] * n_kept, pa.string()), drops.column("reason").combine_chunks().cast(pa.string())]
+            ),
+            "detail": pa.concat_arrays(
+                [pa.array([""] * n_kept, pa.string()),
+                 drops.column("detail").combine_chunks().cast(pa.string()) if "detail" in drops.column_names
+                 else pa.array([""] * n_drop, pa.string())]
             ),
         },
         schema=schemas.LEDGER,
@@ -75,19 +80,21 @@ def _local_dir(url: str) -> str:
 
 
 def summarize(ledger_dir: str) -> dict[str, StageCheck]:
-    """Per-stage counts straight from the ledger files (DuckDB over Parquet)."""
+    """Per-stage counts by reason code straight from the ledger files (DuckDB over Parquet); the reasons
+    of older ledgers, which carried a detail after a colon, count under their code."""
     fs, path = folders.fs_and_path(ledger_dir)
     if not fs.exists(path) or not fs.glob(path + "/*.parquet"):
         return {}
-    con = duckdb.connect()
-    glob = path + "/*.parquet"
+    con = storage.duckdb_connect(ledger_dir)
+    glob = storage.duckdb_path(ledger_dir).rstrip("/") + "/*.parquet"
     rows = con.execute(
-        f"SELECT stage, status, reason, count(*) FROM read_parquet('{glob}') GROUP BY ALL ORDER BY ALL"
+        f"SELECT stage, status, split_part(reason, ':', 1), count(*) FROM read_parquet('{glob}', union_by_name = true)"
+        " GROUP BY ALL ORDER BY ALL"
     ).fetchall()
     dups = dict(
         con.execute(
             f"""SELECT stage, count(*) FROM (
-                  SELECT stage, uid FROM read_parquet('{glob}') WHERE status = 'kept'
+                  SELECT stage, uid FROM read_parquet('{glob}', union_by_name = true) WHERE status = 'kept'
                   GROUP BY stage, uid HAVING count(*) > 1) GROUP BY stage"""
         ).fetchall()
     )
@@ -158,8 +165,10 @@ def _count_output_rows(out: str) -> int | None:
     files = fs.glob(path + "/part-*.parquet") or fs.glob(path + "/[0-9][0-9][0-9][0-9][0-9].parquet")
     if not files:
         return None
-    con = duckdb.connect()
-    return con.execute(f"SELECT count(*) FROM read_parquet({files!r})").fetchone()[0]
+    if storage.is_remote(out):
+        files = [fs.unstrip_protocol(f) for f in files]
+    con = storage.duckdb_connect(out)
+    return con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchone()[0]
 
 
 def as_dict(checks: dict[str, StageCheck]) -> dict:

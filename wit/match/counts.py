@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import duckdb
 import pyarrow as pa
 
 from wit import schemas
-from wit.io import folders
+from wit.io import folders, storage
 
 
 def part_files(folder_or_files: str | list[str]) -> list[str]:
@@ -17,7 +16,7 @@ def part_files(folder_or_files: str | list[str]) -> list[str]:
 
 
 def _local(paths: list[str]) -> list[str]:
-    return [folders.fs_and_path(p)[1] for p in paths]
+    return [storage.duckdb_path(p) for p in paths]
 
 
 def entry_counts(parts: str | list[str]) -> pa.Table:
@@ -25,7 +24,7 @@ def entry_counts(parts: str | list[str]) -> pa.Table:
     files = part_files(parts)
     if not files:
         return schemas.empty(schemas.ENTRY_COUNTS)
-    con = duckdb.connect()
+    con = storage.duckdb_connect(files)
     t = con.sql(
         "SELECT q AS query_id, count(*) AS count FROM "
         "(SELECT unnest(query_ids) AS q FROM read_parquet(?)) GROUP BY q ORDER BY q",
@@ -44,7 +43,7 @@ def later_duplicates(inputs: list[str]) -> pa.Table:
     """(uid, part) of every occurrence of a uid that is not its first, in input order."""
     if not inputs:
         return pa.table({"uid": pa.array([], pa.string()), "part": pa.array([], pa.int32())})
-    con = duckdb.connect()
+    con = storage.duckdb_connect(inputs)
     con.execute("CREATE TEMP TABLE files (filename VARCHAR, part INTEGER)")
     con.executemany("INSERT INTO files VALUES (?, ?)", [[p, i] for i, p in enumerate(_local(inputs))])
     t = con.sql(

@@ -24,6 +24,7 @@ import pyarrow as pa
 from wit import schemas
 from wit.dedupe.descriptors import hamming, phash64_batch
 from wit.io import folders
+from wit.shard import metadata
 from wit.stage import BatchResult, Stage
 
 log = logging.getLogger(__name__)
@@ -105,11 +106,13 @@ class TrainHashStage(Stage):
         side = sidecar_parquet(path)
         if self.use_sidecar and folders.exists(side):
             t = folders.read_parquet([side])
-            if {"key", "phash"} <= set(t.column_names):
+            if "phash" in t.column_names and t.column("phash").null_count == 0:
+                t = metadata.upgrade(t)
+                metadata.require(t, ("key",), side)
                 uids = t.column("uid") if "uid" in t.column_names else t.column("key")
                 n = t.num_rows
                 yield pa.table({"uid": uids.cast(pa.string()), "shard": pa.array([path] * n, pa.string()),
-                                "key": t.column("key").cast(pa.string()), "phash": t.column("phash").cast(pa.uint64()),
+                                "key": t.column("key").cast(pa.string()), "phash": t.column("phash"),
                                 "error": pa.array([""] * n, pa.string())})
                 return
         rows: dict[str, list] = {"uid": [], "shard": [], "key": [], "phash": [], "error": []}
@@ -120,6 +123,7 @@ class TrainHashStage(Stage):
             hashes = phash64_batch([images[i] for i in ok]).tolist() if ok else []
             for i, h in zip(ok, hashes):
                 rows["phash"][i] = h
+            rows["phash"] = metadata.phash_hex(rows["phash"]).to_pylist()
             t = pa.table({k: pa.array(v, schemas.TRAIN_HASHES.field(k).type if k != "error" else pa.string())
                           for k, v in rows.items()})
             for v in rows.values():
@@ -191,7 +195,7 @@ class TrainIndex:
         self.blocks.append(np.ascontiguousarray(hashes, dtype=np.uint64))
 
     def add_part(self, url: str) -> None:
-        self.add(folders.read_parquet([url], columns=["phash"]).column("phash").to_numpy().astype(np.uint64), url)
+        self.add(metadata.phash_ints(folders.read_parquet([url], columns=["phash"]).column("phash")), url)
 
     @classmethod
     def from_parts(cls, urls: list[str], **kwargs) -> "TrainIndex":

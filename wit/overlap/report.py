@@ -120,8 +120,21 @@ def html_report(doc: dict, results, thumbs: dict) -> str:
     return "".join(parts)
 
 
+def _no_difference_note(s: dict) -> str:
+    """Why a set has no Overlap − Clean point."""
+    if s["model_note"]:
+        return s["model_note"]
+    if not s["n_overlap"]:
+        return "no overlapping images"
+    if s["n_overlap"] == s["n_all"]:
+        return "no clean images"
+    return "no accuracy"
+
+
 def plots(doc: dict, out: str) -> list[str]:
-    """contamination.png (per set) and accuracy_difference.png (Overlap − Clean with its 99.5% interval)."""
+    """contamination.png (per set, with n) and accuracy_difference.png (Overlap − Clean with its 99.5% interval)."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,16 +142,26 @@ def plots(doc: dict, out: str) -> list[str]:
 
     names = list(doc["sets"])
     sets = list(doc["sets"].values())
+    ticks = [f"{n}\n(d ≤ {s['threshold']})" for n, s in zip(names, sets)]
+    width = max(5.0, 1.5 + 1.1 * len(names))
     written = []
-    fig, ax = plt.subplots(figsize=(max(4, 1 + 0.8 * len(names)), 3.2))
-    ax.bar(names, [100 * s["contamination"] for s in sets], color="#c44")
-    ax.set_ylabel("contamination (% of eval set)")
-    ax.set_title("Eval examples with a near-duplicate in training")
+    fig, ax = plt.subplots(figsize=(width, 3.8))
+    pct = [100 * s["contamination"] for s in sets]
+    bars = ax.bar(range(len(names)), pct, color="#c44", width=0.6)
+    for bar, s, v in zip(bars, sets, pct):
+        ax.annotate(f"{s['n_overlap']}/{s['n_all']}\n{v:.1f}%", (bar.get_x() + bar.get_width() / 2, v),
+                    xytext=(0, 3), textcoords="offset points", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(names)), ticks, fontsize=8)
+    ax.set_ylim(0, max(pct + [1.0]) * 1.35)
+    ax.set_xlabel("eval set (pHash distance threshold, bits)")
+    ax.set_ylabel("contamination (% of eval images)")
+    ax.set_title("\n".join(textwrap.wrap("Eval images with a near-duplicate in the training shards "
+                                          "(n overlapping / n in set)", 48)), fontsize=10)
     fig.tight_layout()
     written.append(_save(fig, out, "contamination.png"))
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(max(4, 1 + 0.8 * len(names)), 3.2))
+    fig, ax = plt.subplots(figsize=(width, 3.8))
     ax.axhline(0, color="#888", lw=0.8)
     with_acc = [(i, s) for i, s in enumerate(sets) if s["overlap_minus_clean"] is not None]
     if with_acc:
@@ -148,13 +171,19 @@ def plots(doc: dict, out: str) -> list[str]:
         hi = [100 * (s["diff_ci_high"] - s["overlap_minus_clean"]) for _, s in with_acc]
         ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=4, label="Overlap − Clean (99.5% CI)")
         ax.plot(xs, [100 * s["all_minus_clean"] for _, s in with_acc], "s", color="#c44", label="All − Clean")
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no model or no overlap: no accuracy difference", ha="center", va="center",
-                transform=ax.transAxes)
-    ax.set_xticks(range(len(names)), names)
+        ax.legend(fontsize=8, loc="upper right")
+    for i, s in enumerate(sets):
+        if s["overlap_minus_clean"] is None:
+            ax.text(i, 0, "\n".join(textwrap.wrap(_no_difference_note(s), 16)), ha="center", va="center",
+                    fontsize=7, color="#555", bbox=dict(boxstyle="round", fc="white", ec="#bbb"))
+    if not with_acc:
+        ax.set_ylim(-10, 10)
+    ax.set_xticks(range(len(names)), [f"{n}\n(n = {s['n_overlap']}/{s['n_all']})" for n, s in zip(names, sets)],
+                  fontsize=8)
     ax.set_xlim(-0.5, len(names) - 0.5)
-    ax.set_ylabel("accuracy difference (points)")
+    ax.set_xlabel("eval set (n overlapping / n in set)")
+    ax.set_ylabel("zero-shot top-1 difference (points)")
+    ax.set_title("Accuracy on overlapping vs clean eval images", fontsize=10)
     fig.tight_layout()
     written.append(_save(fig, out, "accuracy_difference.png"))
     plt.close(fig)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from tqdm.auto import tqdm
-
+from wit.console import StageBar
 from wit.runners.task import run_task
 from wit.stage import Stage
 
 
 def run_local(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: str | None, progress: bool = True) -> list[dict]:
     stage.setup()
+    stats = []
     try:
-        return [
-            run_task(stage, i, path, out, ledger_dir)
-            for i, path in tqdm(tasks, desc=stage.name, unit="task", disable=not progress, leave=False)
-        ]
+        with StageBar(stage.name, len(tasks), enabled=progress) as bar:
+            for i, path in tasks:
+                stats.append(run_task(stage, i, path, out, ledger_dir))
+                bar.task_done(stats[-1])
+        return stats
     finally:
         stage.teardown()

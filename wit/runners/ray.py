@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 
+from wit import console
 from wit.io import folders
 from wit.runners.task import run_task
 from wit.stage import Stage
@@ -18,12 +20,16 @@ from wit.stage import Stage
 log = logging.getLogger(__name__)
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None, progress: bool = True) -> None:
-    """Connect to ``address`` (a cluster) or start/join a local Ray once per process."""
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, progress: bool = True,
+               log_dir: str | None = None) -> None:
+    """Connect to ``address`` (a cluster) or start/join a local Ray once per process; Ray's own log
+    lines go to ``log_dir/ray.log`` (RUN/logs), not the terminal, where wit's own bar shows progress."""
     import ray
 
     if ray.is_initialized():
+        console.route_ray_logs(log_dir)
         return
+    console.quiet_ray_before_init()
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
                   logging_level=logging.WARNING)
@@ -35,12 +41,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, progress
         from ray.data import DataContext
 
         ctx = DataContext.get_current()
-        ctx.enable_progress_bars = progress
-        if not progress:
-            logging.getLogger("ray.data").setLevel(logging.WARNING)
+        ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
     except Exception:  # noqa: BLE001 - progress settings are cosmetic
         pass
+    console.route_ray_logs(log_dir)
 
 
 class _StageActor:
@@ -66,16 +71,26 @@ def run_ray(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: st
     pending = [(i, p) for i, p in tasks if not folders.is_done(out, i)]
     if not pending:
         return done
-    ensure_ray(address, progress=progress)
+    ensure_ray(address, progress=progress, log_dir=console.run_log_dir(out, ledger_dir))
     cpus = int(ray.cluster_resources().get("CPU", 1))
     n = max(1, min(workers or max(1, int(cpus // max(stage.num_cpus, 1))), len(pending)))
     ds = ray.data.from_items([{"index": i, "path": p} for i, p in pending], override_num_blocks=len(pending))
-    ds = ds.map_batches(
-        _StageActor,
-        fn_constructor_kwargs={"stage": stage, "out": out, "ledger_dir": ledger_dir},
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=n),
-        num_cpus=stage.num_cpus,
-    )
-    rows = ds.take_all()
-    return done + [json.loads(r["stats"]) for r in rows]
+    with warnings.catch_warnings():
+        # max_restarts has no named parameter in Ray 2.60; the locked Ray still takes it this way.
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        ds = ds.map_batches(
+            _StageActor,
+            fn_constructor_kwargs={"stage": stage, "out": out, "ledger_dir": ledger_dir},
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=n),
+            num_cpus=stage.num_cpus,
+            # Tasks are idempotent and resume from their markers, so a lost actor fails the run (rerun to
+            # resume) rather than restarting from constructor arguments that may be gone from the object store.
+            max_restarts=0,
+        )
+    stats = []
+    with console.StageBar(stage.name, len(pending), enabled=progress) as bar:
+        for r in ds.iter_rows():
+            stats.append(json.loads(r["stats"]))
+            bar.task_done(stats[-1])
+    return done + stats

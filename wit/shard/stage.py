@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from wit import schemas
 from wit.io import folders
+from wit.shard import metadata
 from wit.stage import BatchResult, Stage
 
 CHUNKS = "_chunks"
@@ -58,9 +59,7 @@ def _tar_bytes(rows: list[dict]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for r in rows:
-            meta = {k: r.get(k) for k in ("uid", "key", "url", "page_url", "width", "height", "orig_width",
-                                          "orig_height", "sha256", "phash", "query_ids", "source")}
-            meta["caption"] = r["text"]
+            meta = metadata.sidecar(r)
             for ext, data in (("jpg", r["jpg"]), ("txt", (r["text"] or "").encode()),
                               ("json", json.dumps(meta, sort_keys=True).encode())):
                 info = tarfile.TarInfo(f"{r['key']}.{ext}")
@@ -80,12 +79,10 @@ class ShardStage(Stage):
 
     def write_output(self, kept: pa.Table, out: str, index: int) -> int:
         rows = kept.to_pylist()
-        for r in rows:
-            r.setdefault("phash", None)
         shard = f"{index:05d}"
         folders.atomic_write_bytes(folders.join(out, f"{shard}.tar"), _tar_bytes(rows))
-        cols = {f.name: pa.array([r.get("text" if f.name == "caption" else f.name) for r in rows], f.type)
-                for f in schemas.SHARD if f.name != "shard"}
+        metas = [metadata.sidecar(r) for r in rows]
+        cols = {f.name: pa.array([m.get(f.name) for m in metas], f.type) for f in schemas.SHARD if f.name != "shard"}
         cols["shard"] = pa.array([shard] * len(rows), pa.string())
         folders.write_parquet(folders.join(out, f"{shard}.parquet"), pa.table(cols, schema=schemas.SHARD))
         return len(rows)
@@ -93,11 +90,11 @@ class ShardStage(Stage):
 
 def write_stats(out: str, samples_per_shard: int) -> dict:
     """``OUT/_stats.json``: samples, shards, bytes and per-query sample counts (from the Parquet)."""
-    import duckdb
+    from wit.io import storage
 
     fs, path = folders.fs_and_path(out)
-    con = duckdb.connect()
-    glob = f"{path}/[0-9][0-9][0-9][0-9][0-9].parquet"
+    con = storage.duckdb_connect(out)
+    glob = f"{storage.duckdb_path(out).rstrip('/')}/[0-9][0-9][0-9][0-9][0-9].parquet"
     samples, shards = con.execute(f"SELECT count(*), count(DISTINCT shard) FROM read_parquet('{glob}')").fetchone()
     per_query = con.execute(f"SELECT q, count(*) FROM (SELECT unnest(query_ids) q FROM read_parquet('{glob}'))"
                             " GROUP BY q ORDER BY 2 DESC").fetchall()

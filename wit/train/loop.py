@@ -19,6 +19,7 @@ from typing import Iterable
 
 import torch
 
+from wit.console import TrainBar
 from wit.train import model as wit_model
 from wit.train.data import LoaderConfig, make_loader
 from wit.train.loss import clip_loss
@@ -185,6 +186,7 @@ def train_worker(job: TrainJob, rank: int = 0, world_size: int = 1, device: torc
     model.train()
     t_window, n_window, bad = time.perf_counter(), 0, 0
     batches = iter(batches if batches is not None else loader if step < end else ())
+    bar = TrainBar(end, start=step, enabled=rank == 0)
     with open(metrics_path, "a") if rank == 0 else open(os.devnull, "w") as metrics:
         while step < end:
             batch = next(batches)
@@ -217,9 +219,12 @@ def train_worker(job: TrainJob, rank: int = 0, world_size: int = 1, device: torc
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()
                 log.info("step %d loss %.4f lr %.2e %.1f samples/s", step, last_loss, lr, record["samples_per_s"])
+                bar.step(0, last_loss, record["samples_per_s"])
                 t_window, n_window = now, 0
+            bar.step()
             if step % job.checkpoint_every == 0 or step == end:
                 save(step)
+    bar.close()
     del batches, loader
     if step == start_step and rank == 0 and not os.path.exists(job.checkpoint_path):
         save(step)

@@ -6,6 +6,7 @@ so ``open_clip.create_model("wit-vit-tiny")`` works next to the standard names (
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,13 +86,25 @@ def _to_rgb(image):
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
+class _DropFreshInitNotice(logging.Filter):
+    """open_clip warns that a model without pretrained weights starts random: wit's training asks for that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded")
+
+
 def create(name: str, pretrained: str | None = None, device: str | torch.device = "cpu") -> ModelBundle:
     """Build ``name`` with fresh weights, or from a local checkpoint file (never a download)."""
     if pretrained is not None and not Path(pretrained).is_file():
         raise FileNotFoundError(f"checkpoint not found: {pretrained} (only local checkpoints are loaded)")
     if name not in open_clip.list_models():
         raise ValueError(f"unknown model {name!r}; wit configs: {wit_model_names()}, or any open_clip name")
-    model = open_clip.create_model(name, pretrained=pretrained, device=device)
+    fresh = _DropFreshInitNotice()
+    logging.getLogger().addFilter(fresh)  # open_clip logs it on the root logger
+    try:
+        model = open_clip.create_model(name, pretrained=pretrained, device=device)
+    finally:
+        logging.getLogger().removeFilter(fresh)
     if pretrained is None:
         with torch.no_grad():
             model.logit_scale.fill_(INIT_LOGIT_SCALE)

@@ -18,12 +18,16 @@ def plot_loss(metrics_path: str | Path, out_path: str | Path) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker=".", lw=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel("contrastive loss")
-    ax.set_title("training loss")
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=100)
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker=".", lw=1, color="#27a",
+            label=f"{len(rows)} logged step{'s' if len(rows) != 1 else ''}; last {rows[-1]['loss']:.3f}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("training step")
+    ax.set_ylabel("contrastive (CLIP) loss")
+    ax.set_title("Training loss", fontsize=11)
+    ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_path)
