@@ -35,7 +35,8 @@ def _parts(folder, base: str, paths: list[str], parts: int) -> list[str]:
 def test_host_limit_is_global_across_ray_workers(tmp_path, world, ray_session):
     images = sorted(p for p, e in world.manifest["images"].items() if p.startswith("/img/") and e["expected"] == "ok")
     paths = images[:48]  # 8 tasks x 6 URLs, all on one host
-    cfg = DownloadConfig(per_host_concurrency=1, threads=4, retries=0, timeout=10, image_size=32)
+    cfg = DownloadConfig(allow_private_networks=True, per_host_concurrency=1, threads=4, retries=0, timeout=10,
+                         image_size=32)
     # Each answer takes 100 ms, so workers that each held "their own" slot would overlap.
     with WorldServer(world.root, serve_delay=0.1) as server:
         host = server.base_url.removeprefix("http://")

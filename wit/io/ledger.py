@@ -12,6 +12,7 @@ of each finished task live in its completion marker. Reconciling checks, per sta
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 import duckdb
@@ -21,6 +22,9 @@ from wit import schemas
 from wit.io import folders
 
 KEPT = "kept"
+_PART = re.compile(r"[^._].*\.parquet")
+_OUTPUT_PART = re.compile(r"part-[0-9]+\.parquet")
+_SHARD_PART = re.compile(r"[0-9]{5}\.parquet")
 DROPPED = "dropped"
 
 
@@ -76,18 +80,16 @@ def _local_dir(url: str) -> str:
 
 def summarize(ledger_dir: str) -> dict[str, StageCheck]:
     """Per-stage counts straight from the ledger files (DuckDB over Parquet)."""
-    fs, path = folders.fs_and_path(ledger_dir)
-    if not fs.exists(path) or not fs.glob(path + "/*.parquet"):
+    files = folders.list_named(ledger_dir, _PART)
+    if not files:
         return {}
     con = duckdb.connect()
-    glob = path + "/*.parquet"
-    rows = con.execute(
-        f"SELECT stage, status, reason, count(*) FROM read_parquet('{glob}') GROUP BY ALL ORDER BY ALL"
-    ).fetchall()
+    folders.duckdb_view(con, "ledger", files)
+    rows = con.execute("SELECT stage, status, reason, count(*) FROM ledger GROUP BY ALL ORDER BY ALL").fetchall()
     dups = dict(
         con.execute(
-            f"""SELECT stage, count(*) FROM (
-                  SELECT stage, uid FROM read_parquet('{glob}') WHERE status = 'kept'
+            """SELECT stage, count(*) FROM (
+                  SELECT stage, uid FROM ledger WHERE status = 'kept'
                   GROUP BY stage, uid HAVING count(*) > 1) GROUP BY stage"""
         ).fetchall()
     )
@@ -153,13 +155,13 @@ def reconcile(ledger_dir: str, stage_outputs: dict[str, str] | None = None, chai
 
 
 def _count_output_rows(out: str) -> int | None:
-    fs, path = folders.fs_and_path(out)
     # part-NNNNN.parquet, or NNNNN.parquet beside NNNNN.tar for the shard stage
-    files = fs.glob(path + "/part-*.parquet") or fs.glob(path + "/[0-9][0-9][0-9][0-9][0-9].parquet")
+    files = folders.list_named(out, _OUTPUT_PART) or folders.list_named(out, _SHARD_PART)
     if not files:
         return None
-    con = duckdb.connect()
-    return con.execute(f"SELECT count(*) FROM read_parquet({files!r})").fetchone()[0]
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
 def as_dict(checks: dict[str, StageCheck]) -> dict:
