@@ -91,6 +91,8 @@ class DownloadConfig(Strict):
         100_000_000, ge=1, description="pixels a worker decodes at once (memory bound); a larger image decodes alone")
     allow_private_networks: bool = Field(
         False, description="fetch from loopback/private/link-local/CGNAT addresses (the mini-web and tests only)")
+    allowed_networks: list[str] = Field(
+        default_factory=list, description="CIDRs exempt from the private-address guard, e.g. an in-house mirror")
     encode_quality: int = Field(95, ge=1, le=100)
     decoder: Literal["fast", "img2dataset"] = "fast"
     user_agent_token: str = "wit"

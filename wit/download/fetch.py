@@ -87,7 +87,7 @@ class _Watchdog:
                     continue
                 _, _, entry = heapq.heappop(self._heap)
                 conn = entry[0]
-            sock = getattr(conn, "sock", None) if conn is not None else None
+            sock = getattr(conn, "raw_sock", None) if conn is not None else None
             if sock is not None:
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
@@ -119,20 +119,23 @@ def _connect(addrs: list[str], port: int, timeout: float) -> socket.socket:
 
 
 class _PinnedHTTP(http.client.HTTPConnection):
-    """Connects to addresses checked beforehand; the Host header keeps the URL's host."""
+    """Connects to addresses checked beforehand; the Host header keeps the URL's host. ``raw_sock``
+    outlives ``sock``, which http.client drops when a response reads until the connection closes."""
 
     addrs: list[str] = []
+    raw_sock: socket.socket | None = None
 
     def connect(self) -> None:
-        self.sock = _connect(self.addrs, self.port, self.timeout)
+        self.sock = self.raw_sock = _connect(self.addrs, self.port, self.timeout)
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
     addrs: list[str] = []
+    raw_sock: socket.socket | None = None
 
     def connect(self) -> None:
-        sock = _connect(self.addrs, self.port, self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.raw_sock = _connect(self.addrs, self.port, self.timeout)
+        self.sock = self._context.wrap_socket(self.raw_sock, server_hostname=self.host)
 
 
 @dataclass
@@ -150,6 +153,8 @@ class Fetcher:
     per_host_qps: float = 0.0
     #: fetch from loopback, private, link-local, CGNAT, multicast and unspecified addresses
     allow_private_networks: bool = False
+    #: networks (CIDR strings) fetched even when private, e.g. an in-house mirror
+    allowed_networks: tuple[str, ...] = ()
     #: who enforces the per-host limits (None: this process alone, from the two fields above)
     limiter: HostLimiter | None = None
 
@@ -157,6 +162,11 @@ class Fetcher:
         if self.limiter is None:
             self.limiter = LocalHostLimiter(self.per_host_concurrency, self.per_host_qps)
         self.user_agent = f"Mozilla/5.0 (compatible; {self.user_agent_token}; +https://github.com/wit)"
+        self._exempt = tuple(ipaddress.ip_network(n, strict=False) for n in self.allowed_networks)
+
+    def _allowed(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return self.allow_private_networks or urls.is_public(ip) or any(
+            ip.version == n.version and ip in n for n in self._exempt)
 
     def fetch(self, url: str) -> FetchResult:
         attempt, res = 0, None
@@ -193,7 +203,7 @@ class Fetcher:
             except (OSError, UnicodeError):
                 raise _Refused("connection_error") from None
             ips = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
-        if not self.allow_private_networks and not all(urls.is_public(ip) for ip in ips):
+        if not all(self._allowed(ip) for ip in ips):
             raise _Refused("private_address")
         return [str(ip) for ip in ips]
 
@@ -202,7 +212,7 @@ class Fetcher:
         if p is None:
             return FetchResult(url, None, "bad_url"), None
         url = p.href
-        if not self.allow_private_networks and p.ip is not None and not urls.is_public(p.ip):
+        if p.ip is not None and not self._allowed(p.ip):
             return FetchResult(url, None, "private_address"), None  # no slot, no socket
         lease = self.limiter.acquire(f"{p.host}:{p.port}")
         if not deadline:

@@ -40,6 +40,7 @@ class DownloadStage(Stage):
                                max_redirects=c.max_redirects, honor_robots=c.honor_robots,
                                user_agent_token=c.user_agent_token, per_host_concurrency=c.per_host_concurrency,
                                per_host_qps=c.per_host_qps, allow_private_networks=c.allow_private_networks,
+                               allowed_networks=tuple(c.allowed_networks),
                                limiter=limiter)
         self.budget = PixelBudget(c.decode_pixel_budget)
         self.pool = ThreadPoolExecutor(max_workers=c.threads, thread_name_prefix="wit-download")
