@@ -261,6 +261,24 @@ def test_damaged_wat_keeps_records_around_the_damage(tmp_path, gz, kind):
         assert set(after) <= set(kept) and errors == {"corrupt_record": 1}, (kept, errors)
 
 
+@pytest.mark.parametrize("gz", [True, False], ids=["gz", "plain"])
+def test_warc_cut_inside_the_last_http_response(tmp_path, gz):
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    buf = io.BytesIO()
+    w = WARCWriter(buf, gzip=gz)
+    for i in range(3):
+        html = f'<html><body><img src="x{i}.jpg" alt="page {i}">{"pad " * 300}</body></html>'.encode()
+        hd = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
+        w.write_record(w.create_warc_record(f"http://a.test/r{i}", "response", payload=io.BytesIO(html),
+                                            http_headers=hd))
+    path = tmp_path / ("x.warc.gz" if gz else "x.warc")
+    path.write_bytes(buf.getvalue()[:-300])
+    kept, errors = _candidates(path, "warc")
+    assert sorted(kept) == ["page 0", "page 1"] and errors == {"truncated_gz" if gz else "truncated_record": 1}
+
+
 def test_csv_with_a_latin1_line_and_a_bad_row_keeps_the_rest(tmp_path):
     path = tmp_path / "list.csv"
     path.write_bytes(b"url,text\nhttp://a.test/1.jpg,first\nhttp://a.test/2.jpg,caf\xe9 au lait\n"

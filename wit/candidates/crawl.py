@@ -129,13 +129,18 @@ def iter_records(path: str, kind: str, errors: dict[str, int]) -> Iterator[RawRe
                 damaged = True
             end = None if last is None else (_member_end(f, last) if gz else _record_end(f, last))
             counted = short_at is not None and counted_short
+            last_cut = end is None or end > size
             if pending is not None:
-                if gz and end is None and pending.position == last:
-                    _count(errors, cut)  # its own gzip member is cut: the body may not be whole
+                if pending.position == last and last_cut and short_at is None:
+                    _count(errors, cut)  # the file ends inside this record (or its gzip member)
                     counted = True
                 else:
                     yield pending
-            if short_at is None and not damaged and end is not None and end >= size:
+            if end is not None and end > size:
+                if not counted:
+                    _count(errors, cut)
+                return
+            if short_at is None and not damaged and end is not None and _blank(f, end, size):
                 return
             after = short_at if short_at is not None else (last if end is None else max(last, end - 1)) \
                 if last is not None else start
@@ -146,6 +151,14 @@ def iter_records(path: str, kind: str, errors: dict[str, int]) -> Iterator[RawRe
             if nxt is None:
                 return
             start = nxt
+
+
+def _blank(f, end: int, size: int) -> bool:
+    """True when nothing but line breaks follows ``end`` (a complete file)."""
+    if size - end > 64:
+        return False
+    f.seek(end)
+    return not f.read().strip()
 
 
 def _reaches_eof_cut(f, end: int | None, size: int, gz: bool) -> bool:
