@@ -247,6 +247,8 @@ class Fetcher:
                 _WATCHDOG.cancel(watch)
             if conn is not None:
                 conn.close()
+                if conn.raw_sock is not None:
+                    conn.raw_sock.close()
             self.limiter.release(lease)
 
     def _exchange(self, conn: http.client.HTTPConnection, url: str, target: str,
