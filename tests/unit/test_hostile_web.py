@@ -303,8 +303,9 @@ def test_dedupe_on_candidate_parquet_fails_naming_file_and_column(tmp_path):
     cmd = [sys.executable, "-m", "wit.cli", "dedupe", "--input", inputs[0], "--out", str(tmp_path / "dd"),
            "--no-progress"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0
-    assert re.search(r"part-00000\.parquet: no column 'jpg'", r.stderr), r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and re.fullmatch(r"wit: error: .*part-00000\.parquet: no column 'jpg': .*", last), \
+        r.stderr[-2000:]
 
 
 # --- tar keys and paths --------------------------------------------------------------------------
