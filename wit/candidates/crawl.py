@@ -173,14 +173,13 @@ def _reaches_eof_cut(f, end: int | None, size: int, gz: bool) -> bool:
 def _records(f, kind: str, errors: dict[str, int], cut: str):
     """(record, RawRecord) from the current offset of ``f``; None for other types, False for a short body
     (counted here), ``_GARBLED`` for a record whose header names no type."""
-    for rec in ArchiveIterator(f, parse_http=kind == "response", fsspec_args=False):
-        want = rec.record_type == (WarcRecordType.metadata if kind == "metadata" else WarcRecordType.response)
-        if rec.record_type in (WarcRecordType.unknown, WarcRecordType.no_type):
-            yield rec, _GARBLED
+    wanted = WarcRecordType.metadata if kind == "metadata" else WarcRecordType.response
+    for rec in ArchiveIterator(f, parse_http=False, fsspec_args=False):  # HTTP headers: wanted records only
+        if rec.record_type != wanted:
+            yield rec, _GARBLED if rec.record_type in (WarcRecordType.unknown, WarcRecordType.no_type) else None
             continue
-        if not want:
-            yield rec, None
-            continue
+        if kind == "response" and rec.is_http:
+            rec.parse_http()
         body = rec.reader.read()
         if rec.content_length is not None and _short(rec, body):
             _count(errors, cut)
