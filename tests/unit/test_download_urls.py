@@ -82,3 +82,21 @@ def test_numeric_and_short_forms_become_canonical_hosts(url, host):
 ])
 def test_public_address_classification(addr, public):
     assert is_public(ipaddress.ip_address(addr)) is public
+
+
+def test_real_crawl_urls_parse_and_spaces_are_encoded(shared_data):
+    """Every http(s) image URL of the real crawl samples is requestable; those with spaces included."""
+    from wit.candidates.warc import warc_pairs
+    from wit.candidates.wat import wat_pairs
+
+    urls = []
+    for path in sorted((shared_data / "crawl").glob("*.war*")):
+        if path.name.endswith(".wet"):
+            continue
+        pairs = wat_pairs if ".wat" in path.name else warc_pairs
+        urls += [u for u, _, _ in pairs(str(path), {}) if u.startswith(("http://", "https://"))]
+    spaced = [u for u in urls if " " in u]
+    assert len(urls) > 1000 and len(spaced) > 800
+    parsed = [parse(u) for u in urls]
+    assert all(p is not None and " " not in p.href for p in parsed)
+    assert all("%20" in parse(u).href for u in spaced)

@@ -83,7 +83,8 @@ MALFORMED = [
     "http://exa mple.com/x.jpg",  # space in host
     "http://exa\x00mple.com/x.jpg",  # NUL in host
     "http://example.com/a\x01b.jpg",  # control character
-    "http://example.com/a\nb.jpg",
+    "http://example.com/a\x7fb.jpg",
+    "http://exa\x1bmple.com/x.jpg",
     "ftp://example.com/x.jpg",
     "http://:80/x.jpg",
     "http://[1.2.3.4]/x.jpg",
@@ -101,6 +102,7 @@ def test_every_url_ends_in_one_ledger_row_with_its_reason(tmp_path, web):
                           "loop": "/redirect/loop"})
     want.update({
         b + "/uni/café.jpg": "", b + "/sp/a b.jpg?q=é d": "", b + "/img/ok.jpg#frag": "",
+        b + "/img/wrap\n\tped.jpg": "",
         "HTTP://user:pw@" + b[len("http://"):] + "/img/userinfo.jpg": "",
         b + "/garbage": "decode_error", b + "/empty": "decode_error", b + "/html": "not_an_image",
         b + "/reset": "connection_error", b + "/nope": "http_404", b + "/redirect/bad": "bad_url",
@@ -113,6 +115,7 @@ def test_every_url_ends_in_one_ledger_row_with_its_reason(tmp_path, web):
     # Browsers' encoding on the wire: UTF-8 percent-escapes, no fragment, no credentials.
     assert new["/uni/caf%C3%A9.jpg"] == 1 and new["/sp/a%20b.jpg?q=%C3%A9%20d"] == 1
     assert new["/img/ok.jpg"] == 1 and new["/img/userinfo.jpg"] == 1 and new["/uni/%C3%BC.jpg"] == 1
+    assert new["/img/wrapped.jpg"] == 1  # tabs and newlines inside a URL are dropped, as browsers do
     # No malformed URL produced a request (those on 127.0.0.1 with a bad port included).
     assert not [p for p in new if "x.jpg" in p]
 

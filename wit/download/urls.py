@@ -4,7 +4,8 @@ Parsing follows the WHATWG URL Standard through ``ada_url`` (the parser behind N
 raw non-ASCII in the path and query are percent-encoded as UTF-8, hosts are IDNA-encoded, numeric
 IPv4 forms (``2130706433``, ``0x7f000001``, ``127.1``) become dotted quads. What a browser would
 still accept but DNS cannot resolve (a label over 63 characters, an empty label, a name over 253
-characters) and any control character are refused here, so a malformed URL costs no lookup.
+characters) and any control character but tab and newline (which the standard removes) are
+refused here, so a malformed URL costs no lookup.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import ada_url
 
+_TAB_NEWLINE = re.compile(r"[\t\n\r]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SCHEMES = ("http:", "https:")
 
@@ -39,7 +41,9 @@ class ParsedURL:
 
 def parse(url: str) -> ParsedURL | None:
     """The normalised form of ``url``, or None when it is not a well-formed http(s) URL."""
-    url = url.strip(" \t\r\n\f")
+    # As the standard does: strip surrounding C0/space, drop every tab and newline (HTML wraps long
+    # src values); any other control character is refused.
+    url = _TAB_NEWLINE.sub("", url.strip("".join(map(chr, range(0x21)))))
     if _CONTROL.search(url):
         return None
     try:
