@@ -87,7 +87,8 @@ def wit_chain(tmp: Path, run: int, index_dir: str | None, args) -> tuple[float, 
 
     r = tmp / f"run-{run}"
     kw = dict(ledger_dir=str(r / "ledger"), progress=False)
-    cfg = DownloadConfig(threads=args.threads, image_size=args.image_size, retries=0, per_host_concurrency=args.threads)
+    cfg = DownloadConfig(threads=args.threads, image_size=args.image_size, retries=0, per_host_concurrency=args.threads,
+                         allow_private_networks=True)  # the benchmark server is on 127.0.0.1
     inputs = folders.expand(str(tmp / "balanced"), (".parquet",))
     secs, rep = {}, {}
     t_wit = time.perf_counter()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(ValueError):
@@ -92,6 +92,21 @@ class DownloadConfig(Strict):
     backoff: float = Field(0.5, ge=0, description="first retry delay in s; doubles each retry")
     max_redirects: int = Field(5, ge=0)
     max_pixels: int = Field(50_000_000, ge=1, description="header check before decode (decompression bombs)")
+    decode_pixel_budget: int = Field(
+        100_000_000, ge=1, description="pixels a worker decodes at once (memory bound); a larger image decodes alone")
+    allow_private_networks: bool = Field(
+        False, description="fetch from loopback/private/link-local/CGNAT addresses (the mini-web and tests only)")
+    allowed_networks: list[str] = Field(
+        default_factory=list, description="CIDRs exempt from the private-address guard, e.g. an in-house mirror")
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for net in v:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad one
+        return v
     encode_quality: int = Field(95, ge=1, le=100)
     decoder: Literal["fast", "img2dataset"] = "fast"
     user_agent_token: str = "wit"

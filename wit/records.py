@@ -6,6 +6,15 @@ import hashlib
 import struct
 
 
+def sample_key(uid: str) -> str:
+    """The sample's key in shards: 20 hex digits (80 bits) of a hash of the uid.
+
+    Safe as a tar member name whatever the uid holds (``../``, ``/``, NUL), and the same on every
+    rerun; the shard stage resolves the rare collision within a shard.
+    """
+    return hashlib.blake2b(uid.encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
+
+
 def candidate_uid(url: str, text: str) -> str:
     """Stable 128-bit hex uid of an (image URL, alt text) pair."""
     h = hashlib.blake2b(digest_size=16)

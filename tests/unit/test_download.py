@@ -126,7 +126,7 @@ EXPECTED = {
     "/fault/robots": "robots_optout", "/fault/bomb": "decompression_bomb", "/fault/large": "too_large",
 }
 # A 2 s timeout: answers on a loaded 2-core CI machine can take over half a second.
-FAST = DownloadConfig(timeout=2.0, retries=0, backoff=0.01, max_bytes=2_000_000, image_size=64)
+FAST = DownloadConfig(allow_private_networks=True, timeout=2.0, retries=0, backoff=0.01, max_bytes=2_000_000, image_size=64)
 
 
 def _urls(folder, base: str, paths: list[str], parts: int = 1) -> list[str]:
@@ -166,7 +166,7 @@ def test_every_fault_route_gets_its_reason(tmp_path, server):
 
 
 def test_retries_with_backoff_recover_a_flaky_url(server):
-    f = Fetcher(timeout=1, retries=2, backoff=0.01)
+    f = Fetcher(timeout=1, retries=2, backoff=0.01, allow_private_networks=True)
     res = f.fetch(server + "/fault/flaky")
     assert res.reason == "" and res.attempts == 2 and res.body[:2] == b"\xff\xd8"
     assert f.fetch(server + "/fault/404").attempts == 1  # not retryable
@@ -174,7 +174,7 @@ def test_retries_with_backoff_recover_a_flaky_url(server):
 
 def test_per_host_concurrency_is_respected(server):
     _Handler.max_active = 0
-    f = Fetcher(timeout=2, retries=0, per_host_concurrency=2)
+    f = Fetcher(timeout=2, retries=0, per_host_concurrency=2, allow_private_networks=True)
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(16) as pool:
@@ -184,7 +184,7 @@ def test_per_host_concurrency_is_respected(server):
 
 
 def test_per_host_rate_limit(server):
-    f = Fetcher(timeout=2, retries=0, per_host_concurrency=8, per_host_qps=20)
+    f = Fetcher(timeout=2, retries=0, per_host_concurrency=8, per_host_qps=20, allow_private_networks=True)
     t0 = time.perf_counter()
     for i in range(6):
         f.fetch(f"{server}/img/r{i}.jpg")
@@ -192,7 +192,7 @@ def test_per_host_rate_limit(server):
 
 
 def test_robots_optout_can_be_disabled(server):
-    assert Fetcher(honor_robots=False, retries=0).fetch(server + "/fault/robots").reason == ""
+    assert Fetcher(honor_robots=False, retries=0, allow_private_networks=True).fetch(server + "/fault/robots").reason == ""
 
 
 def test_geometry_matches_img2dataset_resizer():
@@ -214,7 +214,8 @@ def test_retry_failed_reattempts_only_transient_failures(tmp_path, server):
     run_stage(DownloadStage(cfg=FAST), inputs, str(tmp_path / "dl"), ledger_dir=led, progress=False)
     hits_img = _Handler.hits["/img/x.jpg"]
     cmd = [sys.executable, "-m", "wit.cli", "download", "--urls", str(tmp_path / "in"), "--out", str(tmp_path / "dl"),
-           "--ledger", led, "--retry-failed", "--set", "retries=0", "--set", "image_size=64", "--no-progress"]
+           "--ledger", led, "--retry-failed", "--set", "retries=0", "--set", "image_size=64",
+           "--set", "allow_private_networks=true", "--no-progress"]
     subprocess.run(cmd, check=True, capture_output=True)
     assert _Handler.hits["/img/x.jpg"] == hits_img  # finished work is not fetched again
     retry = folders.read_parquet(str(tmp_path / "dl-retry"))

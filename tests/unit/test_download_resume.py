@@ -27,6 +27,7 @@ def test_kill9_then_rerun_completes_exactly_once(tmp_path, server):  # noqa: F81
     out, led = tmp_path / "dl", tmp_path / "ledger"
     cmd = [sys.executable, "-m", "wit.cli", "download", "--urls", str(tmp_path / "in"), "--out", str(out),
            "--ledger", str(led), "--set", "threads=2", "--set", "image_size=32", "--set", "per_host_concurrency=2",
+           "--set", "allow_private_networks=true",
            "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60

@@ -28,7 +28,7 @@ def test_world_routes_and_planted_copies(tmp_path, world):
     inp = str(tmp_path / "in" / "part-00000.parquet")
     folders.write_parquet(inp, t)
     led = str(tmp_path / "ledger")
-    cfg = DownloadConfig(timeout=3.0, retries=0, max_bytes=2_000_000, threads=16)  # slow route: 5 s
+    cfg = DownloadConfig(allow_private_networks=True, timeout=3.0, retries=0, max_bytes=2_000_000, threads=16)  # slow route: 5 s
     run_stage(DownloadStage(cfg=cfg), [inp], str(tmp_path / "dl"), ledger_dir=led, progress=False)
     got = {r["uid"]: r["reason"] or "ok" for r in folders.read_parquet(led).to_pylist()}
     wrong = {p: (entries[p]["expected"], got[candidate_uid(world.base_url + p, "x")]) for p in paths

@@ -25,7 +25,7 @@ def drop_reason(url: str, text: str, max_text_chars: int) -> str | None:
         return "empty_text"
     if len(text) > max_text_chars:
         return "text_too_long"
-    if "\ufffd" in text:
+    if "\ufffd" in text or "\ufffd" in url:
         return "invalid_utf8"
     if url.startswith("data:"):
         return "data_uri"
@@ -76,8 +76,13 @@ class CandidatesStage(Stage):
         if self.format in ("parquet", "csv"):
             from wit.candidates.lists import list_batches
 
-            yield from list_batches(path, self.format, self.url_col, self.text_col, self.page_url_col,
-                                    self.batch_rows)
+            errors: dict[str, int] = {}
+            for t in list_batches(path, self.format, self.url_col, self.text_col, self.page_url_col,
+                                  self.batch_rows, errors):
+                yield t.replace_schema_metadata({_ERRORS_KEY: json.dumps(errors).encode()}) if errors else t
+                errors.clear()
+            if errors:  # rows skipped after the last batch
+                yield _raw_table([], errors)
             return
         if self.format == "wat":
             from wit.candidates.wat import wat_pairs as pairs_of
@@ -89,7 +94,8 @@ class CandidatesStage(Stage):
             rows.append(row)
             if len(rows) >= self.batch_rows:
                 yield _raw_table(rows, errors)
-                rows, errors = [], {}
+                rows = []
+                errors.clear()  # the reader holds this dict: counts after this batch go with the next
         # Always a last (maybe empty) batch, so damage found after the last full batch is counted.
         yield _raw_table(rows, errors)
 

@@ -99,7 +99,12 @@ class DescribeStage(Stage):
 
         with fsspec.open(path, "rb") as f:
             pf = pq.ParquetFile(f)
-            have = [n for n in CORE + CENTRE if n in pf.schema_arrow.names]
+            names = pf.schema_arrow.names
+            have = [n for n in CORE + CENTRE if n in names]
+            missing = [c for c in ("uid", "jpg") if c not in names]
+            if "uid" in missing or (missing and (self.embedder is not None or set(CORE) - set(have))):
+                raise ValueError(f"{path}: no column {missing[0]!r}: dedupe reads downloaded images "
+                                 f"(wit download output), not {', '.join(names[:6])}")
             if self.embedder is None:
                 t = pf.read(columns=["uid"] + have)
                 if all(n in have and t.column(n).null_count == 0 for n in self._needed):

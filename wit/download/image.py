@@ -11,8 +11,10 @@ it is in memory: pHash is resolution-robust, and filter and dedupe then need not
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +42,35 @@ class Prepared:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.jpg).hexdigest() if self.jpg else ""
+
+
+class PixelBudget:
+    """Bounds the pixels decoded at once by a worker's threads; an image over the budget decodes alone.
+
+    A full decode holds ~3-4 bytes per pixel (twice that briefly while it is copied), so without a
+    bound 16 threads on 50-megapixel images need gigabytes at once.
+    """
+
+    def __init__(self, pixels: int) -> None:
+        self.pixels = pixels
+        self._used = 0
+        self._cv = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, n: int):
+        n = min(n, self.pixels)
+        with self._cv:
+            self._cv.wait_for(lambda: self._used + n <= self.pixels)
+            self._used += n
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._used -= n
+                self._cv.notify_all()
+
+
+_UNBOUNDED = contextlib.nullcontext()
 
 
 def target_size(w: int, h: int, image_size: int, mode: str) -> tuple[int, int]:
@@ -75,11 +106,16 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def prepare(body: bytes, *, image_size: int = 256, resize_mode: str = "keep_ratio", max_pixels: int = 50_000_000,
-            quality: int = 95, content_type: str = "") -> Prepared:
+            quality: int = 95, content_type: str = "", budget: PixelBudget | None = None) -> Prepared:
     """Decode ``body``, resize like img2dataset and re-encode as JPEG; failures are reason codes."""
     img, reason = open_header(body, content_type, max_pixels)
     if img is None:
         return Prepared(None, reason=reason)
+    with budget.hold(img.size[0] * img.size[1]) if budget else _UNBOUNDED:
+        return _prepare(img, image_size, resize_mode, quality)
+
+
+def _prepare(img: Image.Image, image_size: int, resize_mode: str, quality: int) -> Prepared:
     ow, oh = img.size
     tw, th = target_size(ow, oh, image_size, resize_mode)
     try:
@@ -120,11 +156,17 @@ def _prepared(jpg: bytes, w: int, h: int, ow: int, oh: int, hashes: ImageHashes,
                     phash_centre=hashes.centre, phash_centre_flip=hashes.centre_flip)
 
 
-def prepare_img2dataset(body: bytes, resizer, *, max_pixels: int = 50_000_000, content_type: str = "") -> Prepared:
+def prepare_img2dataset(body: bytes, resizer, *, max_pixels: int = 50_000_000, content_type: str = "",
+                        budget: PixelBudget | None = None) -> Prepared:
     """Same contract as ``prepare`` but decoding/resizing with img2dataset's own ``Resizer``."""
     img, reason = open_header(body, content_type, max_pixels)
     if img is None:
         return Prepared(None, reason=reason)
+    with budget.hold(img.size[0] * img.size[1]) if budget else _UNBOUNDED:
+        return _prepare_img2dataset(body, img, resizer)
+
+
+def _prepare_img2dataset(body: bytes, img: Image.Image, resizer) -> Prepared:
     jpg, w, h, ow, oh, err = resizer(io.BytesIO(body))
     if err:
         return Prepared(None, reason="decode_error")

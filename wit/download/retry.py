@@ -11,26 +11,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wit.download.fetch import RETRYABLE
-from wit.io import folders, ledger, storage
+from wit.io import folders, ledger
 
 RETRY_STAGE = "download_retry"
 
 
 def retry_inputs(inputs: list[str], ledger_dir: str, retry_out: str, stage: str = "download") -> list[str]:
     """Write one input part per first-pass task holding its retryable failures; return their paths."""
-    fs, lpath = folders.fs_and_path(ledger_dir)
     paths = []
-    con = storage.duckdb_connect(ledger_dir)
-    reasons = ", ".join(f"'{r}'" for r in sorted(RETRYABLE))
+    retryable = pa.array(sorted(RETRYABLE), pa.string())
     for i, path in enumerate(inputs):
         part = ledger.ledger_part_url(ledger_dir, stage, i)
         if not folders.exists(part):
             raise FileNotFoundError(f"task {i} of {stage} has no ledger part ({part}); finish the first pass first")
-        ppath = storage.duckdb_path(part)
-        failed = {u for (u,) in con.execute(
-            f"SELECT uid FROM read_parquet('{ppath}') WHERE status = 'dropped' AND reason IN ({reasons})").fetchall()}
+        led = folders.read_parquet([part], columns=["uid", "status", "reason"])
+        led = led.filter(pc.and_(pc.equal(led.column("status"), ledger.DROPPED),
+                                 pc.is_in(led.column("reason"), retryable)))
         rows = folders.read_parquet([path])
-        mask = pc.is_in(rows.column("uid"), pa.array(sorted(failed), pa.string()))
+        mask = pc.is_in(rows.column("uid"), led.column("uid").combine_chunks())
         url = folders.join(retry_out, "_inputs", f"_part-{i:05d}.parquet")
         if not folders.exists(url):
             folders.write_parquet(url, rows.filter(mask))

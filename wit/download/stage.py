@@ -12,15 +12,11 @@ import pyarrow as pa
 from wit import schemas
 from wit.config import DownloadConfig
 from wit.download.fetch import Fetcher
-from wit.download.image import Prepared, prepare, prepare_img2dataset
+from wit.download.image import PixelBudget, Prepared, prepare, prepare_img2dataset
+from wit.records import sample_key
 from wit.stage import BatchResult, Stage
 
 log = logging.getLogger(__name__)
-
-
-def sample_key(uid: str) -> str:
-    """The sample key in shards: the first 16 hex digits of the uid (stable across reruns)."""
-    return uid[:16]
 
 
 @dataclass
@@ -44,7 +40,10 @@ class DownloadStage(Stage):
         self.fetcher = Fetcher(timeout=c.timeout, retries=c.retries, backoff=c.backoff, max_bytes=c.max_bytes,
                                max_redirects=c.max_redirects, honor_robots=c.honor_robots,
                                user_agent_token=c.user_agent_token, per_host_concurrency=c.per_host_concurrency,
-                               per_host_qps=c.per_host_qps, limiter=limiter)
+                               per_host_qps=c.per_host_qps, allow_private_networks=c.allow_private_networks,
+                               allowed_networks=tuple(c.allowed_networks),
+                               limiter=limiter)
+        self.budget = PixelBudget(c.decode_pixel_budget)
         self.pool = ThreadPoolExecutor(max_workers=c.threads, thread_name_prefix="wit-download")
         self.resizer = None
         if c.decoder == "img2dataset":
@@ -58,17 +57,26 @@ class DownloadStage(Stage):
         if pool is not None:
             pool.shutdown(wait=True)
 
-    def _one(self, url: str) -> tuple[Prepared, str]:
-        """The stored image and the sha256 of the downloaded bytes (img2dataset's ``sha256``)."""
+    def _one(self, url: str | None) -> tuple[Prepared, str]:
+        """One row's outcome and the sha256 of the downloaded bytes (img2dataset's ``sha256``);
+        whatever goes wrong is this row's reason, never the part's failure."""
+        try:
+            return self._fetch_and_prepare(url or "")
+        except Exception as e:  # noqa: BLE001 - one URL must not fail the part
+            log.warning("download %r: unexpected %s: %s", url, type(e).__name__, e)
+            return Prepared(None, reason="internal_error"), ""
+
+    def _fetch_and_prepare(self, url: str) -> tuple[Prepared, str]:
         res = self.fetcher.fetch(url)
         if res.reason:
             return Prepared(None, reason=res.reason), ""
         c = self.cfg
         if self.resizer is not None:
-            p = prepare_img2dataset(res.body, self.resizer, max_pixels=c.max_pixels, content_type=res.content_type)
+            p = prepare_img2dataset(res.body, self.resizer, max_pixels=c.max_pixels, content_type=res.content_type,
+                                    budget=self.budget)
         else:
             p = prepare(res.body, image_size=c.image_size, resize_mode=c.resize_mode, max_pixels=c.max_pixels,
-                        quality=c.encode_quality, content_type=res.content_type)
+                        quality=c.encode_quality, content_type=res.content_type, budget=self.budget)
         return p, hashlib.sha256(res.body).hexdigest()
 
     def process_batch(self, batch: pa.Table) -> BatchResult:

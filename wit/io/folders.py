@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from typing import Any
 
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
 MARKERS = "_markers"
+_MARKER_NAME = re.compile(r"part-[0-9]+\.json")
 
 
 def fs_and_path(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -65,6 +67,29 @@ def expand(inputs: list[str] | str, suffixes: tuple[str, ...] | None = None) -> 
                 continue
             out.append(protocol + p if protocol and not p.startswith(protocol) else p)
     return sorted(dict.fromkeys(out))
+
+
+def list_named(folder: str, name: re.Pattern) -> list[str]:
+    """The files directly in ``folder`` whose name matches ``name``, sorted (URLs for a remote folder).
+
+    A listing, not a glob: the folder's own name may hold ``[``, ``*``, quotes or spaces.
+    """
+    fs, path = fs_and_path(folder)
+    if not fs.isdir(path):
+        return []
+    found = sorted(p for p in fs.ls(path, detail=False) if name.fullmatch(p.rstrip("/").rsplit("/", 1)[-1]))
+    return [fs.unstrip_protocol(p) for p in found] if "://" in str(folder) else found
+
+
+def duckdb_view(con, name: str, files: list[str]) -> None:
+    """Register ``files`` (Parquet) as view ``name`` of DuckDB connection ``con``.
+
+    Read through pyarrow, so no path is ever written into SQL text or expanded as a DuckDB glob.
+    """
+    import pyarrow.dataset as ds
+
+    fs = fs_and_path(files[0])[0] if files else None
+    con.register(name, ds.dataset([fs_and_path(f)[1] for f in files], format="parquet", filesystem=fs))
 
 
 def part_name(index: int, suffix: str = ".parquet") -> str:
@@ -134,4 +159,4 @@ def read_markers(out: str) -> list[dict]:
     fs, path = fs_and_path(join(out, MARKERS))
     if not fs.exists(path):
         return []
-    return [read_json(fs.unstrip_protocol(p)) for p in sorted(fs.glob(path + "/part-*.json"))]
+    return [read_json(p) for p in list_named(join(out, MARKERS), _MARKER_NAME)]

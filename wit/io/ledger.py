@@ -13,14 +13,19 @@ of each finished task live in its completion marker. Reconciling checks, per sta
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
+import duckdb
 import pyarrow as pa
 
 from wit import schemas
-from wit.io import folders, storage
+from wit.io import folders
 
 KEPT = "kept"
+_PART = re.compile(r"[^._].*\.parquet")
+_OUTPUT_PART = re.compile(r"part-[0-9]+\.parquet")
+_SHARD_PART = re.compile(r"[0-9]{5}\.parquet")
 DROPPED = "dropped"
 
 
@@ -82,19 +87,17 @@ def _local_dir(url: str) -> str:
 def summarize(ledger_dir: str) -> dict[str, StageCheck]:
     """Per-stage counts by reason code straight from the ledger files (DuckDB over Parquet); the reasons
     of older ledgers, which carried a detail after a colon, count under their code."""
-    fs, path = folders.fs_and_path(ledger_dir)
-    if not fs.exists(path) or not fs.glob(path + "/*.parquet"):
+    files = folders.list_named(ledger_dir, _PART)
+    if not files:
         return {}
-    con = storage.duckdb_connect(ledger_dir)
-    glob = storage.duckdb_path(ledger_dir).rstrip("/") + "/*.parquet"
-    rows = con.execute(
-        f"SELECT stage, status, split_part(reason, ':', 1), count(*) FROM read_parquet('{glob}', union_by_name = true)"
-        " GROUP BY ALL ORDER BY ALL"
-    ).fetchall()
+    con = duckdb.connect()
+    folders.duckdb_view(con, "ledger", files)
+    rows = con.execute("SELECT stage, status, split_part(reason, ':', 1), count(*) FROM ledger GROUP BY ALL ORDER BY ALL"
+                       ).fetchall()
     dups = dict(
         con.execute(
-            f"""SELECT stage, count(*) FROM (
-                  SELECT stage, uid FROM read_parquet('{glob}', union_by_name = true) WHERE status = 'kept'
+            """SELECT stage, count(*) FROM (
+                  SELECT stage, uid FROM ledger WHERE status = 'kept'
                   GROUP BY stage, uid HAVING count(*) > 1) GROUP BY stage"""
         ).fetchall()
     )
@@ -160,15 +163,18 @@ def reconcile(ledger_dir: str, stage_outputs: dict[str, str] | None = None, chai
 
 
 def _count_output_rows(out: str) -> int | None:
-    fs, path = folders.fs_and_path(out)
     # part-NNNNN.parquet, or NNNNN.parquet beside NNNNN.tar for the shard stage
-    files = fs.glob(path + "/part-*.parquet") or fs.glob(path + "/[0-9][0-9][0-9][0-9][0-9].parquet")
+    files = folders.list_named(out, _OUTPUT_PART) or folders.list_named(out, _SHARD_PART)
     if not files:
         return None
-    if storage.is_remote(out):
-        files = [fs.unstrip_protocol(f) for f in files]
-    con = storage.duckdb_connect(out)
-    return con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchone()[0]
+    import pyarrow.parquet as pq
+
+    total = 0
+    for f in files:
+        fs, path = folders.fs_and_path(f)
+        with fs.open(path, "rb") as fh:
+            total += pq.ParquetFile(fh).metadata.num_rows
+    return total
 
 
 def as_dict(checks: dict[str, StageCheck]) -> dict:

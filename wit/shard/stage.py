@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from dataclasses import dataclass
 
@@ -19,9 +20,14 @@ import pyarrow.parquet as pq
 from wit import schemas
 from wit.io import folders
 from wit.shard import metadata
+from wit.records import sample_key
 from wit.stage import BatchResult, Stage
 
 CHUNKS = "_chunks"
+#: a tar member stem webdataset groups correctly (no dot) and no extractor can place outside its folder
+_SAFE_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_SHARD_PARQUET = re.compile(r"[0-9]{5}\.parquet")
+_SHARD_TAR = re.compile(r"[0-9]{5}\.tar")
 
 
 def make_chunks(inputs: list[str], out: str, samples_per_shard: int) -> list[str]:
@@ -55,6 +61,25 @@ def make_chunks(inputs: list[str], out: str, samples_per_shard: int) -> list[str
     return paths
 
 
+def shard_keys(rows: list[dict]) -> list[str]:
+    """Each row's tar key: its ``key`` when safe and not yet used in this shard, else one derived from its uid.
+
+    Deterministic in row order, so a rerun writes the same names; the uid itself stays in the sidecar.
+    """
+    used: set[str] = set()
+    keys = []
+    for r in rows:
+        key = r.get("key") or ""
+        if not _SAFE_KEY.fullmatch(key) or key in used:
+            base = key = sample_key(str(r.get("uid") or ""))
+            n = 1
+            while key in used:
+                key, n = f"{base}_{n}", n + 1
+        used.add(key)
+        keys.append(key)
+    return keys
+
+
 def _tar_bytes(rows: list[dict]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
@@ -79,6 +104,9 @@ class ShardStage(Stage):
 
     def write_output(self, kept: pa.Table, out: str, index: int) -> int:
         rows = kept.to_pylist()
+        for r, key in zip(rows, shard_keys(rows)):
+            r.setdefault("phash", None)
+            r["key"] = key
         shard = f"{index:05d}"
         folders.atomic_write_bytes(folders.join(out, f"{shard}.tar"), _tar_bytes(rows))
         metas = [metadata.sidecar(r) for r in rows]
@@ -90,17 +118,20 @@ class ShardStage(Stage):
 
 def write_stats(out: str, samples_per_shard: int) -> dict:
     """``OUT/_stats.json``: samples, shards, bytes and per-query sample counts (from the Parquet)."""
-    from wit.io import storage
+    import duckdb
 
     fs, path = folders.fs_and_path(out)
-    con = storage.duckdb_connect(out)
-    glob = f"{storage.duckdb_path(out).rstrip('/')}/[0-9][0-9][0-9][0-9][0-9].parquet"
-    samples, shards = con.execute(f"SELECT count(*), count(DISTINCT shard) FROM read_parquet('{glob}')").fetchone()
-    per_query = con.execute(f"SELECT q, count(*) FROM (SELECT unnest(query_ids) q FROM read_parquet('{glob}'))"
-                            " GROUP BY q ORDER BY 2 DESC").fetchall()
+    con = duckdb.connect()
+    files = folders.list_named(out, _SHARD_PARQUET)
+    samples, shards, per_query = 0, 0, []
+    if files:
+        folders.duckdb_view(con, "shards", files)
+        samples, shards = con.execute("SELECT count(*), count(DISTINCT shard) FROM shards").fetchone()
+        per_query = con.execute("SELECT q, count(*) FROM (SELECT unnest(query_ids) q FROM shards)"
+                                " GROUP BY q ORDER BY 2 DESC, 1").fetchall()
     stats = {
         "samples": samples, "shards": shards, "samples_per_shard": samples_per_shard,
-        "tar_bytes": sum(fs.size(p) for p in fs.glob(path + "/*.tar")),
+        "tar_bytes": sum(fs.size(p) for p in folders.list_named(out, _SHARD_TAR)),
         "queries": len(per_query), "max_per_query": per_query[0][1] if per_query else 0,
         "top_queries": [[int(q), int(n)] for q, n in per_query[:20]],
     }
