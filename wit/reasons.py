@@ -26,7 +26,10 @@ REASONS: dict[str, tuple[str, str]] = {
     "no_match": ("match", "the text contains no query"),
     "balanced_out": ("balance", "its entries' coins all landed above p_e (MetaCLIP Algorithm 1)"),
     # download
-    "bad_url": ("download", "a URL that cannot be requested"),
+    "bad_url": ("download", "a URL that cannot be requested (malformed host, port, brackets, control characters)"),
+    "private_address": ("download", "a loopback, private, link-local or other non-public address, refused before "
+                                    "connecting (any redirect hop too; allow_private_networks: true lifts it)"),
+    "internal_error": ("download", "an unexpected error on this one URL (logged with the URL); the part goes on"),
     "http_404": ("download", "404 or 410 from the server"),
     "http_500": ("download", "a 5xx from the server (retryable)"),
     "http_redirect_no_location": ("download", "a redirect without a Location header"),
