@@ -83,7 +83,7 @@ def wit_chain(tmp: Path, run: int, index_dir: str | None, args) -> tuple[float, 
     from wit.filter.stage import FilterStage
     from wit.io import folders
     from wit.runners import run_stage
-    from wit.shard.step import write_shards
+    from wit.shard.job import write_shards
 
     r = tmp / f"run-{run}"
     kw = dict(ledger_dir=str(r / "ledger"), progress=False)

@@ -14,7 +14,7 @@ from wit.filter.stage import FilterStage
 from wit.io import folders, ledger
 from wit.records import candidate_uid
 from wit.runners import run_stage
-from wit.shard.step import write_shards
+from wit.shard.job import write_shards
 
 
 def test_world_routes_and_planted_copies(tmp_path, world):

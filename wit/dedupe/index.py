@@ -365,12 +365,9 @@ def _brute_nearest(q: np.ndarray, ref: np.ndarray, thr: np.ndarray, block: int) 
 def build_index_cli(pairs: list[str], out: str, model: str | None = None, checkpoint: str | None = None,
                     embed_threshold: float = 0.95) -> EvalIndex:
     """`NAME=PATH` pairs -> a saved index (with embeddings when a checkpoint is given)."""
-    sets = {}
-    for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not sep or not name or not os.path.exists(path):
-            raise ValueError(f"--eval wants NAME=PATH with an existing PATH, got {pair!r}")
-        sets[name] = path
+    from wit.cli_args import parse_pairs
+
+    sets = parse_pairs(pairs, "--eval", existing_path=True)
     index = EvalIndex.build(sets, embedder=make_embedder(model, checkpoint, embed_threshold))
     index.save(out)
     return index

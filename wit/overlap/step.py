@@ -1,9 +1,10 @@
-"""Pipeline step `overlap`: the CLIP §5 analysis of RUN/shards against the run's eval sets."""
+"""Pipeline step `overlap`: the CLIP §5 analysis of RUN/shards against the spec's eval sets."""
 
 from __future__ import annotations
 
 import os
 
+from wit.io import folders
 from wit.overlap.analysis import OverlapJob, run_overlap
 from wit.overlap.detector import DEFAULT_THRESHOLD
 
@@ -12,16 +13,13 @@ CHECKPOINT = "checkpoints/epoch_latest.pt"
 
 def run_step(ctx) -> dict:
     cfg = ctx.spec.overlap
-    eval_sets = dict(cfg.eval)
-    if not eval_sets and ctx.state.get("world") is not None:
-        eval_sets = dict(ctx.state["world"].eval_sets)
-    if not eval_sets:
+    shards, trained = ctx.inputs
+    if not cfg.eval:
         raise ValueError("overlap: no eval sets (set overlap.eval, or run the world step)")
-    ckpt = ctx.path("train", CHECKPOINT)
+    ckpt = folders.join(trained, CHECKPOINT)
     has_model = os.path.exists(ckpt)
     job = OverlapJob(
-        shards=[ctx.folder("shard")], eval_sets=eval_sets, out=ctx.folder("overlap"),
-        thresholds=dict(cfg.thresholds),
+        shards=[shards], eval_sets=dict(cfg.eval), out=ctx.output, thresholds=dict(cfg.thresholds),
         default_threshold=DEFAULT_THRESHOLD if cfg.default_threshold is None else cfg.default_threshold,
         model=ckpt if has_model else None, model_name=ctx.spec.train.model if has_model else None,
         templates=cfg.templates, use_sidecar=cfg.use_sidecar, pairs=cfg.pairs,

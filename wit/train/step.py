@@ -1,4 +1,4 @@
-"""Pipeline step `train`: train on RUN/shards into RUN/train and evaluate on the world's eval sets."""
+"""Pipeline step `train`: train on RUN/shards into RUN/train and evaluate zero-shot on the spec's eval sets."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ def run_step(ctx) -> dict:
     from wit.train.loop import TrainJob, train
 
     cfg = ctx.spec.train
-    world = ctx.state.get("world")
-    eval_sets = dict(getattr(world, "eval_sets", None) or {})
-    job = TrainJob.from_config(cfg, list_shards(ctx.folder("shard")), ctx.folder("train"), eval_sets, resume=True)
+    (shards,) = ctx.inputs
+    job = TrainJob.from_config(cfg, list_shards(shards), ctx.output, dict(cfg.eval), resume=True)
     # train.ray_workers = N > 0 trains with Ray Train on N workers (the runner's cluster); 0 trains in this
     # process, which on one small machine is faster than splitting its cores between workers.
-    ray_workers = cfg.ray_workers
-    summary = train(job, ray_workers=ray_workers, address=ctx.address)
+    summary = train(job, ray_workers=cfg.ray_workers, address=ctx.address)
     return {
         "steps": summary["steps"],
         "final_loss": summary["final_loss"],
