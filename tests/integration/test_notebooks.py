@@ -1,4 +1,4 @@
-"""The audit notebooks run top to bottom against a small run directory that follows DESIGN.md's contract.
+"""The audit notebooks run top to bottom against a small run directory that follows the run-directory contract (docs/pipelines.md).
 
 Set WIT_TEST_RUN=RUN to also run them against a real run (e.g. the demo's).
 """

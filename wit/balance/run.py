@@ -61,8 +61,10 @@ def balance_folder(inputs: str | list[str], out: str, *, t: int, oversample: flo
     """Balance the parts of ``inputs`` into ``out``; write balance_stats.json and the curve PNG.
 
     ``counts_url``: the pool's entry counts (the pre pass reads matched/entry_counts.parquet);
-    when None they are recomputed over ``inputs`` with the same exact reduce (the final pass).
+    when None they are recomputed over ``inputs`` with the same exact reduce (the final pass),
+    and the inputs' columns (images and descriptors) are kept.
     """
+    final = counts_url is None
     parts = part_files(inputs)
     if not parts:
         raise ValueError(f"{name}: no input parts in {inputs}")
@@ -76,7 +78,7 @@ def balance_folder(inputs: str | list[str], out: str, *, t: int, oversample: flo
         thresholds = folders.join(out, THRESHOLDS_FILE)
         folders.write_parquet(thresholds, hardcap_thresholds(parts, counts, int(cap_of(t, oversample)), seed))
     stage = BalanceStage(counts=counts_url, t=t, oversample=oversample, mode=mode, seed=seed,
-                         thresholds=thresholds, name=name)
+                         thresholds=thresholds, name=name, keep_columns=final)
     report = run_stage(stage, parts, out, **runner_kwargs).as_dict()
     stats = balance_stats(counts, entry_counts(out), out, cap_of(t, oversample))
     stats.update({"t": t, "oversample": oversample, "mode": mode, "seed": seed})

@@ -41,8 +41,13 @@ def descriptors_dir(out: str) -> str:
     return folders.join(out, "_descriptors")
 
 
+def descriptor_name(index: int) -> str:
+    return f"_desc-{index:05d}.parquet"
+
+
 def descriptor_url(out: str, index: int) -> str:
-    return folders.join(descriptors_dir(out), f"_desc-{index:05d}.parquet")
+    """Task ``index``'s descriptors under the dedupe folder ``out``."""
+    return folders.join(descriptors_dir(out), descriptor_name(index))
 
 
 @dataclass
@@ -63,7 +68,6 @@ class DescribeStage(Stage):
     embed_threshold: float | None = None
     embed_thresholds: dict[str, float] = field(default_factory=dict)
     embed_batch: int = 64
-    out: str = ""
     name: str = "dedupe_describe"
     output_schema = DESCRIPTORS
     batch_rows: int = 1024
@@ -186,7 +190,8 @@ class DescribeStage(Stage):
                 match[i], by[i] = f"{index.sets[f[0]]}:{index.items[f[0]]}", f[1]
 
     def write_output(self, kept: pa.Table, out: str, index: int) -> int:
-        folders.write_parquet(descriptor_url(self.out, index), kept)
+        """``out/_desc-NNNNN.parquet`` (``out`` is the descriptors folder the job runs this stage into)."""
+        folders.write_parquet(folders.join(out, descriptor_name(index)), kept)
         return kept.num_rows
 
 
@@ -315,7 +320,7 @@ def run_dedupe(inputs: list[str], out: str, index_dir: str | None, cfg, **runner
     describe = DescribeStage(index_dir=index_dir, threshold=cfg.phash_threshold, thresholds=dict(cfg.thresholds),
                              match_flips=cfg.match_flips, centre_hash=cfg.centre_hash,
                              embed_threshold=cfg.embed_threshold, embed_thresholds=dict(cfg.embed_thresholds),
-                             embed_batch=cfg.embed_batch, out=out)
+                             embed_batch=cfg.embed_batch)
     d = run_stage(describe, inputs, descriptors_dir(out), ledger_dir=None, **runner_kwargs)
     by = matched_by(out)
     nd = near_duplicates(out, cfg.within_threshold) if cfg.within_dataset else None

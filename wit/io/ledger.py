@@ -69,11 +69,6 @@ class StageCheck:
         return not self.problems
 
 
-def _local_dir(url: str) -> str:
-    fs, path = folders.fs_and_path(url)
-    return path
-
-
 def summarize(ledger_dir: str) -> dict[str, StageCheck]:
     """Per-stage counts straight from the ledger files (DuckDB over Parquet)."""
     fs, path = folders.fs_and_path(ledger_dir)

@@ -74,15 +74,6 @@ def iter_tar_samples(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
         yield key, parts
 
 
-def read_tar_image(url: str, key: str):
-    """The decoded image of sample ``key`` in a webdataset tar (for thumbnails), or None."""
-    for k, parts in iter_tar_samples(url):
-        if k == key:
-            data = next((parts[e] for e in IMAGE_EXTS if e in parts), None)
-            return _decode(data) if data is not None else None
-    return None
-
-
 def sidecar_parquet(tar_url: str) -> str:
     return tar_url[: -len(".tar")] + ".parquet"
 

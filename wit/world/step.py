@@ -11,8 +11,9 @@ from wit.errors import UserError
 
 log = logging.getLogger(__name__)
 
-#: the port the mini-web was first served on; reused so its URLs in candidates stay valid after a restart
-SERVER_FILE = "_server.json"
+#: RUN/server.json: the port the mini-web was first served on, reused so that the URLs in the run's
+#: candidates stay valid after a restart
+SERVER_FILE = "server.json"
 
 
 def serve(root: str, port_file: Path):
@@ -24,14 +25,15 @@ def serve(root: str, port_file: Path):
         server = WorldServer(root, port=port).start()
     except OSError as err:
         raise UserError(f"the mini-web's port {port} (saved in {port_file} so its URLs stay valid across restarts) "
-                        f"is in use: {err.strerror}; stop what holds it, or delete {Path(root)} to start afresh") from None
+                        f"is in use: {err.strerror}; stop what holds it, or delete {port_file} to serve on a new "
+                        "port (the run's later steps are then recomputed)") from None
     port_file.write_text(json.dumps({"port": int(server.base_url.rsplit(":", 1)[1])}))
     return server
 
 
 def run_step(ctx) -> dict:
     """Generate (``ctx.spec.world``; reloaded when an identical world is already there), serve it for the rest
-    of the run, write its crawl files, and fill the spec's empty inputs with the world's files."""
+    of the run on the run's port, write its crawl files, and fill the spec's empty inputs with the world's files."""
     from wit.world import World, generate, write_crawl
     from wit.world.command import summary
 
@@ -39,12 +41,12 @@ def run_step(ctx) -> dict:
     root = ctx.output
     if not ctx.done_before:
         generate(root, size=cfg.size, seed=cfg.seed)
-    server = serve(root, Path(root) / SERVER_FILE)
+    server = serve(root, Path(ctx.run.path(SERVER_FILE)))
     ctx.on_close(server.stop)
-    if not ctx.done_before:
-        write_crawl(root, server.base_url, seed=cfg.seed)
     world = World.load(root)
-    world.base_url = server.base_url
+    if not ctx.done_before or world.base_url != server.base_url:  # the crawl names the served URLs
+        write_crawl(root, server.base_url, seed=cfg.seed)
+        world = World.load(root)
     ctx.fill("queries", wikipedia=[str(p) for p in world.wiki_dumps], pageviews=[str(p) for p in world.pageviews])
     crawl = world.warc if ctx.spec.candidates.format == "warc" else world.wat
     ctx.fill("candidates", inputs=[str(p) for p in crawl])
