@@ -33,7 +33,7 @@ def build_run(run: Path, seed: int = 0) -> Path:
     """A small contract-conforming run: queries, candidates .. shards with a ledger, and a real overlap report."""
     import webdataset as wds
 
-    from wit.dedupe.descriptors import describe_bytes
+    from wit.imagehash.descriptors import describe_bytes
     from wit.overlap.analysis import OverlapJob, run_overlap
     from wit.train import synthetic
 

@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 
 from wit import schemas
 from wit.config import DedupeConfig
-from wit.dedupe.descriptors import hamming, phash64, phash64_flip, pixel_hash
+from wit.imagehash.descriptors import hamming, phash64, phash64_flip, pixel_hash
 from wit.dedupe.index import EvalIndex
 from wit.dedupe.stage import run_dedupe
 from wit.io import folders, ledger
@@ -119,7 +119,7 @@ def _overlaid(img):
 
 
 def test_image_hashes_equal_the_separate_computations(shared_data):
-    from wit.dedupe.descriptors import centre_phash_batch, image_hashes, phash64_batch
+    from wit.imagehash.descriptors import centre_phash_batch, image_hashes, phash64_batch
 
     for p in _photos(shared_data, 4):
         im = Image.open(p)

@@ -6,10 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from wit.dedupe import mih
-from wit.dedupe.descriptors import phash64
+from wit.imagehash import mih
+from wit.imagehash.descriptors import phash64
 from wit.dedupe.index import EvalIndex, _brute_nearest
-from wit.dedupe.mih import flip_random_bits
+from wit.imagehash.mih import flip_random_bits
 
 VARIANTS = ["image"] + ["crop"] * 19 + ["rotate"] * 4 + ["rotate_crop"] * 4 + ["centre"]
 

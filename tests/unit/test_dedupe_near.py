@@ -8,10 +8,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from wit.dedupe import mih
+from wit.imagehash import mih
 from wit.dedupe.stage import (DESCRIPTORS, _earlier_phash_brute, _earlier_phash_mih, descriptor_url,
                               earlier_duplicates, near_duplicates)
-from wit.dedupe.mih import flip_random_bits
+from wit.imagehash.mih import flip_random_bits
 from wit.io import folders
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from wit.dedupe.descriptors import describe_bytes
+from wit.imagehash.descriptors import describe_bytes
 from wit.io import folders
 from wit.overlap.analysis import OverlapJob, run_overlap
 from wit.overlap.detector import DEFAULT_THRESHOLD, TrainHashStage, TrainIndex, calibrate, perturb

@@ -4,7 +4,7 @@ Eval sets come as ImageFolder dirs, webdataset tar shards, or Parquet with image
 is a directory holding ``index.parquet`` (set, item, pixel_sha256, phash, variant): one "image" row
 per eval image plus "crop", "rotate", "rotate_crop" and "centre" rows, and with an open_clip model
 ``embeddings.parquet`` (row, embedding) + ``model.json``. A pHash lookup is exact: multi-index
-hashing (``wit.dedupe.mih``) on large indexes, a brute-force XOR + popcount scan on small ones.
+hashing (``wit.imagehash.mih``) on large indexes, a brute-force XOR + popcount scan on small ones.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 
 from wit import schemas
-from wit.dedupe import mih
-from wit.dedupe.descriptors import centre_phash_batch, phash64_batch, pixel_hash
+from wit.imagehash import mih
+from wit.imagehash.descriptors import centre_phash_batch, phash64_batch, pixel_hash
 from wit.io import folders
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wit import schemas
-from wit.dedupe import mih
-from wit.dedupe.descriptors import centre_phash_batch, phash64_batch, pixel_hash
+from wit.imagehash import mih
+from wit.imagehash.descriptors import centre_phash_batch, phash64_batch, pixel_hash
 from wit.io import folders
 from wit.stage import BatchResult, Stage
 

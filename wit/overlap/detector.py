@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from wit import schemas
-from wit.dedupe.descriptors import hamming, phash64_batch
+from wit.imagehash.descriptors import hamming, phash64_batch
 from wit.io import folders
 from wit.stage import BatchResult, Stage
 
