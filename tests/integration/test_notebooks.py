@@ -34,7 +34,7 @@ def build_run(run: Path, seed: int = 0) -> Path:
     import webdataset as wds
 
     from wit.imagehash.descriptors import describe_bytes
-    from wit.overlap.analysis import OverlapJob, run_overlap
+    from wit.overlap.job import OverlapJob, run_overlap
     from wit.train import synthetic
 
     rng = random.Random(seed)

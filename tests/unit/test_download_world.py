@@ -8,7 +8,7 @@ import pyarrow as pa
 from wit import schemas
 from wit.config import DedupeConfig, DownloadConfig, FilterConfig
 from wit.dedupe.index import EvalIndex
-from wit.dedupe.stage import run_dedupe
+from wit.dedupe.job import run_dedupe
 from wit.download.stage import DownloadStage
 from wit.filter.stage import FilterStage
 from wit.io import folders, ledger

@@ -12,7 +12,7 @@ import pytest
 
 from wit.imagehash.descriptors import describe_bytes
 from wit.io import folders
-from wit.overlap.analysis import OverlapJob, run_overlap
+from wit.overlap.job import OverlapJob, run_overlap
 from wit.overlap.detector import DEFAULT_THRESHOLD, TrainHashStage, TrainIndex, calibrate, perturb
 from wit.runners import run_stage
 

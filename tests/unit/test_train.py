@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from wit.train import synthetic
-from wit.train.loop import TrainJob, train, train_worker
+from wit.train.job import train
+from wit.train.loop import TrainJob, train_worker
 
 
 @pytest.fixture(scope="module")

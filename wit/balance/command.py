@@ -27,9 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _main(args: argparse.Namespace) -> int:
     from wit.cli_args import ledger_dir as cli_ledger_dir
-    from wit.balance.run import balance_folder
+    from wit.balance.job import balance_folder
     from wit.io import folders
-    from wit.match.run import ENTRY_COUNTS_FILE
+    from wit.match.job import ENTRY_COUNTS_FILE
 
     if args.t < 1 or args.oversample <= 0:
         raise ValueError("balance: --t must be >= 1 and --oversample > 0")

@@ -24,7 +24,7 @@ class BalanceStage(Stage):
     """Keeps pairs per MetaCLIP Algorithm 1 (or the hard cap); drops the rest as ``balanced_out``.
 
     ``counts`` is the entry-counts Parquet of the pool; ``thresholds`` (hard cap only) is the
-    per-entry coin threshold from ``run.hardcap_thresholds``. With ``keep_columns`` (the final
+    per-entry coin threshold from ``job.hardcap_thresholds``. With ``keep_columns`` (the final
     pass, over rows that carry images) every input column is kept and ``output_schema`` is None;
     otherwise the output is the BALANCED schema.
     """

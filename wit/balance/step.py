@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from wit.balance.run import balance_folder
+from wit.balance.job import balance_folder
 from wit.io import folders
-from wit.match.run import ENTRY_COUNTS_FILE
+from wit.match.job import ENTRY_COUNTS_FILE
 
 
 def run_step(ctx) -> dict:

@@ -35,7 +35,7 @@ def _main(args: argparse.Namespace) -> int:
     from wit.cli_args import ledger_dir as cli_ledger_dir
     from wit.config import DedupeConfig
     from wit.dedupe.index import build_index_cli
-    from wit.dedupe.stage import run_dedupe
+    from wit.dedupe.job import run_dedupe
     from wit.cli_args import load_section
     from wit.io import folders
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wit.dedupe.index import EvalIndex, make_embedder
-from wit.dedupe.stage import run_dedupe
+from wit.dedupe.job import run_dedupe
 from wit.io import folders
 
 INDEX = "eval_index"

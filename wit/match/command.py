@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _main(args: argparse.Namespace) -> int:
     from wit.cli_args import ledger_dir as cli_ledger_dir
-    from wit.match.run import match_folder
+    from wit.match.job import match_folder
 
     out = args.out.rstrip("/")
     ledger_dir = cli_ledger_dir(args)

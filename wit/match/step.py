@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wit.io import folders
-from wit.match.run import match_folder
+from wit.match.job import match_folder
 
 
 def run_step(ctx) -> dict:

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _main(args: argparse.Namespace) -> int:
     from wit.cli_args import parse_pairs
-    from wit.overlap.analysis import OverlapJob, run_overlap
+    from wit.overlap.job import OverlapJob, run_overlap
 
     job = OverlapJob(
         shards=args.shards, eval_sets=parse_pairs(args.eval, "--eval"), out=args.out,

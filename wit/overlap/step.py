@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from wit.io import folders
-from wit.overlap.analysis import OverlapJob, run_overlap
+from wit.overlap.job import OverlapJob, run_overlap
 from wit.overlap.detector import DEFAULT_THRESHOLD
 
 CHECKPOINT = "checkpoints/epoch_latest.pt"

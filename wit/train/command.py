@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _main(args: argparse.Namespace) -> int:
     from wit.cli_args import parse_pairs
     from wit.train.data import list_shards
-    from wit.train.loop import TrainJob, train
+    from wit.train.job import train
+    from wit.train.loop import TrainJob
 
     job = TrainJob(
         tuple(list_shards(args.shards)), args.out, model=args.model, steps=args.steps, batch_size=args.batch_size,

@@ -6,7 +6,8 @@ from __future__ import annotations
 def run_step(ctx) -> dict:
     """Train (resuming a killed run's checkpoint), evaluate zero-shot; return loss, steps and top-1 per set."""
     from wit.train.data import list_shards
-    from wit.train.loop import TrainJob, train
+    from wit.train.job import train
+    from wit.train.loop import TrainJob
 
     cfg = ctx.spec.train
     (shards,) = ctx.inputs
