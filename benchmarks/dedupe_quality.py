@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from wit import schemas  # noqa: E402
 from wit.dedupe.index import EvalIndex, make_embedder  # noqa: E402
-from wit.dedupe.stage import DescribeStage  # noqa: E402
+from wit.dedupe.describe import DescribeStage  # noqa: E402
 from wit.download.image import prepare  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "imagenet-sample"

@@ -19,10 +19,10 @@ import pyarrow as pa
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from wit.dedupe import mih  # noqa: E402
-from wit.dedupe.descriptors import phash64_batch, pixel_hash  # noqa: E402
+from wit.imagehash import mih  # noqa: E402
+from wit.imagehash.descriptors import phash64_batch, pixel_hash  # noqa: E402
 from wit.dedupe.index import EvalIndex  # noqa: E402
-from wit.dedupe.stage import earlier_duplicates  # noqa: E402
+from wit.dedupe.near import earlier_duplicates  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "imagenet-sample"
 

@@ -78,12 +78,12 @@ def bare_img2dataset(tmp: Path, run: int, args) -> float:
 def wit_chain(tmp: Path, run: int, index_dir: str | None, args) -> tuple[float, dict]:
     """download -> filter -> dedupe -> shard with the local runner: (seconds, per-step seconds)."""
     from wit.config import DedupeConfig, DownloadConfig, FilterConfig
-    from wit.dedupe.stage import run_dedupe
+    from wit.dedupe.job import run_dedupe
     from wit.download.stage import DownloadStage
     from wit.filter.stage import FilterStage
     from wit.io import folders
     from wit.runners import run_stage
-    from wit.shard.step import write_shards
+    from wit.shard.job import write_shards
 
     r = tmp / f"run-{run}"
     kw = dict(ledger_dir=str(r / "ledger"), progress=False)

@@ -9,53 +9,27 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from wit import __version__
 
-# (command, module holding register(), one-line help)
-COMMANDS: list[tuple[str, str, str]] = [
-    ("world", "wit.world.command", "generate the synthetic mini-web (and serve it)"),
-    ("queries", "wit.queries.command", "build the query list from Wikipedia, pageviews and WordNet"),
-    ("candidates", "wit.candidates.command", "extract (image URL, alt text) candidates from WAT/WARC/URL lists"),
-    ("match", "wit.match.command", "substring-match candidates against the queries (MetaCLIP semantics)"),
-    ("balance", "wit.balance.command", "balance matched pairs with a per-query cap t (MetaCLIP Algorithm 1)"),
-    ("download", "wit.download.command", "download images with img2dataset (politeness, opt-outs, retries)"),
-    ("filter", "wit.filter.command", "filter downloaded images (decode, size, aspect, caption, model hooks)"),
-    ("dedupe", "wit.dedupe.command", "index eval sets and drop their copies and in-set near-duplicates"),
-    ("shard", "wit.shard.command", "write webdataset tar + Parquet shards"),
-    ("train", "wit.train.command", "train a CLIP model straight from the shards"),
-    ("overlap", "wit.overlap.command", "data-overlap analysis against eval sets (CLIP section 5)"),
-    ("run", "wit.pipeline", "run the steps a pipeline spec lists, in order"),
-    ("demo", "wit.demo", "the whole pipeline end to end on the generated mini-web"),
-    ("ledger", "wit.io.ledger_command", "inspect and reconcile a run's ledger"),
-]
 
+def commands() -> list[tuple[str, str, str]]:
+    """(command, module holding register(), one-line help): the graph's steps that have one, then the rest."""
+    from wit import graph
 
-def add_runner_args(p: argparse.ArgumentParser) -> None:
-    """The options every stage command takes."""
-    g = p.add_argument_group("execution")
-    g.add_argument("--runner", choices=["local", "ray"], default="local",
-                   help="local: in this process; ray: Ray Data actors (local Ray unless --address)")
-    g.add_argument("--address", default=None, help="Ray cluster address (e.g. ray://head:10001 or auto)")
-    g.add_argument("--workers", type=int, default=None, help="parallel workers (default: one per CPU)")
-    g.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
-
-
-def add_ledger_arg(p: argparse.ArgumentParser) -> None:
-    """``--ledger DIR`` of the stage commands; ``ledger_dir`` resolves its default."""
-    p.add_argument("--ledger", default=None, help="ledger folder (default: OUT/../ledger)")
-
-
-def ledger_dir(args: argparse.Namespace) -> str:
-    """The ledger folder: ``--ledger``, else ``ledger`` beside the ``--out`` folder."""
-    from wit.io import folders
-
-    out = args.out.rstrip("/")
-    return args.ledger or folders.join(out.rpartition("/")[0] or ".", "ledger")
+    steps = [(s.name, s.command, s.help) for s in graph.STEPS if s.command]
+    return steps + [
+        ("run", "wit.pipeline", "run the steps a pipeline spec lists, in order"),
+        ("demo", "wit.demo", "the whole pipeline end to end on the generated mini-web"),
+        ("ledger", "wit.io.ledger_command", "inspect and reconcile a run's ledger"),
+    ]
 
 
 def _not_built(name: str, help_: str):
+    from wit.cli_args import add_runner_args
+
     def register(sub: argparse._SubParsersAction) -> None:
         p = sub.add_parser(name, help=f"{help_} [not built yet]", description=help_)
         add_runner_args(p)
@@ -84,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage-option", action="append", default=[], metavar="[PROTOCOL.]KEY=VALUE",
                         help="fsspec option for remote paths, e.g. anon=true (public s3 bucket), "
                              "s3.endpoint_url=http://127.0.0.1:9000, gcs.token=anon")
+    parser.add_argument("--debug", action="store_true", default=os.environ.get("WIT_DEBUG", "") not in ("", "0"),
+                        help="show the traceback of an error (also WIT_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module, help_ in COMMANDS:
+    for name, module, help_ in commands():
         try:
             register = importlib.import_module(module).register
         except ModuleNotFoundError as err:
@@ -98,29 +74,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted after the sub-command too
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args([a for a in argv if a != "--debug"])
+    args.debug = args.debug or debug
     from wit import console
 
     console.setup_logging(args.verbose, args.quiet, args.log_file)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from wit.config import ConfigError
+    from wit.errors import UserError
     from wit.io import storage
 
     try:
         storage.apply(storage.parse(args.storage_option))
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError, PermissionError, ValueError) as err:
-        return _fail(storage.credentials_message(err) or str(err))
     except KeyboardInterrupt:
         return _fail("interrupted; rerun the same command to resume")
+    except (UserError, FileNotFoundError, PermissionError, ValueError) as err:
+        if args.debug:
+            raise
+        return _fail(storage.credentials_message(err) or _one_line(err))
     except Exception as err:
         msg = storage.credentials_message(err)
-        if msg is None:
+        if msg is None or args.debug:
             raise
         return _fail(msg)
+
+
+def _one_line(err: BaseException) -> str:
+    """The user's error as one line: the message's first line, the file a missing-file error names."""
+    if isinstance(err, FileNotFoundError) and err.filename:
+        return f"no such file or folder: {err.filename}"
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    if not lines:
+        return type(err).__name__
+    return " ".join([lines[0], "; ".join(lines[1:])]).strip()
 
 
 if __name__ == "__main__":

@@ -12,8 +12,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from wit import graph
+from wit.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A spec that does not load: unknown key, wrong type or value out of range."""
 
 
@@ -163,6 +166,8 @@ class TrainConfig(Strict):
     log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(100, ge=1)
     templates: str | None = Field(None, description="zero-shot templates JSON (CLIP_benchmark format or a list)")
+    eval: dict[str, str] = Field(default_factory=dict, description="zero-shot eval set name -> ImageFolder dir "
+                                 "(default: the world's)")
 
 
 class OverlapConfig(Strict):
@@ -174,10 +179,7 @@ class OverlapConfig(Strict):
     pairs: int = Field(8, ge=0, description="closest and borderline pairs shown per set in report.html")
 
 
-STEP_NAMES = (
-    "world", "queries", "candidates", "match", "balance", "download", "filter", "dedupe",
-    "balance_final", "shard", "train", "overlap",
-)
+STEP_NAMES = graph.NAMES
 
 
 class RunSpec(Strict):

@@ -18,7 +18,7 @@ DEMO_SPEC = Path(__file__).resolve().parents[1] / "pipelines" / "demo.yaml"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_runner_args
+    from wit.cli_args import add_runner_args
 
     p = sub.add_parser("demo", help="the whole pipeline end to end on the generated mini-web",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,4 +1,4 @@
-"""The pyarrow schema of every stage's output (the run-directory contract of DESIGN.md)."""
+"""The pyarrow schema of every stage's output (the run-directory contract, docs/pipelines.md)."""
 
 from __future__ import annotations
 

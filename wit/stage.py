@@ -12,12 +12,22 @@ input (a path) into Arrow batches.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wit import schemas
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one worker of a stage reserves on a runner that schedules by resources (Ray)."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    #: bytes of memory; None reserves none
+    memory: int | None = None
 
 
 @dataclass
@@ -50,8 +60,11 @@ class Stage:
     def teardown(self) -> None:
         """Release what setup() acquired."""
 
-    #: CPUs one worker of this stage needs (the ray runner reserves them)
-    num_cpus: float = 1.0
+    #: what one worker of this stage needs (the ray runner reserves it)
+    resources: ClassVar[Resources] = Resources()
+    #: runner name -> "module:function" of a context manager that sets up what that runner's workers
+    #: share (see ``wit.runners.run_stage``); the stage itself never imports the runner's libraries
+    runner_hooks: ClassVar[dict[str, str]] = {}
 
     def begin_task(self, path: str, index: int) -> None:
         """Called before a task's batches; a stage may load per-task context here."""

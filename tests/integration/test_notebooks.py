@@ -1,4 +1,4 @@
-"""The audit notebooks run top to bottom against a small run directory that follows DESIGN.md's contract.
+"""The audit notebooks run top to bottom against a small run directory that follows the run-directory contract (docs/pipelines.md).
 
 Set WIT_TEST_RUN=RUN to also run them against a real run (e.g. the demo's).
 """
@@ -36,8 +36,8 @@ def build_run(run: Path, seed: int = 0) -> Path:
     """A small contract-conforming run: queries, candidates .. shards with a ledger, and a real overlap report."""
     import webdataset as wds
 
-    from wit.dedupe.descriptors import describe_bytes
-    from wit.overlap.analysis import OverlapJob, run_overlap
+    from wit.imagehash.descriptors import describe_bytes
+    from wit.overlap.job import OverlapJob, run_overlap
     from wit.train import synthetic
 
     rng = random.Random(seed)

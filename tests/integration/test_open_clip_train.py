@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.helpers import make_final
-from wit.shard.step import write_shards
+from wit.shard.job import write_shards
 from wit.train.open_clip_dir import export
 
 

@@ -10,7 +10,7 @@ import pytest
 from wit import schemas
 from wit.config import DownloadConfig
 from wit.download.stage import DownloadStage
-from wit.download.step import run_download
+from wit.download.job import run_download
 from wit.io import folders, ledger
 from wit.records import candidate_uid
 from wit.runners.local import run_local

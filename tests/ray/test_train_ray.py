@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from wit.train import synthetic
-from wit.train.loop import TrainJob, train
+from wit.train.job import train
+from wit.train.loop import TrainJob
 
 
 @pytest.mark.ray

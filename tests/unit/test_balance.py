@@ -11,7 +11,7 @@ import pytest
 
 from wit import schemas
 from wit.balance import algorithm
-from wit.balance.run import balance_folder
+from wit.balance.job import balance_folder
 from wit.io import folders, ledger
 from wit.match.counts import entry_counts, part_files
 from wit.records import unit_hash

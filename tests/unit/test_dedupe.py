@@ -11,9 +11,9 @@ from PIL import Image, ImageOps
 
 from wit import schemas
 from wit.config import DedupeConfig
-from wit.dedupe.descriptors import hamming, phash64, phash64_flip, pixel_hash
+from wit.imagehash.descriptors import hamming, phash64, phash64_flip, pixel_hash
 from wit.dedupe.index import EvalIndex
-from wit.dedupe.stage import run_dedupe
+from wit.dedupe.job import run_dedupe
 from wit.io import folders, ledger
 
 
@@ -91,7 +91,7 @@ def test_eval_copies_and_near_duplicates_dropped(tmp_path, shared_data):
     assert got["z-dup"] == "near_duplicate" and got["d03"] == ""
     assert rep["kept"] == 20 and rep["near_duplicates"] >= 1
     # the within-dataset pass on these real descriptors: multi-index hashing = the brute-force scan
-    from wit.dedupe.stage import earlier_duplicates, near_duplicates
+    from wit.dedupe.near import earlier_duplicates, near_duplicates
 
     d = folders.read_parquet([str(p) for p in sorted((tmp_path / "dd" / "_descriptors").glob("_desc-*.parquet"))])
     d = d.sort_by("uid")
@@ -119,7 +119,7 @@ def _overlaid(img):
 
 
 def test_image_hashes_equal_the_separate_computations(shared_data):
-    from wit.dedupe.descriptors import centre_phash_batch, image_hashes, phash64_batch
+    from wit.imagehash.descriptors import centre_phash_batch, image_hashes, phash64_batch
 
     for p in _photos(shared_data, 4):
         im = Image.open(p)
@@ -131,7 +131,7 @@ def test_image_hashes_equal_the_separate_computations(shared_data):
 
 
 def test_describe_uses_download_descriptors_and_decodes_only_without_them(tmp_path, shared_data):
-    from wit.dedupe.stage import DescribeStage
+    from wit.dedupe.describe import DescribeStage
     from wit.download.image import prepare
 
     photos = _photos(shared_data, 8)
@@ -184,7 +184,7 @@ def test_describe_uses_download_descriptors_and_decodes_only_without_them(tmp_pa
 
 def test_rotated_and_overlaid_copies_matched_by_their_descriptor(tmp_path, shared_data):
     from wit.dedupe.index import rotate
-    from wit.dedupe.stage import DescribeStage
+    from wit.dedupe.describe import DescribeStage
     from wit.download.image import prepare
 
     photos = _photos(shared_data, 16)

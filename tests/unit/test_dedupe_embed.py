@@ -16,7 +16,7 @@ from PIL import Image
 from wit.cli import main as cli_main
 from wit.dedupe.embed import Embedder
 from wit.dedupe.index import EvalIndex
-from wit.dedupe.stage import DescribeStage
+from wit.dedupe.describe import DescribeStage
 
 THRESHOLD = 0.9995  # random-init micro: copies score > 0.9999, distinct photos up to ~0.995
 

@@ -6,10 +6,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from wit.dedupe import mih
-from wit.dedupe.descriptors import phash64
-from wit.dedupe.index import EvalIndex, _brute_nearest
-from wit.dedupe.mih import flip_random_bits
+from wit.imagehash import mih
+from wit.imagehash.descriptors import phash64
+from wit.dedupe.index import EvalIndex
+from wit.imagehash.mih import brute_nearest
+from wit.imagehash.mih import flip_random_bits
 
 VARIANTS = ["image"] + ["crop"] * 19 + ["rotate"] * 4 + ["rotate_crop"] * 4 + ["centre"]
 
@@ -77,7 +78,7 @@ def test_multi_index_with_per_row_thresholds(m):
     thr = rng.integers(-1, 13, len(ref)).astype(np.int16)
     q = _queries(rng, ref, 500)
     table = mih.MultiIndex(ref, m)
-    want = _brute_nearest(q, ref, thr, 256)
+    want = brute_nearest(q, ref, thr, 256)
     for cap in (1 << 21, 50):  # one block, and many small blocks
         got = table.nearest(q, thr, max_candidates=cap)
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])

@@ -8,10 +8,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from wit.dedupe import mih
-from wit.dedupe.stage import (DESCRIPTORS, _earlier_phash_brute, _earlier_phash_mih, descriptor_url,
-                              earlier_duplicates, near_duplicates)
-from wit.dedupe.mih import flip_random_bits
+from wit.imagehash import mih
+from wit.dedupe.describe import DESCRIPTORS, descriptor_url
+from wit.dedupe.near import _earlier_phash_mih, earlier_duplicates, near_duplicates
+from wit.imagehash.mih import flip_random_bits
 from wit.io import folders
 
 
@@ -45,7 +45,7 @@ def test_mih_equals_brute_force_on_clustered_hashes(threshold):
     rng = np.random.default_rng(threshold + 5)
     n = 300 if threshold >= 24 else 3000  # wide radii enumerate whole substring spaces
     h = _clustered(rng, n)
-    brute = _earlier_phash_brute(h, min(threshold, 64))
+    brute = mih.earlier_nearest_brute(h, min(threshold, 64))
     got = _earlier_phash_mih(h, min(threshold, 64))
     assert np.array_equal(brute, got)
     if 0 <= threshold <= 64:
@@ -65,7 +65,7 @@ def test_earlier_nearest_for_every_substring_count(m):
     h = _clustered(rng, 4000)
     for thr in (0, 4, 9):
         best, dist = mih.MultiIndex(h, m).earlier_nearest(thr, max_candidates=1 << 12)  # many blocks
-        assert np.array_equal(best, _earlier_phash_brute(h, thr))
+        assert np.array_equal(best, mih.earlier_nearest_brute(h, thr))
         hit = best >= 0
         assert np.array_equal(dist[hit], np.bitwise_count(h[hit] ^ h[best[hit]]))
 

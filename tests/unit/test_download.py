@@ -225,7 +225,7 @@ def test_retry_failed_reattempts_only_transient_failures(tmp_path, server):
 
 
 def test_descriptors_are_those_dedupe_and_the_eval_index_compute(shared_data):
-    from wit.dedupe.descriptors import describe_bytes, hamming, phash64_batch, pixel_hash
+    from wit.imagehash.descriptors import describe_bytes, hamming, phash64_batch, pixel_hash
 
     photo = sorted((shared_data / "photos" / "imagenet-sample").glob("*.JPEG"))[0]
     body = photo.read_bytes()  # served as-is: an exact web copy of an eval image
@@ -249,7 +249,7 @@ def test_descriptors_are_those_dedupe_and_the_eval_index_compute(shared_data):
 def test_centre_hash_is_the_eval_index_one_of_the_resized_image(tmp_path, shared_data):
     """Download's centre pHash is ``centre_phash_batch`` of the image it resized, the function the eval
     index applies to eval images: identical when no resize happens, within a few bits otherwise."""
-    from wit.dedupe.descriptors import centre_phash_batch, hamming
+    from wit.imagehash.descriptors import centre_phash_batch, hamming
     from wit.dedupe.index import EvalIndex
 
     photos = sorted((shared_data / "photos" / "imagenet-sample").glob("*.JPEG"))[:6]

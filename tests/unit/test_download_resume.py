@@ -13,11 +13,11 @@ import duckdb
 
 from tests.unit.test_download import _urls, server  # noqa: F401 - the fixture is used by name
 from wit.config import DedupeConfig, FilterConfig
-from wit.dedupe.stage import run_dedupe
+from wit.dedupe.job import run_dedupe
 from wit.filter.stage import FilterStage
 from wit.io import folders, ledger
 from wit.runners import run_stage
-from wit.shard.step import write_shards
+from wit.shard.job import write_shards
 
 
 def test_kill9_then_rerun_completes_exactly_once(tmp_path, server):  # noqa: F811

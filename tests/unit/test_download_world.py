@@ -8,13 +8,13 @@ import pyarrow as pa
 from wit import schemas
 from wit.config import DedupeConfig, DownloadConfig, FilterConfig
 from wit.dedupe.index import EvalIndex
-from wit.dedupe.stage import run_dedupe
+from wit.dedupe.job import run_dedupe
 from wit.download.stage import DownloadStage
 from wit.filter.stage import FilterStage
 from wit.io import folders, ledger
 from wit.records import candidate_uid
 from wit.runners import run_stage
-from wit.shard.step import write_shards
+from wit.shard.job import write_shards
 
 
 def test_world_routes_and_planted_copies(tmp_path, world):

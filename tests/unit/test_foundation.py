@@ -154,7 +154,7 @@ def test_expand_skips_markers_and_temp_files(tmp_path):
 def test_stage_commands_put_the_ledger_beside_out_unless_told():
     import argparse
 
-    from wit.cli import ledger_dir
+    from wit.cli_args import ledger_dir
 
     assert ledger_dir(argparse.Namespace(out="runs/x/downloaded/", ledger=None)) == "runs/x/ledger"
     assert ledger_dir(argparse.Namespace(out="downloaded", ledger=None)) == "./ledger"

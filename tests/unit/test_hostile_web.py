@@ -333,7 +333,7 @@ def _final(folder, uids: list[str]) -> list[str]:
 def test_tar_keys_are_safe_unique_and_stable(tmp_path):
     import webdataset as wds
 
-    from wit.shard.step import write_shards
+    from wit.shard.job import write_shards
 
     inputs = _final(tmp_path / "final", HOSTILE_UIDS)
     outs = []
@@ -359,7 +359,7 @@ def test_tar_keys_are_safe_unique_and_stable(tmp_path):
 
 
 def test_run_dir_with_quote_space_and_umlaut_works_for_stats_and_ledger_check(tmp_path):
-    from wit.shard.step import write_shards
+    from wit.shard.job import write_shards
 
     run = tmp_path / "o'k dir ü"
     inputs = _final(tmp_path / "final", [f"{i:032x}" for i in range(7)])

@@ -12,7 +12,7 @@ from wit import schemas
 from wit.io import folders, ledger
 from wit.match.counts import entry_counts
 from wit.match.matcher import Matcher
-from wit.match.run import match_folder
+from wit.match.job import match_folder
 from wit.records import candidate_uid
 from wit.text.normalize import entry_key, spaced
 

@@ -7,7 +7,7 @@ import pytest
 
 from wit.candidates.stage import CandidatesStage
 from wit.io import folders
-from wit.match.run import match_folder
+from wit.match.job import match_folder
 from wit.runners import run_stage
 
 pytestmark = pytest.mark.ray

@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from wit.dedupe.descriptors import describe_bytes
+from wit.imagehash.descriptors import describe_bytes
 from wit.io import folders
-from wit.overlap.analysis import OverlapJob, run_overlap
+from wit.overlap.job import OverlapJob, run_overlap
 from wit.overlap.detector import DEFAULT_THRESHOLD, TrainHashStage, TrainIndex, calibrate, perturb
 from wit.runners import run_stage
 
@@ -188,7 +188,7 @@ def test_pipeline_step_reads_the_run_directory(planted, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(planted / "shards", run / "shards")
     spec = RunSpec(steps=["overlap"], overlap=OverlapConfig(eval={"photos": str(planted / "eval")}, pairs=2))
-    result = run_step(RunContext(spec, str(run), progress=False))
+    result = run_step(RunContext(spec, str(run), progress=False).for_step("overlap"))
     doc = json.loads((run / "overlap" / "report.json").read_text())
     assert result["contamination"] == {"photos": doc["sets"]["photos"]["contamination"]} and result["train_images"] == 100
     assert doc["meta"]["model"] is None and len(doc["sets"]["photos"]["pairs"]) == 4

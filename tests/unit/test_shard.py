@@ -10,7 +10,7 @@ from PIL import Image
 
 from wit import schemas
 from wit.io import folders, ledger
-from wit.shard.step import write_shards
+from wit.shard.job import write_shards
 
 
 def _parts(tmp_path, n_parts=3, rows=7):

@@ -15,7 +15,7 @@ from PIL import Image
 from wit.io import folders
 from wit.overlap.detector import TrainHashStage
 from wit.shard import metadata
-from wit.shard.step import write_shards
+from wit.shard.job import write_shards
 
 from tests.helpers import make_final
 

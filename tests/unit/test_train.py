@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from wit.train import synthetic
-from wit.train.loop import TrainJob, train, train_worker
+from wit.train.job import train
+from wit.train.loop import TrainJob, train_worker
 
 
 @pytest.fixture(scope="module")
@@ -121,16 +122,15 @@ def test_zero_shot_accuracy_well_above_chance_after_training(tmp_path):
 
 def test_pipeline_step_trains_on_run_shards_and_world_eval_sets(data, tmp_path):
     import shutil
-    from types import SimpleNamespace
 
     from wit.config import RunSpec, TrainConfig
     from wit.pipeline import RunContext
     from wit.train.step import run_step
 
-    spec = RunSpec(train=TrainConfig(model="wit-vit-micro", steps=4, batch_size=16, warmup=1, workers=0))
-    ctx = RunContext(spec, str(tmp_path / "run"), progress=False)
-    shutil.copytree(data["root"] / "shards", ctx.folder("shard"))
-    ctx.state["world"] = SimpleNamespace(eval_sets={"shapes": data["eval"]})
+    spec = RunSpec(train=TrainConfig(model="wit-vit-micro", steps=4, batch_size=16, warmup=1, workers=0,
+                                     eval={"shapes": str(data["eval"])}))
+    ctx = RunContext(spec, str(tmp_path / "run"), progress=False).for_step("train")
+    shutil.copytree(data["root"] / "shards", ctx.inputs[0])
     result = run_step(ctx)
     assert result["steps"] == 4 and result["final_loss"] > 0
     assert set(result["zeroshot_top1"]) == {"shapes"}

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import os
 import random
-from pathlib import Path
 
 import pytest
 
 from wit.queries import wikipedia
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "wikipedia"
 
 # Pieces of markup, including near misses (a '_' after a tag name, a non-ASCII letter after a
 # dropped element's name, the long-s that Unicode case folding would turn into 's').
@@ -54,9 +51,10 @@ def _assert_same(texts):
         assert wikipedia.clean_wikitext(text) == wikipedia.clean_wikitext_reference(text), repr(text)
 
 
-def test_real_dump_pages_clean_identically(native):
-    dumps = sorted(DATA.glob("*.xml.bz2"))
-    assert dumps, f"no sample dumps in {DATA}"
+def test_real_dump_pages_clean_identically(native, shared_data):
+    data = shared_data / "wikipedia"
+    dumps = sorted(data.glob("*.xml.bz2"))
+    assert dumps, f"no sample dumps in {data}"
     pages = [p for d in dumps for p in wikipedia.iter_pages(wikipedia.plan_slices(str(d))[0])]
     assert len(pages) > 200
     _assert_same(p.text for p in pages)
@@ -141,10 +139,11 @@ def test_counting_without_the_extension_warns_once(monkeypatch, caplog, tmp_path
     assert "pure-Python wikitext cleaner" in caplog.records[0].message
 
 
-def test_no_entry_of_the_real_dump_holds_a_url_fragment(native, monkeypatch):
+def test_no_entry_of_the_real_dump_holds_a_url_fragment(native, monkeypatch, shared_data):
     from wit.text.normalize import collapse_whitespace, spaced
 
-    dumps = sorted(DATA.glob("*.xml.bz2"))
+    dumps = sorted((shared_data / "wikipedia").glob("*.xml.bz2"))
+    assert dumps, f"no sample dumps in {shared_data / 'wikipedia'}"
     pages = [p.text for d in dumps for p in wikipedia.iter_pages(wikipedia.plan_slices(str(d))[0])]
 
     def fragments(clean) -> set[str]:

@@ -291,13 +291,17 @@ def test_step_and_cli(tmp_path, capsys):
     from wit.pipeline import RunContext
     from wit.world.step import run_step
 
+    from wit.world import World
+
     ctx = RunContext(RunSpec(world=WorldConfig(size="tiny", seed=3)), str(tmp_path / "run"))
-    counts = run_step(ctx)
-    w = ctx.state["world"]
+    counts = run_step(ctx.for_step("world"))
+    w = World.load(ctx.folder("world"))
     assert counts["images"] > 300 and counts["pairs"] > 300
     assert requests.get(w.url("/fault/500/0"), timeout=2).status_code == 500
-    for close in ctx.state["closers"]:
-        close()
+    # The world fills the spec's empty inputs, so no later step needs to know it exists.
+    assert ctx.spec.candidates.inputs == w.wat and ctx.spec.dedupe.eval == w.eval_sets == ctx.spec.train.eval
+    assert ctx.spec.queries.wikipedia == w.wiki_dumps
+    ctx.close()
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(w.url("/img/000000.jpg"), timeout=1)
 

@@ -26,11 +26,6 @@ def _count_of(lookup: np.ndarray, qids: np.ndarray) -> np.ndarray:
     return np.where(qids < len(lookup), lookup[safe], 0)
 
 
-def keep_probability(count: int, cap: float) -> float:
-    """p_e = min(1, cap / count_e): entries at or under the cap keep every pair."""
-    return 1.0 if count <= cap else cap / count
-
-
 def metaclip_keep(uids: list[str], query_ids: pa.ListArray, lookup: np.ndarray, cap: float, seed: int) -> np.ndarray:
     """Algorithm 1: keep a pair iff some matched entry's coin lands under that entry's p_e."""
     flat = pc.list_flatten(query_ids).to_numpy(zero_copy_only=False).astype(np.int64)

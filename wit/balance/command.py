@@ -8,7 +8,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_ledger_arg, add_runner_args
+    from wit.cli_args import add_ledger_arg, add_runner_args
 
     p = sub.add_parser("balance", help="balance matched pairs with a per-query cap t (MetaCLIP Algorithm 1)",
                        description=__doc__)
@@ -32,10 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from wit.cli import ledger_dir as cli_ledger_dir
-    from wit.balance.run import balance_folder
+    from wit.cli_args import ledger_dir as cli_ledger_dir
+    from wit.balance.job import balance_folder
     from wit.io import folders
-    from wit.match.run import ENTRY_COUNTS_FILE
+    from wit.match.job import ENTRY_COUNTS_FILE
 
     if args.t < 1 or args.oversample <= 0:
         raise ValueError("balance: --t must be >= 1 and --oversample > 0")

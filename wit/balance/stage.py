@@ -24,8 +24,9 @@ class BalanceStage(Stage):
     """Keeps pairs per MetaCLIP Algorithm 1 (or the hard cap); drops the rest as ``balanced_out``.
 
     ``counts`` is the entry-counts Parquet of the pool; ``thresholds`` (hard cap only) is the
-    per-entry coin threshold from ``run.hardcap_thresholds``. The final pass (``name`` =
-    "balance_final") keeps every input column, so ``output_schema`` is None there.
+    per-entry coin threshold from ``job.hardcap_thresholds``. With ``keep_columns`` (the final
+    pass, over rows that carry images) every input column is kept and ``output_schema`` is None;
+    otherwise the output is the BALANCED schema.
     """
 
     counts: str = ""
@@ -35,13 +36,14 @@ class BalanceStage(Stage):
     seed: int = 0
     thresholds: str | None = None
     name: str = "balance"
+    keep_columns: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"balance: unknown mode {self.mode!r}; choose one of {MODES}")
         if self.mode == "hardcap" and not self.thresholds:
             raise ValueError("balance: hardcap mode needs the thresholds of its global pre-pass")
-        self.output_schema = schemas.BALANCED if self.name == "balance" else None
+        self.output_schema = None if self.keep_columns else schemas.BALANCED
 
     @property
     def cap(self) -> float:

@@ -7,7 +7,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_ledger_arg, add_runner_args
+    from wit.cli_args import add_ledger_arg, add_runner_args
 
     p = sub.add_parser("candidates", help="extract (image URL, alt text) candidates from WAT/WARC/URL lists",
                        description=__doc__)
@@ -27,16 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from wit.cli import ledger_dir as cli_ledger_dir
-    from wit.candidates.stage import CandidatesStage
-    from wit.io import folders
-    from wit.runners import run_stage
+    from wit.candidates.job import extract
+    from wit.cli_args import ledger_dir, runner_kwargs
+    from wit.config import CandidatesConfig
 
-    out = args.out.rstrip("/")
-    ledger_dir = cli_ledger_dir(args)
-    stage = CandidatesStage(format=args.format, url_col=args.url_col, text_col=args.text_col,
-                            page_url_col=args.page_url_col, max_text_chars=args.max_text_chars, source=args.source)
-    report = run_stage(stage, folders.expand(args.input), out, runner=args.runner, address=args.address,
-                       workers=args.workers, progress=args.progress, ledger_dir=ledger_dir)
-    print(json.dumps(report.as_dict(), indent=2))
+    cfg = CandidatesConfig(format=args.format, url_col=args.url_col, text_col=args.text_col,
+                           page_url_col=args.page_url_col, max_text_chars=args.max_text_chars, source=args.source)
+    report = extract(cfg, args.input, args.out.rstrip("/"), **runner_kwargs(args, ledger_dir(args)))
+    print(json.dumps(report, indent=2))
     return 0

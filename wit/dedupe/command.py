@@ -8,7 +8,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_ledger_arg, add_runner_args
+    from wit.cli_args import add_ledger_arg, add_runner_args
 
     p = sub.add_parser("dedupe", help="index eval sets and drop their copies and in-set near-duplicates",
                        description=__doc__ + "\n\nThe first form builds the index; the second drops duplicates.",
@@ -32,11 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from wit.cli import ledger_dir as cli_ledger_dir
+    from wit.cli_args import ledger_dir as cli_ledger_dir
     from wit.config import DedupeConfig
     from wit.dedupe.index import build_index_cli
-    from wit.dedupe.stage import run_dedupe
-    from wit.download.command import load_section
+    from wit.dedupe.job import run_dedupe
+    from wit.cli_args import load_section
     from wit.io import folders
 
     if args.action == "index":

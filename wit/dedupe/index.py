@@ -4,7 +4,7 @@ Eval sets come as ImageFolder dirs, webdataset tar shards, or Parquet with image
 is a directory holding ``index.parquet`` (set, item, pixel_sha256, phash, variant): one "image" row
 per eval image plus "crop", "rotate", "rotate_crop" and "centre" rows, and with an open_clip model
 ``embeddings.parquet`` (row, embedding) + ``model.json``. A pHash lookup is exact: multi-index
-hashing (``wit.dedupe.mih``) on large indexes, a brute-force XOR + popcount scan on small ones.
+hashing (``wit.imagehash.mih``) on large indexes, a brute-force XOR + popcount scan on small ones.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -23,14 +22,14 @@ import numpy as np
 import pyarrow as pa
 
 from wit import schemas
-from wit.dedupe import mih
-from wit.dedupe.descriptors import centre_phash_batch, phash64_batch, pixel_hash
-from wit.io import folders
+from wit.imagehash import mih
+from wit.imagehash.descriptors import centre_phash_batch, phash64_batch, pixel_hash
+from wit.io import folders, tars
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-NO_MATCH = 255
+NO_MATCH = mih.NO_MATCH
 # Crops indexed beside each eval image (scale, x, y in [0, 1]): pHash alone misses crops > ~10%.
 CROP_VARIANTS = tuple((s, x, y) for s in (0.85, 0.92) for y in (0, 0.5, 1) for x in (0, 0.5, 1)) + ((0.75, 0.5, 0.5),)
 # Rotations indexed beside each eval image (degrees): pHash alone misses rotations beyond ~3 degrees.
@@ -84,10 +83,9 @@ def iter_eval_images(path: str) -> Iterator[tuple[str, bytes]]:
     files = sorted(p.glob("*.tar")) + sorted(p.glob("*.parquet")) if p.is_dir() else [p]
     for f in files:
         if f.suffix == ".tar":
-            with tarfile.open(f) as tar:
-                for m in sorted(tar.getmembers(), key=lambda m: m.name):
-                    if m.isfile() and Path(m.name).suffix.lower() in IMAGE_EXTS:
-                        yield f"{f.name}/{m.name}", tar.extractfile(m).read()
+            for sample in tars.shard_samples([str(f)]):
+                for ext in sorted(e for e in sample if "." + e.rsplit(".", 1)[-1] in IMAGE_EXTS):
+                    yield f"{f.name}/{sample['__key__']}.{ext}", sample[ext]
         elif f.suffix == ".parquet":
             t = folders.read_parquet([str(f)])
             col = next((c for c in ("jpg", "image", "img", "png", "webp", "bytes") if c in t.column_names), None)
@@ -272,7 +270,7 @@ class EvalIndex:
             raise ValueError(f"method must be auto, brute or mih, got {method!r}")
         m = mih.choose_m(len(rows), radius) if method == "auto" else (4 if method == "mih" else None)
         if m is None or not len(q):
-            local, dist = _brute_nearest(q, self.phashes[rows], thr, block)
+            local, dist = mih.brute_nearest(q, self.phashes[rows], thr, block)
         else:
             local, dist = self._multi_index(region, variants, rows, m).nearest(q, thr)
         return self._matches(np.where(local >= 0, rows[np.maximum(local, 0)], -1), dist)
@@ -343,34 +341,12 @@ class EvalIndex:
         return self._matches(best, np.where(best >= 0, 0, NO_MATCH).astype(np.int16), sim)
 
 
-def _brute_nearest(q: np.ndarray, ref: np.ndarray, thr: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reference scan: per query the position in ``ref`` of least distance <= ``thr`` (first on ties)
-    or -1, and that distance (NO_MATCH where none); XOR + popcount in tiles of ~4M cells (~12 MB)."""
-    n = len(q)
-    best = np.full(n, -1, dtype=np.int64)
-    dist = np.full(n, NO_MATCH, dtype=np.int16)
-    block = max(1, min(block, (1 << 22) // max(1, len(ref))))
-    if len(ref) and n:
-        for a in range(0, n, block):
-            d = np.bitwise_count(q[a:a + block, None] ^ ref[None, :]).astype(np.int16)
-            d[d > thr[None, :]] = NO_MATCH
-            j = d.argmin(axis=1)
-            dj = d[np.arange(len(j)), j]
-            hit = dj != NO_MATCH
-            best[a:a + block][hit] = j[hit]
-            dist[a:a + block][hit] = dj[hit]
-    return best, dist
-
-
 def build_index_cli(pairs: list[str], out: str, model: str | None = None, checkpoint: str | None = None,
                     embed_threshold: float = 0.95) -> EvalIndex:
     """`NAME=PATH` pairs -> a saved index (with embeddings when a checkpoint is given)."""
-    sets = {}
-    for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not sep or not name or not os.path.exists(path):
-            raise ValueError(f"--eval wants NAME=PATH with an existing PATH, got {pair!r}")
-        sets[name] = path
+    from wit.cli_args import parse_pairs
+
+    sets = parse_pairs(pairs, "--eval", existing_path=True)
     index = EvalIndex.build(sets, embedder=make_embedder(model, checkpoint, embed_threshold))
     index.save(out)
     return index

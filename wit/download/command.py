@@ -7,7 +7,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_ledger_arg, add_runner_args
+    from wit.cli_args import add_ledger_arg, add_runner_args
 
     p = sub.add_parser("download", help="download images (politeness, opt-outs, retries)", description=__doc__)
     p.add_argument("--urls", required=True, help="folder/glob of balanced Parquet parts (uid, url, text, ...)")
@@ -23,31 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_main)
 
 
-def load_section(model, config: str | None, section: str, sets: list[str]):
-    """A stage config from an optional YAML file section plus KEY=VALUE overrides."""
-    import yaml
-
-    from wit.config import load_model
-
-    data = {}
-    if config:
-        with open(config) as f:
-            doc = yaml.safe_load(f) or {}
-        data = dict(doc.get(section, doc) or {})
-    for item in sets:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set wants KEY=VALUE, got {item!r}")
-        data[key.removeprefix(section + ".")] = yaml.safe_load(value)
-    return load_model(model, data, config or "--set")
-
-
 def _main(args: argparse.Namespace) -> int:
-    from wit.cli import ledger_dir as cli_ledger_dir
+    from wit.cli_args import ledger_dir as cli_ledger_dir
+    from wit.cli_args import load_section
     from wit.config import DownloadConfig
     from wit.download.retry import RETRY_STAGE, retry_inputs
     from wit.download.stage import DownloadStage
-    from wit.download.step import run_download
+    from wit.download.job import run_download
     from wit.io import folders
 
     cfg = load_section(DownloadConfig, args.config, "download", args.set)

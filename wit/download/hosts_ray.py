@@ -1,14 +1,16 @@
 """The per-host limit held across every Ray worker: ``HostBroker`` served by named async actors.
 
-The driver (``global_host_limit``, used by the download step and command) starts K broker
+The driver (``global_host_limit``, entered by the ray runner through ``ray_hook``) starts K broker
 actors named for this run, hosts sharded over them by a stable hash; each download worker's
-``DownloadStage.setup()`` looks them up by name (``RayHostLimiter``), which batches a worker's asks and
+``DownloadStage.setup()`` builds its ``RayHostLimiter`` from the factory the hook gives it, which batches a worker's asks and
 releases into one actor call per round trip; waiting for a busy host happens in the broker's
 event loop, not in a Ray task slot. Only this module and wit/runners/ray.py import ray for the download.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import threading
 import time
 import uuid
@@ -130,3 +132,14 @@ def global_host_limit(cfg: DownloadConfig, address: str | None = None,
     finally:
         for a in actors:
             ray.kill(a)
+
+
+@contextmanager
+def ray_hook(stage, address: str | None = None, progress: bool = True):
+    """The download's ray-runner hook: with ``host_limit: global``, the stage's fetchers share this run's brokers."""
+    if stage.cfg.host_limit != "global":
+        yield stage, dict
+        return
+    with global_host_limit(stage.cfg, address, progress) as limit:
+        yield dataclasses.replace(stage, limiter_factory=functools.partial(RayHostLimiter, limit.names)), \
+            lambda: {"host_limit": limit.stats()}

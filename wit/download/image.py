@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from wit.dedupe.descriptors import ImageHashes, image_hashes, pixel_hash, pixel_hash_rgb
+from wit.imagehash.descriptors import ImageHashes, image_hashes, pixel_hash, pixel_hash_rgb
 
 MODES = ("no", "keep_ratio", "center_crop", "border")
 

@@ -6,6 +6,7 @@ import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Callable, ClassVar
 
 import pyarrow as pa
 
@@ -27,16 +28,13 @@ class DownloadStage(Stage):
     name: str = "download"
     output_schema = schemas.DOWNLOADED
     batch_rows: int = 512
-    #: names of the run's host-broker actors (set by ``run_download`` for a global limit on Ray)
-    host_brokers: tuple[str, ...] = ()
+    #: builds the per-host limiter shared across workers (set by a runner hook); None: one per worker
+    limiter_factory: Callable[[], object] | None = None
+    runner_hooks: ClassVar[dict[str, str]] = {"ray": "wit.download.hosts_ray:ray_hook"}
 
     def setup(self) -> None:
         c = self.cfg
-        limiter = None
-        if self.host_brokers:
-            from wit.download.hosts_ray import RayHostLimiter
-
-            limiter = RayHostLimiter(self.host_brokers)
+        limiter = self.limiter_factory() if self.limiter_factory is not None else None
         self.fetcher = Fetcher(timeout=c.timeout, retries=c.retries, backoff=c.backoff, max_bytes=c.max_bytes,
                                max_redirects=c.max_redirects, honor_robots=c.honor_robots,
                                user_agent_token=c.user_agent_token, per_host_concurrency=c.per_host_concurrency,

@@ -7,7 +7,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_ledger_arg, add_runner_args
+    from wit.cli_args import add_ledger_arg, add_runner_args
 
     p = sub.add_parser("filter", help="filter downloaded images (decode, size, aspect, caption, model hooks)",
                        description=__doc__)
@@ -21,21 +21,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from wit.cli import ledger_dir as cli_ledger_dir
+    from wit.cli_args import ledger_dir, load_section, runner_kwargs
     from wit.config import FilterConfig
-    from wit.download.command import load_section
-    from wit.filter.hooks import Hooks
-    from wit.filter.stage import FilterStage
+    from wit.filter.job import hook_status, run_filter
     from wit.io import folders
-    from wit.runners import run_stage
 
     cfg = load_section(FilterConfig, args.config, "filter", args.set)
-    out = args.out.rstrip("/")
-    ledger_dir = cli_ledger_dir(args)
     if not cfg.clip_model:
-        for line in Hooks(cfg).status():
+        for line in hook_status(cfg):
             print(f"wit filter: {line}")
-    report = run_stage(FilterStage(cfg=cfg), folders.expand(args.input, (".parquet",)), out, runner=args.runner,
-                       address=args.address, workers=args.workers, progress=args.progress, ledger_dir=ledger_dir)
-    print(json.dumps(report.as_dict(), indent=2))
+    report = run_filter(cfg, folders.expand(args.input, (".parquet",)), args.out.rstrip("/"),
+                        **runner_kwargs(args, ledger_dir(args)))
+    report.pop("hooks")
+    print(json.dumps(report, indent=2))
     return 0

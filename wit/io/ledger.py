@@ -79,11 +79,6 @@ class StageCheck:
         return not self.problems
 
 
-def _local_dir(url: str) -> str:
-    fs, path = folders.fs_and_path(url)
-    return path
-
-
 def summarize(ledger_dir: str) -> dict[str, StageCheck]:
     """Per-stage counts by reason code straight from the ledger files (DuckDB over Parquet); the reasons
     of older ledgers, which carried a detail after a colon, count under their code."""

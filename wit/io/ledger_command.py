@@ -22,13 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     from wit.io import folders, ledger
-    from wit.pipeline import FOLDERS
+    from wit import graph
 
     run = args.run
-    stage_outputs = {s: folders.join(run, FOLDERS[s]) for s in FOLDERS
-                     if folders.exists(folders.join(run, FOLDERS[s], folders.MARKERS))}
-    chain = [s for s in ("candidates", "match", "balance", "download", "filter", "dedupe", "balance_final", "shard")
-             if s in stage_outputs]
+    stage_outputs = {s.name: folders.join(run, s.folder) for s in graph.STEPS
+                     if folders.exists(folders.join(run, s.folder, folders.MARKERS))}
+    chain = [s for s in graph.LEDGER_CHAIN if s in stage_outputs]
     checks = ledger.reconcile(folders.join(run, "ledger"), stage_outputs, chain=chain)
     if not checks:
         print(f"wit: no ledger in {run}", file=sys.stderr)

@@ -7,7 +7,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_ledger_arg, add_runner_args
+    from wit.cli_args import add_ledger_arg, add_runner_args
 
     p = sub.add_parser("match", help="substring-match candidates against the queries (MetaCLIP semantics)",
                        description=__doc__)
@@ -23,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from wit.cli import ledger_dir as cli_ledger_dir
-    from wit.match.run import match_folder
+    from wit.cli_args import ledger_dir as cli_ledger_dir
+    from wit.match.job import match_folder
 
     out = args.out.rstrip("/")
     ledger_dir = cli_ledger_dir(args)

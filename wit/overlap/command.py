@@ -12,21 +12,8 @@ import argparse
 import json
 
 
-def _pairs(values: list[str], flag: str, cast=str) -> dict:
-    out = {}
-    for v in values:
-        name, sep, rest = v.partition("=")
-        if not sep or not name or not rest:
-            raise ValueError(f"{flag} wants NAME=VALUE, got {v!r}")
-        try:
-            out[name] = cast(rest)
-        except ValueError:
-            raise ValueError(f"{flag} {v!r}: {rest!r} is not a valid value") from None
-    return out
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_runner_args
+    from wit.cli_args import add_runner_args
     from wit.overlap.detector import DEFAULT_THRESHOLD
 
     p = sub.add_parser("overlap", help="data-overlap analysis against eval sets (CLIP section 5)",
@@ -49,11 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from wit.overlap.analysis import OverlapJob, run_overlap
+    from wit.cli_args import parse_pairs
+    from wit.overlap.job import OverlapJob, run_overlap
 
     job = OverlapJob(
-        shards=args.shards, eval_sets=_pairs(args.eval, "--eval"), out=args.out,
-        thresholds=_pairs(args.threshold, "--threshold", int), default_threshold=args.default_threshold,
+        shards=args.shards, eval_sets=parse_pairs(args.eval, "--eval"), out=args.out,
+        thresholds=parse_pairs(args.threshold, "--threshold", int), default_threshold=args.default_threshold,
         model=args.model, model_name=args.model_name if args.model else None, templates=args.templates,
         use_sidecar=not args.rehash, pairs=args.pairs,
     )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import logging
 import random
-import tarfile
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -22,8 +21,9 @@ import numpy as np
 import pyarrow as pa
 
 from wit import schemas
-from wit.dedupe.descriptors import hamming, phash64_batch
-from wit.io import folders
+from wit.imagehash import mih
+from wit.imagehash.descriptors import hamming, phash64_batch
+from wit.io import folders, tars
 from wit.shard import metadata
 from wit.stage import BatchResult, Stage
 
@@ -48,40 +48,6 @@ def _decode(data: bytes):
     img = Image.open(io.BytesIO(data))
     img.load()
     return img
-
-
-def _split_member(name: str) -> tuple[str, str]:
-    """webdataset convention: the key is the path up to the first dot of the base name."""
-    head, _, base = name.rpartition("/")
-    stem, _, ext = base.partition(".")
-    return (f"{head}/{stem}" if head else stem), ext.lower()
-
-
-def iter_tar_samples(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {ext: bytes}) per sample of a webdataset tar, streaming (remote paths work)."""
-    fs, path = folders.fs_and_path(url)
-    key, parts = None, {}
-    with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
-        for m in tar:
-            if not m.isfile():
-                continue
-            k, ext = _split_member(m.name)
-            if k != key:
-                if key is not None:
-                    yield key, parts
-                key, parts = k, {}
-            parts[ext] = tar.extractfile(m).read()
-    if key is not None:
-        yield key, parts
-
-
-def read_tar_image(url: str, key: str):
-    """The decoded image of sample ``key`` in a webdataset tar (for thumbnails), or None."""
-    for k, parts in iter_tar_samples(url):
-        if k == key:
-            data = next((parts[e] for e in IMAGE_EXTS if e in parts), None)
-            return _decode(data) if data is not None else None
-    return None
 
 
 def sidecar_parquet(tar_url: str) -> str:
@@ -131,8 +97,8 @@ class TrainHashStage(Stage):
             images.clear()
             return t
 
-        for key, parts in iter_tar_samples(path):
-            uid = key
+        for parts in tars.shard_samples([path]):
+            key = uid = parts["__key__"]
             if "json" in parts:
                 try:
                     import json
@@ -175,7 +141,7 @@ class Nearest:
 
 
 class TrainIndex:
-    """The training set's pHashes, added a Parquet part at a time and searched by brute force.
+    """The training set's pHashes, added a Parquet part at a time and searched by a scan (``mih.brute_nearest``).
 
     Only 8 bytes per training image are held; the (shard, key) of a hit is looked up in its
     part afterwards, for the few pairs a report shows.
@@ -212,17 +178,10 @@ class TrainIndex:
         part = np.full(len(q), -1, dtype=np.int32)
         row = np.full(len(q), -1, dtype=np.int64)
         for p, block in enumerate(self.blocks):
-            for c in range(0, len(block), self.chunk):
-                tile = block[c:c + self.chunk]
-                for a in range(0, len(q), self.query_batch):
-                    d = hamming(q[a:a + self.query_batch, None], tile[None, :])
-                    j = d.argmin(axis=1)
-                    dj = d[np.arange(len(j)), j].astype(np.int16)
-                    better = dj < best[a:a + self.query_batch]
-                    sl = slice(a, a + self.query_batch)
-                    best[sl] = np.where(better, dj, best[sl])
-                    part[sl] = np.where(better, p, part[sl])
-                    row[sl] = np.where(better, c + j, row[sl])
+            j, d = mih.brute_nearest(q, block, np.full(len(block), 64, dtype=np.int16), block=self.query_batch,
+                                     chunk=self.chunk)
+            better = (j >= 0) & (d < best)
+            best[better], part[better], row[better] = d[better], p, j[better]
         return Nearest(best, part, row)
 
     def locate(self, part: int, rows: list[int]) -> list[dict]:

@@ -70,7 +70,8 @@ def _images(results) -> dict[tuple[str, str], str]:
     from PIL import Image
 
     from wit.dedupe.index import iter_eval_images
-    from wit.overlap.detector import IMAGE_EXTS, iter_tar_samples
+    from wit.io import tars
+    from wit.overlap.detector import IMAGE_EXTS
 
     out: dict[tuple[str, str], str] = {}
     train_wanted: dict[str, set[str]] = defaultdict(set)
@@ -83,7 +84,8 @@ def _images(results) -> dict[tuple[str, str], str]:
                 if item in want:
                     out[(f"eval:{r.name}", item)] = _thumb(Image.open(io.BytesIO(data)))
     for shard, keys in train_wanted.items():
-        for key, parts in iter_tar_samples(shard):
+        for parts in tars.shard_samples([shard]):
+            key = parts["__key__"]
             data = next((parts[e] for e in IMAGE_EXTS if e in parts), None)
             if key in keys and data is not None:
                 out[("train", f"{shard}/{key}")] = _thumb(Image.open(io.BytesIO(data)))

@@ -1,11 +1,12 @@
-"""Pipeline step `overlap`: the CLIP §5 analysis of RUN/shards against the run's eval sets."""
+"""Pipeline step `overlap`: the CLIP §5 analysis of RUN/shards against the spec's eval sets."""
 
 from __future__ import annotations
 
 import logging
 import os
 
-from wit.overlap.analysis import OverlapJob, run_overlap
+from wit.io import folders
+from wit.overlap.job import OverlapJob, run_overlap
 from wit.overlap.detector import DEFAULT_THRESHOLD
 
 CHECKPOINT = "checkpoints/epoch_latest.pt"
@@ -16,18 +17,15 @@ log = logging.getLogger(__name__)
 
 def run_step(ctx) -> dict:
     cfg = ctx.spec.overlap
-    eval_sets = dict(cfg.eval)
-    if not eval_sets and ctx.state.get("world") is not None:
-        eval_sets = dict(ctx.state["world"].eval_sets)
-    if not eval_sets:
+    shards, trained = ctx.inputs
+    if not cfg.eval:
         log.warning("overlap: SKIPPED, %s; set overlap.eval to analyse the overlap (run.json 'skipped')",
                     NO_EVAL_SETS)
         return {"skipped": {"overlap": NO_EVAL_SETS}}
-    ckpt = ctx.path("train", CHECKPOINT)
+    ckpt = folders.join(trained, CHECKPOINT)
     has_model = os.path.exists(ckpt)
     job = OverlapJob(
-        shards=[ctx.folder("shard")], eval_sets=eval_sets, out=ctx.folder("overlap"),
-        thresholds=dict(cfg.thresholds),
+        shards=[shards], eval_sets=dict(cfg.eval), out=ctx.output, thresholds=dict(cfg.thresholds),
         default_threshold=DEFAULT_THRESHOLD if cfg.default_threshold is None else cfg.default_threshold,
         model=ckpt if has_model else None, model_name=ctx.spec.train.model if has_model else None,
         templates=cfg.templates, use_sidecar=cfg.use_sidecar, pairs=cfg.pairs,

@@ -10,7 +10,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_runner_args
+    from wit.cli_args import add_runner_args
 
     p = sub.add_parser("queries", help="build the query list from Wikipedia, pageviews and WordNet",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

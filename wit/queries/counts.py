@@ -51,12 +51,6 @@ def article_tokens(text: str) -> list[str]:
     return [t for t in article_parts(text) if t]
 
 
-def article_bigrams(text: str) -> list[tuple[str, str]]:
-    """The bigrams of one article: adjacent tokens separated by exactly one space."""
-    parts = article_parts(text)
-    return [(a, b) for a, b in zip(parts, parts[1:]) if a and b]
-
-
 _PAIR_MIX = np.uint64(0x100000001B3)  # an odd multiplier: a bigram's bucket hash from its words'
 
 

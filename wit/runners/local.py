@@ -7,7 +7,9 @@ from wit.runners.task import run_task
 from wit.stage import Stage
 
 
-def run_local(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: str | None, progress: bool = True) -> list[dict]:
+def run_local(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: str | None, progress: bool = True,
+              *, address: str | None = None, workers: int | None = None) -> list[dict]:
+    """Run every task in order in this process (``address`` and ``workers`` do not apply)."""
     stage.setup()
     stats = []
     try:

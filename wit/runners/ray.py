@@ -61,7 +61,7 @@ class _StageActor:
         return {"stats": [json.dumps(s) for s in stats]}
 
 
-def run_ray(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: str | None,
+def run_ray(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: str | None, *,
             address: str | None = None, workers: int | None = None, progress: bool = True) -> list[dict]:
     import ray
     import ray.data
@@ -73,7 +73,8 @@ def run_ray(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: st
         return done
     ensure_ray(address, progress=progress, log_dir=console.run_log_dir(out, ledger_dir))
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    n = max(1, min(workers or max(1, int(cpus // max(stage.num_cpus, 1))), len(pending)))
+    res = stage.resources
+    n = max(1, min(workers or max(1, int(cpus // max(res.cpus, 1))), len(pending)))
     ds = ray.data.from_items([{"index": i, "path": p} for i, p in pending], override_num_blocks=len(pending))
     with warnings.catch_warnings():
         # max_restarts has no named parameter in Ray 2.60; the locked Ray still takes it this way.
@@ -83,7 +84,9 @@ def run_ray(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: st
             fn_constructor_kwargs={"stage": stage, "out": out, "ledger_dir": ledger_dir},
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=n),
-            num_cpus=stage.num_cpus,
+            num_cpus=res.cpus,
+            **({"num_gpus": res.gpus} if res.gpus else {}),
+            **({"memory": res.memory} if res.memory else {}),
             # Tasks are idempotent and resume from their markers, so a lost actor fails the run (rerun to
             # resume) rather than restarting from constructor arguments that may be gone from the object store.
             max_restarts=0,

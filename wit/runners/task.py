@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 
 import pyarrow as pa
 
@@ -83,76 +82,3 @@ def run_task(stage: Stage, index: int, path: str, out: str, ledger_dir: str | No
 def _value_counts(col: pa.ChunkedArray) -> tuple[list[str], list[int]]:
     vc = col.combine_chunks().value_counts()
     return vc.field("values").to_pylist(), vc.field("counts").to_pylist()
-
-
-@dataclass
-class StageReport:
-    stage: str
-    tasks: int = 0
-    skipped: int = 0
-    n_in: int = 0
-    kept: int = 0
-    dropped: int = 0
-    by_reason: dict[str, int] = field(default_factory=dict)
-    errors: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-    runner: str = "local"
-
-    def add(self, stats: dict) -> None:
-        self.tasks += 1
-        self.skipped += int(bool(stats.get("skipped")))
-        self.n_in += stats["in"]
-        self.kept += stats["kept"]
-        self.dropped += stats["dropped"]
-        for src, dst in ((stats.get("by_reason", {}), self.by_reason), (stats.get("errors", {}), self.errors)):
-            for k, v in src.items():
-                dst[k] = dst.get(k, 0) + v
-
-    def as_dict(self) -> dict:
-        return {
-            "stage": self.stage,
-            "runner": self.runner,
-            "tasks": self.tasks,
-            "skipped_tasks": self.skipped,
-            "in": self.n_in,
-            "kept": self.kept,
-            "dropped": self.dropped,
-            "by_reason": dict(sorted(self.by_reason.items())),
-            "errors": dict(sorted(self.errors.items())),
-            "seconds": round(self.seconds, 3),
-        }
-
-
-def run_stage(
-    stage: Stage,
-    inputs: list[str],
-    out: str,
-    *,
-    runner: str = "local",
-    ledger_dir: str | None = None,
-    address: str | None = None,
-    workers: int | None = None,
-    progress: bool = True,
-) -> StageReport:
-    """Run ``stage`` over ``inputs`` (one task each, in sorted order) into ``out``."""
-    if not inputs:
-        raise ValueError(f"stage {stage.name}: no inputs")
-    folders.makedirs(out)
-    t0 = time.perf_counter()
-    tasks = list(enumerate(inputs))
-    if runner == "local":
-        from wit.runners.local import run_local
-
-        all_stats = run_local(stage, tasks, out, ledger_dir, progress=progress)
-    elif runner == "ray":
-        from wit.runners.ray import run_ray
-
-        all_stats = run_ray(stage, tasks, out, ledger_dir, address=address, workers=workers, progress=progress)
-    else:
-        raise ValueError(f"unknown runner {runner!r}; choose local or ray")
-    report = StageReport(stage.name, runner=runner)
-    for s in sorted(all_stats, key=lambda s: s["index"]):
-        report.add(s)
-    report.seconds = time.perf_counter() - t0
-    log.info("%s: %s", stage.name, report.as_dict())
-    return report

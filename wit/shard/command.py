@@ -7,7 +7,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_ledger_arg, add_runner_args
+    from wit.cli_args import add_ledger_arg, add_runner_args
 
     p = sub.add_parser("shard", help="write webdataset tar + Parquet shards", description=__doc__)
     p.add_argument("--input", required=True, help="final (balanced) Parquet parts")
@@ -19,10 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from wit.cli import ledger_dir as cli_ledger_dir
+    from wit.cli_args import ledger_dir as cli_ledger_dir
     from wit.config import ShardConfig
     from wit.io import folders
-    from wit.shard.step import write_shards
+    from wit.shard.job import write_shards
 
     n = args.samples_per_shard or ShardConfig().samples_per_shard
     if n < 1:

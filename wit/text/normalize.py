@@ -1,6 +1,6 @@
 """The one text normalisation shared by the query builder and the matcher.
 
-MetaCLIP's substring-matching semantics (DESIGN.md): a text is wrapped in spaces, each of
+MetaCLIP's substring-matching semantics (docs/match.md): a text is wrapped in spaces, each of
 ``, . ; : ? ! ` `` gets a space on both sides, and tab/newline/carriage return become spaces.
 An entry ``e`` matches iff ``" " + e + " "`` occurs in the spaced text (case-sensitive).
 

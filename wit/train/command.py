@@ -6,18 +6,8 @@ import argparse
 import json
 
 
-def _pairs(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep:
-            raise ValueError(f"--eval wants NAME=DIR, got {item!r}")
-        out[name] = path
-    return out
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    from wit.cli import add_runner_args
+    from wit.cli_args import add_runner_args
     from wit.config import TrainConfig
 
     d = TrainConfig()
@@ -45,14 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from wit.cli_args import parse_pairs
     from wit.train.data import list_shards
-    from wit.train.loop import TrainJob, train
+    from wit.train.job import train
+    from wit.train.loop import TrainJob
 
     job = TrainJob(
         tuple(list_shards(args.shards)), args.out, model=args.model, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay, loader_workers=args.loader_workers,
         seed=args.seed, pretrained=args.pretrained, resume=args.resume, device=args.device,
-        precision=args.precision, eval_sets=_pairs(args.eval), templates=args.templates,
+        precision=args.precision, eval_sets=parse_pairs(args.eval, "--eval"), templates=args.templates,
     )
     # --runner ray trains on Ray Train with --workers workers (default 2); local trains in this process.
     ray_workers = (args.workers or 2) if args.runner == "ray" else 0

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from wit.train import images as wit_images
-from wit.train import tars
+from wit.io import tars
 from wit.train.tokens import fast_tokenizer
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")

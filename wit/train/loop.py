@@ -235,27 +235,6 @@ def train_worker(job: TrainJob, rank: int = 0, world_size: int = 1, device: torc
     return summary
 
 
-def train(job: TrainJob, ray_workers: int = 0, address: str | None = None) -> dict:
-    """Train (in-process, or on ``ray_workers`` Ray Train workers), then zero-shot eval and the loss plot."""
-    if ray_workers > 0:
-        from wit.train.ray_train import fit
-
-        summary = fit(job, ray_workers, address)
-    else:
-        summary = train_worker(job)
-    out = Path(job.out)
-    from wit.train.plots import plot_loss
-
-    plot_loss(out / "metrics.jsonl", out / "loss.png")
-    if math.isnan(summary.get("final_loss", math.nan)) and (out / "metrics.jsonl").exists():
-        lines = (out / "metrics.jsonl").read_text().splitlines()
-        summary["final_loss"] = json.loads(lines[-1])["loss"] if lines else math.nan
-    summary["zeroshot"] = evaluate_sets(job)
-    summary["checkpoint"] = job.checkpoint_path
-    (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return summary
-
-
 def evaluate_sets(job: TrainJob) -> dict:
     """Zero-shot top-1/top-5 of the final checkpoint on each eval set; writes zeroshot.json."""
     from wit.train import zeroshot

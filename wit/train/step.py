@@ -1,4 +1,4 @@
-"""Pipeline step `train`: train on RUN/shards into RUN/train and evaluate on the world's eval sets."""
+"""Pipeline step `train`: train on RUN/shards into RUN/train and evaluate zero-shot on the spec's eval sets."""
 
 from __future__ import annotations
 
@@ -11,17 +11,16 @@ NO_EVAL_SETS = "no eval sets: zero-shot evaluation uses the world step's, and th
 def run_step(ctx) -> dict:
     """Train (resuming a killed run's checkpoint), evaluate zero-shot; return loss, steps and top-1 per set."""
     from wit.train.data import list_shards
-    from wit.train.loop import TrainJob, train
+    from wit.train.job import train
+    from wit.train.loop import TrainJob
 
     cfg = ctx.spec.train
-    world = ctx.state.get("world")
-    eval_sets = dict(getattr(world, "eval_sets", None) or {})
-    job = TrainJob.from_config(cfg, list_shards(ctx.folder("shard")), ctx.folder("train"), eval_sets, resume=True)
+    (shards,) = ctx.inputs
+    job = TrainJob.from_config(cfg, list_shards(shards), ctx.output, dict(cfg.eval), resume=True)
     # train.ray_workers = N > 0 trains with Ray Train on N workers (the runner's cluster); 0 trains in this
     # process, which on one small machine is faster than splitting its cores between workers.
-    ray_workers = cfg.ray_workers
-    summary = train(job, ray_workers=ray_workers, address=ctx.address)
-    skipped = {} if eval_sets else {"zeroshot": NO_EVAL_SETS}
+    summary = train(job, ray_workers=cfg.ray_workers, address=ctx.address)
+    skipped = {} if cfg.eval else {"zeroshot": NO_EVAL_SETS}
     if skipped:
         log.warning("train: zero-shot evaluation SKIPPED, %s (run.json 'skipped')", NO_EVAL_SETS)
     return {

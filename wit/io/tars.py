@@ -1,4 +1,7 @@
-"""A lean streaming reader of webdataset tars: samples {__key__, __url__, ext: bytes} in file order.
+"""The one streaming reader of webdataset tars: samples {__key__, __url__, ext: bytes} in file order.
+
+Used by the trainer's loader (wit/train/data.py), the overlap detector and report, and the eval-set
+reader of the dedupe index.
 
 Python's ``tarfile`` (which webdataset wraps) spends ~0.3 ms per sample on header objects; the
 trainer's loader shares two cores with the training step, so this reads the 512-byte headers

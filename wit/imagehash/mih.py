@@ -1,4 +1,9 @@
-"""Exact multi-index hashing (MIH) for Hamming-radius lookups over 64-bit hashes.
+"""Exact Hamming-distance search over 64-bit hashes: multi-index hashing (MIH) and the tiled scans.
+
+Every pHash search in wit goes through this module: the eval index (wit/dedupe/index.py), the
+in-set near-duplicate pre-pass (wit/dedupe/near.py) and the overlap detector's training index
+(wit/overlap/detector.py). The scans (``brute_nearest``, ``earlier_nearest_brute``) are the
+reference the MIH results are tested against, and what ``choose_m`` picks when a scan is cheaper.
 
 The 64 bits are split into ``m`` disjoint substrings. If two hashes differ in at most ``R`` bits,
 some substring differs in at most ``R // m`` bits (pigeonhole), so per substring we enumerate the
@@ -184,3 +189,50 @@ def flip_random_bits(rng: np.random.Generator, hashes: np.ndarray, max_bits: int
         bit = rng.integers(0, 64, len(hashes)).astype(np.uint64)
         out ^= np.where(k > j, np.uint64(1) << bit, np.uint64(0))
     return out
+
+
+NO_MATCH = 255
+
+
+def brute_nearest(q: np.ndarray, ref: np.ndarray, thr: np.ndarray, block: int = 256,
+                  chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Scan: per query the position in ``ref`` of least distance <= ``thr[position]`` (first on ties)
+    or -1, and that distance (``NO_MATCH`` where none).
+
+    XOR + popcount in tiles of ``block`` queries by ``chunk`` hashes; without ``chunk``, the whole of
+    ``ref`` with the block cut to ~4M cells (~12 MB)."""
+    q = np.asarray(q, dtype=np.uint64).reshape(-1)
+    n = len(q)
+    best = np.full(n, -1, dtype=np.int64)
+    dist = np.full(n, NO_MATCH, dtype=np.int16)
+    if chunk is None:
+        chunk = max(1, len(ref))
+        block = max(1, min(block, (1 << 22) // chunk))
+    for c in range(0, len(ref), chunk):
+        tile, tile_thr = ref[c:c + chunk], thr[c:c + chunk]
+        for a in range(0, n, block):
+            d = np.bitwise_count(q[a:a + block, None] ^ tile[None, :]).astype(np.int16)
+            d[d > tile_thr[None, :]] = NO_MATCH
+            j = d.argmin(axis=1)
+            dj = d[np.arange(len(j)), j]
+            better = dj < dist[a:a + block]  # strict: an earlier tile wins ties
+            best[a:a + block][better] = c + j[better]
+            dist[a:a + block][better] = dj[better]
+    return best, dist
+
+
+def earlier_nearest_brute(ph: np.ndarray, threshold: int, cells: int = 1 << 24) -> np.ndarray:
+    """Scan: per row the earlier row of least distance <= ``threshold`` (lowest on ties) or -1; each block of
+    rows against every row before its end, ~``cells`` pairs at a time (``MultiIndex.earlier_nearest``'s reference)."""
+    n = len(ph)
+    ph = np.asarray(ph, dtype=np.uint64)
+    dup_of = np.full(n, -1, dtype=np.int64)
+    block = max(1, min(2048, cells // max(n, 1)))
+    for a in range(0, n, block):
+        b = min(a + block, n)
+        d = np.bitwise_count(ph[a:b, None] ^ ph[None, :b]).astype(np.int16)
+        d[np.triu_indices(b - a, k=a, m=b)] = 99  # only j < i counts
+        j = d.argmin(axis=1)
+        hit = d[np.arange(b - a), j] <= threshold
+        dup_of[a:b][hit] = j[hit]
+    return dup_of

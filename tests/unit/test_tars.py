@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from wit.train import tars
+from wit.io import tars
 
 
 def _tar(path, members, fmt=tarfile.PAX_FORMAT):

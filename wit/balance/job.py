@@ -8,6 +8,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from wit import schemas
 from wit.balance import algorithm
 from wit.balance.stage import BalanceStage, cap_of
 from wit.io import folders, storage
@@ -55,6 +56,16 @@ def hardcap_thresholds(parts: list[str], counts: pa.Table, cap: int, seed: int) 
                      "threshold": out.column("threshold").cast(pa.float64())})
 
 
+def _carries_more_than_matched(part: str) -> bool:
+    """Whether a balance input part has columns beyond the balanced schema (images, descriptors)."""
+    import pyarrow.parquet as pq
+
+    fs, path = folders.fs_and_path(part)
+    with fs.open(path, "rb") as fh:
+        names = set(pq.ParquetFile(fh).schema_arrow.names)
+    return bool(names - set(schemas.BALANCED.names))
+
+
 def balance_folder(inputs: str | list[str], out: str, *, t: int, oversample: float = 1.0, mode: str = "metaclip",
                    seed: int = 0, name: str = "balance", counts_url: str | None = None,
                    **runner_kwargs) -> dict:
@@ -64,10 +75,13 @@ def balance_folder(inputs: str | list[str], out: str, *, t: int, oversample: flo
     (matched/entry_counts.parquet) both passes are Algorithm 1 over the whole pool: the final pass
     keeps exactly the survivors that one pass at t would keep. None recounts over ``inputs``
     (``--recount``), which after download thins head entries less: not Algorithm 1.
+    The output keeps every input column when the input carries more than the matched columns
+    (images and descriptors after download), else the balanced schema.
     """
     parts = part_files(inputs)
     if not parts:
         raise ValueError(f"{name}: no input parts in {inputs}")
+    keep_columns = _carries_more_than_matched(parts[0])
     if counts_url is not None and not folders.exists(counts_url):
         raise FileNotFoundError(f"{name}: entry counts {counts_url} not found (match writes them; "
                                 "or recount over the input)")
@@ -82,7 +96,7 @@ def balance_folder(inputs: str | list[str], out: str, *, t: int, oversample: flo
         thresholds = folders.join(out, THRESHOLDS_FILE)
         folders.write_parquet(thresholds, hardcap_thresholds(parts, counts, int(cap_of(t, oversample)), seed))
     stage = BalanceStage(counts=counts_url, t=t, oversample=oversample, mode=mode, seed=seed,
-                         thresholds=thresholds, name=name)
+                         thresholds=thresholds, name=name, keep_columns=keep_columns)
     report = run_stage(stage, parts, out, **runner_kwargs).as_dict()
     stats = balance_stats(input_counts, entry_counts(out), out, cap_of(t, oversample), head_by=counts)
     stats.update({"t": t, "oversample": oversample, "mode": mode, "seed": seed,

@@ -1,0 +1,69 @@
+"""Dedupe's second job: the in-set near-duplicate pre-pass, a global exact reduce over all descriptors.
+
+``near_duplicates`` orders rows by uid and marks every row that has an identical pixel hash or a pHash
+within ``within_threshold`` of an earlier row: the first of each group is kept (multi-index hashing,
+exact, through ``wit.imagehash.mih``). Written to ``OUT/_near_duplicates.parquet``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from wit.dedupe.describe import descriptors_dir
+from wit.imagehash import mih
+from wit.io import folders
+
+NEAR_DUPS = "_near_duplicates.parquet"
+
+
+def near_duplicates(out: str, threshold: int, method: str = "auto") -> pa.Table:
+    """(uid, dup_of) for every row with an earlier (by uid) identical or pHash-near row; cached in OUT."""
+    target = folders.join(out, NEAR_DUPS)
+    if folders.exists(target):
+        return folders.read_parquet([target])
+    fs, path = folders.fs_and_path(descriptors_dir(out))
+    t = folders.read_parquet(sorted(fs.glob(path + "/_desc-*.parquet")), columns=["uid", "pixel_sha256", "phash", "error"])
+    t = t.filter(pc.equal(t.column("error"), "")).sort_by("uid")
+    dup_of = earlier_duplicates(t.column("pixel_sha256"), t.column("phash").to_numpy().astype(np.uint64),
+                                threshold, method=method)
+    sel = pa.array(np.nonzero(dup_of >= 0)[0])
+    uids = t.column("uid")
+    res = pa.table({"uid": uids.take(sel).cast(pa.string()),
+                    "dup_of": uids.take(pa.array(dup_of[dup_of >= 0])).cast(pa.string())})
+    folders.write_parquet(target, res)
+    return res
+
+
+def earlier_duplicates(pixel_sha256, phash: np.ndarray, threshold: int, method: str = "auto") -> np.ndarray:
+    """Per row, the earlier row it duplicates, or -1: the first row with the same pixel hash, else
+    the earlier row of least pHash distance within ``threshold`` (lowest row on ties).
+
+    ``method``: "brute" (block scan, O(n^2)), "mih" (multi-index hashing) or "auto" (MIH unless
+    ``mih.choose_m`` finds a scan cheaper: small n or a threshold too wide to prune)."""
+    n = len(phash)
+    if not isinstance(pixel_sha256, (pa.Array, pa.ChunkedArray)):
+        pixel_sha256 = pa.array(pixel_sha256, pa.string())
+    if isinstance(pixel_sha256, pa.ChunkedArray):
+        pixel_sha256 = pixel_sha256.combine_chunks()
+    codes = pc.dictionary_encode(pixel_sha256, null_encoding="encode").indices.to_numpy(zero_copy_only=False)
+    # unique's return_index is each code's first position
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    first = first[inverse]
+    by_pixels = np.where(first != np.arange(n), first, -1)
+    threshold = min(int(threshold), 64)  # wider matches everything anyway
+    if method == "auto":
+        method = "mih" if mih.choose_m(n, threshold) is not None else "brute"
+    by_phash = _earlier_phash_mih(phash, threshold) if method == "mih" else mih.earlier_nearest_brute(phash, threshold)
+    return np.where(by_pixels >= 0, by_pixels, by_phash)
+
+
+def _earlier_phash_mih(ph: np.ndarray, threshold: int) -> np.ndarray:
+    """``mih.earlier_nearest_brute`` by multi-index hashing: same rows, ties included, sublinear per row."""
+    n = len(ph)
+    if n == 0 or threshold < 0:
+        return np.full(n, -1, dtype=np.int64)
+    m = mih.choose_m(n, threshold) or mih.M_CHOICES[-1]
+    best, _ = mih.MultiIndex(ph, m).earlier_nearest(threshold)
+    return best

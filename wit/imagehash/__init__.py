@@ -1,0 +1,1 @@
+"""Image hashes: the descriptors (pixel hash, pHash and variants) and their Hamming-distance search (multi-index hashing)."""
