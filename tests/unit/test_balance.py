@@ -193,11 +193,11 @@ def test_pipeline_final_step_uses_the_pool_counts_by_default(tmp_path):
     ctx = RunContext(RunSpec(balance={"t": 60, "oversample": 2.0}, balance_final={"t": 60}), str(run),
                      progress=False)
     assert ctx.spec.balance_final.counts == "pool"
-    step.run_step(ctx)
+    step.run_step(ctx.for_step("balance"))
     survived = _survivors(_kept(ctx.folder("balance")), 0.5, seed=2)
     (run / "deduped").mkdir()
     folders.write_parquet(str(run / "deduped" / folders.part_name(0)), survived)
-    step.run_final_step(ctx)
+    step.run_final_step(ctx.for_step("balance_final"))
     balance_folder(ctx.folder("match"), str(tmp_path / "one"), t=60, counts_url=None, progress=False)
     assert _uids(ctx.folder("balance_final")) == _uids(str(tmp_path / "one")) & set(survived.column("uid").to_pylist())
 
