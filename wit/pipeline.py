@@ -125,7 +125,7 @@ def run_pipeline(ctx: RunContext, steps: list[str] | None = None) -> dict:
         chain = [s for s in ("candidates", "match", "balance", "download", "filter", "dedupe", "balance_final", "shard")
                  if s in steps]
         checks = ledger.reconcile(ctx.ledger, {s: ctx.folder(s) for s in chain if folders.exists(ctx.folder(s))},
-                                  chain=chain)
+                                  chain=chain, **ctx.runner_kwargs())
         record["ledger"] = ledger.as_dict(checks)
         record["ledger_ok"] = all(c.ok for c in checks.values())
         folders.write_json(run_json, record)

@@ -10,8 +10,9 @@ import pyarrow as pa
 
 from wit.balance import algorithm
 from wit.balance.stage import BalanceStage, cap_of
+from wit.distributed import global_ops
 from wit.io import folders
-from wit.match.counts import entry_counts, part_files
+from wit.match.counts import part_files
 from wit.runners import run_stage
 
 log = logging.getLogger(__name__)
@@ -69,20 +70,22 @@ def balance_folder(inputs: str | list[str], out: str, *, t: int, oversample: flo
     folders.makedirs(out)
     if counts_url is None:
         counts_url = folders.join(out, INPUT_COUNTS_FILE)
-        folders.write_parquet(counts_url, entry_counts(parts))
+        folders.write_parquet(counts_url, global_ops.entry_counts(parts, **runner_kwargs))
     counts = folders.read_parquet([counts_url])
     thresholds = None
     if mode == "hardcap":
         thresholds = folders.join(out, THRESHOLDS_FILE)
-        folders.write_parquet(thresholds, hardcap_thresholds(parts, counts, int(cap_of(t, oversample)), seed))
+        folders.write_parquet(thresholds, global_ops.hardcap_thresholds(parts, counts, int(cap_of(t, oversample)), seed,
+                                                                        **runner_kwargs))
     stage = BalanceStage(counts=counts_url, t=t, oversample=oversample, mode=mode, seed=seed,
                          thresholds=thresholds, name=name)
     report = run_stage(stage, parts, out, **runner_kwargs).as_dict()
-    stats = balance_stats(counts, entry_counts(out), out, cap_of(t, oversample))
+    after = global_ops.entry_counts(out, **runner_kwargs)
+    stats = balance_stats(counts, after, out, cap_of(t, oversample), **runner_kwargs)
     stats.update({"t": t, "oversample": oversample, "mode": mode, "seed": seed})
     folders.write_json(folders.join(out, STATS_FILE), stats)
     try:
-        write_curve(counts, entry_counts(out), cap_of(t, oversample), folders.join(out, CURVE_FILE))
+        write_curve(counts, after, cap_of(t, oversample), folders.join(out, CURVE_FILE))
     except Exception as err:  # noqa: BLE001 - a plot must not fail a finished pass
         log.warning("balance: could not draw the curve: %s", err)
     report["stats"] = {k: stats[k] for k in ("head_entries", "head_share_before", "head_share_after")}
@@ -95,7 +98,7 @@ def _share(counts: np.ndarray, cap: float) -> tuple[int, float]:
     return int(len(head)), float(head.sum() / total) if total else 0.0
 
 
-def balance_stats(before: pa.Table, after: pa.Table, out: str, cap: float) -> dict:
+def balance_stats(before: pa.Table, after: pa.Table, out: str, cap: float, **runner_kwargs) -> dict:
     """Head/tail figures like MetaCLIP's tables: entries over the cap and the share of matches they hold."""
     b = before.column("count").to_numpy()
     a_lookup = dict(zip(after.column("query_id").to_pylist(), after.column("count").to_pylist()))
@@ -105,12 +108,7 @@ def balance_stats(before: pa.Table, after: pa.Table, out: str, cap: float) -> di
     after_total = int(a.sum())
     head_after = sum(a_lookup.get(q, 0) for q in head_ids)
     parts = part_files(out)
-    per_source = {}
-    if parts:
-        con = duckdb.connect()
-        rows = con.execute("SELECT source, count(*) FROM read_parquet(?) GROUP BY source ORDER BY source",
-                           [[folders.fs_and_path(p)[1] for p in parts]]).fetchall()
-        per_source = {str(s): int(n) for s, n in rows}
+    per_source = {str(s): n for s, n in sorted(global_ops.count_by(parts, "source", **runner_kwargs).items())}
     head_after_counts = np.array([a_lookup.get(q, 0) for q in head_ids], np.float64)
     return {
         "cap": cap,
