@@ -116,7 +116,12 @@ def run_pipeline(ctx: RunContext, steps: list[str] | None = None) -> dict:
         for step in steps:
             t0 = time.perf_counter()
             log.info("step %s", step)
-            result = resolve(step)(ctx) or {}
+            try:
+                result = resolve(step)(ctx) or {}
+            except Exception as err:
+                record["failed"] = {"step": step, "error": repr(err), "tasks": getattr(err, "failures", [])}
+                folders.write_json(run_json, record)
+                raise
             result["seconds"] = round(time.perf_counter() - t0, 3)
             record["stages"][step] = result
             folders.write_json(run_json, record)
@@ -125,7 +130,7 @@ def run_pipeline(ctx: RunContext, steps: list[str] | None = None) -> dict:
         chain = [s for s in ("candidates", "match", "balance", "download", "filter", "dedupe", "balance_final", "shard")
                  if s in steps]
         checks = ledger.reconcile(ctx.ledger, {s: ctx.folder(s) for s in chain if folders.exists(ctx.folder(s))},
-                                  chain=chain, **ctx.runner_kwargs())
+                                  chain=chain, runner=ctx.runner, address=ctx.address)
         record["ledger"] = ledger.as_dict(checks)
         record["ledger_ok"] = all(c.ok for c in checks.values())
         folders.write_json(run_json, record)

@@ -110,3 +110,20 @@ def test_a_task_failing_three_times_names_step_input_and_error(tmp_path, ray_ses
         list(sh.results("test step", refs))
     assert err.value.failure == {"step": "test step", "input": "/data/in-0001.parquet",
                                  "error": "ValueError('cannot read /data/in-0001.parquet')"}
+
+
+def test_a_stage_task_failing_three_times_fails_the_stage_and_keeps_the_others(tmp_path, ray_session):
+    from tests.helpers import make_candidates
+    from tests.stages_for_tests import KeepEvenLength
+    from wit.runners import run_stage
+
+    inputs = make_candidates(tmp_path / "in", parts=3, rows=20)
+    bad = tmp_path / "in" / "in-bad.parquet"
+    bad.write_bytes(b"not parquet")
+    inputs.insert(1, str(bad))
+    out = tmp_path / "out"
+    with pytest.raises(GlobalStepError) as err:
+        run_stage(KeepEvenLength(), inputs, str(out), runner="ray", ledger_dir=str(tmp_path / "ledger"), workers=2)
+    assert err.value.failure["input"] == str(bad) and "attempts" in err.value.failures[0]
+    assert err.value.failures[0]["attempts"] == 3 and "Parquet" in err.value.failure["error"]
+    assert sorted(p.name for p in (out / folders.MARKERS).iterdir()) == ["part-00000.json", "part-00002.json", "part-00003.json"]

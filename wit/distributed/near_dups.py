@@ -166,8 +166,8 @@ def near_duplicates(out: str, threshold: int, runner: str = "local", address: st
         return stage.near_duplicates(out, threshold).num_rows
     sh.ensure(address)
     threshold = min(int(threshold), 64)
-    n = sum(pq.ParquetFile(p).metadata.num_rows for p in files)
-    f = sh.partitions_for(cfg)
+    n = sh.parquet_rows(files)
+    f = sh.partitions_for(cfg, n)
     parts = [sh.shuffle(STEP, files, _pixel_map, _pixel_reduce, cfg, reduce_args=(f,), fanout=f)]
     if threshold >= 0:
         m, ranges = plan(n, threshold, cfg.rows_per_partition)

@@ -20,9 +20,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ShuffleConfig:
-    """``partitions``: reduce tasks per shuffle (None: 2 x cluster CPUs); ``attempts``: tries per task
-    before the step fails (a killed worker or a raised error both count); ``rows_per_partition``:
-    the most rows one near-duplicate reduce task indexes (sets how many value ranges it uses)."""
+    """``partitions``: reduce tasks per shuffle (None: enough that each gets about ``rows_per_partition``
+    input rows, and at least 2 x cluster CPUs), so a reduce task's memory is set here, not by the
+    input; ``attempts``: tries per task before the step fails (a killed worker or a raised error
+    both count)."""
 
     partitions: int | None = None
     attempts: int = 3
@@ -30,22 +31,39 @@ class ShuffleConfig:
 
 
 class GlobalStepError(RuntimeError):
-    """A global step failed: ``failure`` names the step, the task's input and the error (for run.json)."""
+    """A step failed: ``failure`` names the step, the task's input and the error (for run.json);
+    ``failures`` lists every failed task when several did."""
 
-    def __init__(self, step: str, task_input: str, error: str):
+    def __init__(self, step: str, task_input: str, error: str, failures: list[dict] | None = None):
         self.failure = {"step": step, "input": task_input, "error": error}
-        super().__init__(f"{step}: task on {task_input} failed: {error}")
+        self.failures = failures or [self.failure]
+        more = f" (and {len(self.failures) - 1} more tasks)" if len(self.failures) > 1 else ""
+        super().__init__(f"{step}: task on {task_input} failed: {error}{more}")
 
     def __reduce__(self):
-        return GlobalStepError, (self.failure["step"], self.failure["input"], self.failure["error"])
+        return GlobalStepError, (*self.failure.values(), self.failures)
 
 
-def partitions_for(cfg: ShuffleConfig) -> int:
+def partitions_for(cfg: ShuffleConfig, rows: int = 0) -> int:
     import ray
 
     if cfg.partitions:
         return int(cfg.partitions)
-    return max(1, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    return max(2 * int(ray.cluster_resources().get("CPU", 1)), -(-rows // max(1, cfg.rows_per_partition)))
+
+
+def parquet_rows(files: list[str]) -> int:
+    """Rows of Parquet ``files`` from their footers (no data read)."""
+    import pyarrow.parquet as pq
+
+    from wit.io import folders
+
+    n = 0
+    for url in files:
+        fs, path = folders.fs_and_path(url)
+        with fs.open(path, "rb") as f:
+            n += pq.ParquetFile(f).metadata.num_rows
+    return n
 
 
 def _remote(fn: Callable, cfg: ShuffleConfig, num_returns: int = 1):
@@ -80,7 +98,7 @@ def shuffle(step: str, items: list, map_fn: Callable, reduce_fn: Callable, cfg: 
     ``map_fn(item, P, *map_args) -> list[pa.Table]`` of length P; ``reduce_fn(j, tables, *reduce_args)``
     returns a table (``fanout`` = 1) or ``fanout`` tables, to feed a further shuffle.
     """
-    p = partitions or partitions_for(cfg)
+    p = partitions or partitions_for(cfg, parquet_rows([i[1] if isinstance(i, tuple) else i for i in items]))
     mapper = _remote(_map_task, cfg, num_returns=p)
     maps = [mapper.remote(step, map_fn, item, p, *map_args) for item in items]
     maps = [[m] if p == 1 else m for m in maps]
@@ -114,7 +132,7 @@ def results(step: str, refs: list) -> Iterator:
         except rx.RayTaskError as err:
             cause = getattr(err, "cause", None)
             if isinstance(cause, GlobalStepError):
-                raise GlobalStepError(*cause.failure.values()) from None
+                raise GlobalStepError(*cause.failure.values(), cause.failures) from None
             raise GlobalStepError(step, "?", str(err).splitlines()[0]) from err
         except (rx.ObjectStoreFullError, rx.OutOfDiskError) as err:
             limit = ray.cluster_resources().get("object_store_memory", 0)

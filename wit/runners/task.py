@@ -150,6 +150,12 @@ def run_stage(
         all_stats = run_ray(stage, tasks, out, ledger_dir, address=address, workers=workers, progress=progress)
     else:
         raise ValueError(f"unknown runner {runner!r}; choose local or ray")
+    failures = [s["failed"] for s in all_stats if "failed" in s]
+    if failures:
+        from wit.distributed.shuffle import GlobalStepError
+
+        first = failures[0]
+        raise GlobalStepError(first["step"], first["input"], first["error"], failures)
     report = StageReport(stage.name, runner=runner)
     for s in sorted(all_stats, key=lambda s: s["index"]):
         report.add(s)
