@@ -65,20 +65,26 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         import psutil
 
+        me = psutil.Process()
         while not self.stop.is_set():
-            for p in psutil.process_iter(["pid", "cmdline", "memory_info"]):
-                cmd = " ".join(p.info["cmdline"] or [])
-                if cmd.startswith("ray::") or "default_worker.py" in cmd:
-                    rss = p.info["memory_info"].rss if p.info["memory_info"] else 0
-                    if rss > self.peak.get(p.info["pid"], (0, ""))[0]:
-                        self.peak[p.info["pid"]] = (rss, cmd.split()[0])
+            # this driver's own cluster only: its raylet and workers are descendants of this process
+            for p in me.children(recursive=True):
+                try:
+                    cmd = " ".join(p.cmdline())
+                    rss = p.memory_info().rss
+                except psutil.Error:
+                    continue
+                if (cmd.startswith("ray::") or "default_worker.py" in cmd) and \
+                        rss > self.peak.get(p.pid, (0, ""))[0]:
+                    self.peak[p.pid] = (rss, cmd.split()[0])
             self.stop.wait(self.period)
 
 
 def spilled_bytes() -> int:
+    import ray
     from ray._private.internal_api import memory_summary
 
-    s = memory_summary(stats_only=True)
+    s = memory_summary(address=ray.get_runtime_context().gcs_address, stats_only=True)
     m = re.search(r"Spilled (\d+) MiB", s)
     return int(m.group(1)) * 2**20 if m else 0
 
