@@ -158,7 +158,9 @@ def near_duplicates(out: str, threshold: int, runner: str = "local", address: st
     from wit.dedupe import stage
 
     target = folders.join(out, stage.NEAR_DUPS)
-    if runner != "ray" or folders.exists(target):
+    if runner == "ray" and folders.exists(target):
+        return sh.parquet_rows([target])
+    if runner != "ray":
         return stage.near_duplicates(out, threshold).num_rows
     fs, path = folders.fs_and_path(stage.descriptors_dir(out))
     files = sorted(fs.glob(path + "/_desc-*.parquet"))
