@@ -52,7 +52,6 @@ class _StageActor:
         stats = [self._attempt(int(i), str(p)) for i, p in zip(batch["index"], batch["path"])]
         return {"stats": [json.dumps(s) for s in stats]}
 
-
     def _attempt(self, index: int, path: str, attempts: int = 3) -> dict:
         """``run_task``, retried (its writes are idempotent); after the last failure, the failure as a
         value so the other tasks run on and keep their output."""
