@@ -172,7 +172,13 @@ def _run(ctx: RunContext, steps: list[str]) -> dict:
         log.info("step %s", name)
         t0 = time.perf_counter()
         resume.start(ctx.path(sctx.step.folder), fp)
-        result = sctx.step.load()(sctx) or {}
+        try:
+            result = sctx.step.load()(sctx) or {}
+        except Exception as err:
+            record["failed"] = {"step": name, "error": repr(err), "tasks": getattr(err, "failures", [])}
+            folders.write_json(run_json, record)
+            raise
+        record.pop("failed", None)
         result["seconds"] = round(time.perf_counter() - t0, 3)
         resume.finish(ctx.path(sctx.step.folder), fp, result)
         record["stages"][name] = result
@@ -186,7 +192,7 @@ def _run(ctx: RunContext, steps: list[str]) -> dict:
 
     chain = [s for s in graph.LEDGER_CHAIN if s in steps]
     checks = ledger.reconcile(ctx.ledger, {s: ctx.folder(s) for s in chain if folders.exists(ctx.folder(s))},
-                              chain=chain)
+                              chain=chain, runner=ctx.runner, address=ctx.address)
     record["ledger"] = ledger.as_dict(checks)
     record["ledger_ok"] = all(c.ok for c in checks.values())
     folders.write_json(run_json, record)

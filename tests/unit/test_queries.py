@@ -320,3 +320,29 @@ def test_spaced_is_the_translate_table_form():
     for _ in range(500):
         s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
         assert normalize.spaced(s) == " " + s.translate(normalize._TABLE) + " "
+
+
+def test_merge_folds_spills_a_few_at_a_time_with_the_same_sums(tmp_path):
+    import random
+
+    rng = random.Random(3)
+    root = tmp_path / "counts" / "unigrams"
+    root.mkdir(parents=True)
+    want: Counter = Counter()
+    for s in range(7):
+        buckets = []
+        for b in range(3):
+            c = Counter(f"w{b}-{rng.randint(0, 40)}" for _ in range(rng.randint(0, 60)))
+            want.update(c)
+            buckets.append(pa.record_batch([pa.array(list(c), pa.string()), pa.array(list(c.values()), pa.int64())],
+                                           schema=counts.UNIGRAMS))
+        with pa.OSFile(str(root / f"part-{s:05d}-0000.arrow"), "wb") as f, pa.ipc.new_file(f, counts.UNIGRAMS) as w:
+            for batch in buckets:
+                w.write_batch(batch)
+    spills = counts.Spills(str(tmp_path / "counts"), "unigrams")
+    for fold in (1, 2, 3, 100):
+        got: Counter = Counter()
+        for t in spills.sums(["token"], fold=fold):
+            assert len(set(t["token"].to_pylist())) == t.num_rows  # summed: each key once per bucket
+            got.update(dict(zip(t["token"].to_pylist(), t["count"].to_pylist())))
+        assert got == want, fold

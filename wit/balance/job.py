@@ -11,8 +11,9 @@ import pyarrow as pa
 from wit import schemas
 from wit.balance import algorithm
 from wit.balance.stage import BalanceStage, cap_of
-from wit.io import folders, storage
-from wit.match.counts import entry_counts, part_files
+from wit.distributed import global_ops
+from wit.io import folders
+from wit.match.counts import part_files
 from wit.runners import run_stage
 
 log = logging.getLogger(__name__)
@@ -87,30 +88,33 @@ def balance_folder(inputs: str | list[str], out: str, *, t: int, oversample: flo
                                 "or recount over the input)")
     folders.makedirs(out)
     input_counts_url = folders.join(out, INPUT_COUNTS_FILE)
-    input_counts = entry_counts(parts)
+    input_counts = global_ops.entry_counts(parts, **runner_kwargs)
     folders.write_parquet(input_counts_url, input_counts)
     counts_url = counts_url or input_counts_url
     counts = folders.read_parquet([counts_url])
     thresholds = None
     if mode == "hardcap":
         thresholds = folders.join(out, THRESHOLDS_FILE)
-        folders.write_parquet(thresholds, hardcap_thresholds(parts, counts, int(cap_of(t, oversample)), seed))
+        folders.write_parquet(thresholds, global_ops.hardcap_thresholds(parts, counts, int(cap_of(t, oversample)), seed,
+                                                                        **runner_kwargs))
     stage = BalanceStage(counts=counts_url, t=t, oversample=oversample, mode=mode, seed=seed,
                          thresholds=thresholds, name=name, keep_columns=keep_columns)
     report = run_stage(stage, parts, out, **runner_kwargs).as_dict()
-    stats = balance_stats(input_counts, entry_counts(out), out, cap_of(t, oversample), head_by=counts)
+    after = global_ops.entry_counts(out, **runner_kwargs)
+    stats = balance_stats(input_counts, after, out, cap_of(t, oversample), head_by=counts, **runner_kwargs)
     stats.update({"t": t, "oversample": oversample, "mode": mode, "seed": seed,
                   "counts": "recount" if counts_url == input_counts_url else counts_url})
     folders.write_json(folders.join(out, STATS_FILE), stats)
     try:
-        write_curve(input_counts, entry_counts(out), cap_of(t, oversample), folders.join(out, CURVE_FILE), t=t)
+        write_curve(input_counts, after, cap_of(t, oversample), folders.join(out, CURVE_FILE), t=t)
     except Exception as err:  # noqa: BLE001 - a plot must not fail a finished pass
         log.warning("balance: could not draw the curve: %s", err)
     report["stats"] = {k: stats[k] for k in ("head_entries", "head_share_before", "head_share_after")}
     return report
 
 
-def balance_stats(before: pa.Table, after: pa.Table, out: str, cap: float, head_by: pa.Table | None = None) -> dict:
+def balance_stats(before: pa.Table, after: pa.Table, out: str, cap: float, head_by: pa.Table | None = None,
+                  **runner_kwargs) -> dict:
     """Head/tail figures like MetaCLIP's tables: entries over the cap and the share of matches they hold.
 
     ``before``: the input's entry counts; ``head_by``: the counts that decide which entries are head
@@ -128,12 +132,7 @@ def balance_stats(before: pa.Table, after: pa.Table, out: str, cap: float, head_
     after_total = int(a.sum())
     head_after = sum(a_lookup.get(q, 0) for q in head_ids)
     parts = part_files(out)
-    per_source = {}
-    if parts:
-        con = storage.duckdb_connect(parts)
-        rows = con.execute("SELECT source, count(*) FROM read_parquet(?) GROUP BY source ORDER BY source",
-                           [[storage.duckdb_path(p) for p in parts]]).fetchall()
-        per_source = {str(s): int(n) for s, n in rows}
+    per_source = {str(s): n for s, n in sorted(global_ops.count_by(parts, "source", **runner_kwargs).items())}
     head_after_counts = np.array([a_lookup.get(q, 0) for q in head_ids], np.float64)
     return {
         "cap": cap,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from wit.dedupe.describe import DescribeStage, descriptors_dir, matched_by
-from wit.dedupe.near import near_duplicates
+from wit.distributed.near_dups import near_duplicates
 from wit.dedupe.stage import DedupeStage
 from wit.runners import run_stage
 
@@ -25,10 +25,10 @@ def run_dedupe(inputs: list[str], out: str, index_dir: str | None, cfg, **runner
                              embed_batch=cfg.embed_batch)
     d = run_stage(describe, inputs, descriptors_dir(out), ledger_dir=None, **runner_kwargs)
     by = matched_by(out)
-    nd = near_duplicates(out, cfg.within_threshold) if cfg.within_dataset else None
+    n_near = near_duplicates(out, cfg.within_threshold, **runner_kwargs) if cfg.within_dataset else 0
     rep = run_stage(DedupeStage(out=out), inputs, out, ledger_dir=ledger_dir, **runner_kwargs).as_dict()
     rep["describe_seconds"] = round(d.seconds, 3)
-    rep["near_duplicates"] = nd.num_rows if nd is not None else 0
+    rep["near_duplicates"] = n_near
     rep["eval_matched_by"] = by
     log.info("dedupe: eval copies by descriptor %s", by)
     return rep

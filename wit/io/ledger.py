@@ -110,13 +110,17 @@ def summarize(ledger_dir: str) -> dict[str, StageCheck]:
     return out
 
 
-def reconcile(ledger_dir: str, stage_outputs: dict[str, str] | None = None, chain: list[str] | None = None) -> dict[str, StageCheck]:
+def reconcile(ledger_dir: str, stage_outputs: dict[str, str] | None = None, chain: list[str] | None = None,
+              **runner_kwargs) -> dict[str, StageCheck]:
     """Check the ledger against the markers and outputs of each stage; problems are listed per stage.
 
     ``stage_outputs`` maps stage name -> its output folder (with ``_markers``); ``chain`` is the
     order of stages in a run, to check that each stage's input equals the previous kept count.
+    ``runner_kwargs`` (runner="ray", address) sum the ledger with a Ray shuffle instead of DuckDB here.
     """
-    checks = summarize(ledger_dir)
+    from wit.distributed.global_ops import summarize_ledger
+
+    checks = summarize_ledger(ledger_dir, **runner_kwargs)
     stage_outputs = stage_outputs or {}
     for stage, out in stage_outputs.items():
         c = checks.setdefault(stage, StageCheck(stage, 0, 0, 0))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from wit.io import folders
-from wit.match.counts import later_duplicates, part_files, write_entry_counts
+from wit.distributed import global_ops
+from wit.match.counts import part_files
 from wit.match.stage import MatchStage, load_queries
 from wit.runners import run_stage
 
@@ -21,10 +22,10 @@ def match_folder(queries: str, candidates: str | list[str], out: str, backend: s
     folders.makedirs(out)
     dups_url = folders.join(out, DUPLICATES_FILE)
     # Computed before any task so every worker drops the same later occurrences.
-    folders.write_parquet(dups_url, later_duplicates(inputs))
+    global_ops.write_later_duplicates(inputs, dups_url, **runner_kwargs)
     stage = MatchStage(queries=queries, duplicates=dups_url, backend=backend)
     report = run_stage(stage, inputs, out, **runner_kwargs).as_dict()
-    counts = write_entry_counts(out, folders.join(out, ENTRY_COUNTS_FILE))
+    counts = global_ops.write_entry_counts(out, folders.join(out, ENTRY_COUNTS_FILE), **runner_kwargs)
     report["entries_matched"] = counts.num_rows
     report["matches"] = int(sum(counts.column("count").to_pylist()))
     return report

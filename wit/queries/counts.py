@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 SPILL_SUFFIX = ".arrow"
 UNIGRAMS = pa.schema([("token", pa.string()), ("count", pa.int64())])
 BIGRAMS = pa.schema([("w1", pa.string()), ("w2", pa.string()), ("count", pa.int64())])
+FOLD = 16  # spills summed per step of the merge
 PAGES = pa.schema([("uid", pa.string()), ("ns", pa.int32()), ("redirect", pa.bool_()),
                    ("text", pa.large_string()), ("error", pa.string())])
 
@@ -275,24 +276,35 @@ class Spills:
     def _open(self, path: str):
         return pa.memory_map(path) if self.local else self.fs.open(path, "rb")
 
-    def bucket(self, b: int) -> tuple[pa.Table, int]:
-        """Bucket ``b`` of every spill as one table, and how many spills had rows in it."""
+    def bucket(self, b: int, paths: list[str] | None = None) -> tuple[pa.Table, int]:
+        """Bucket ``b`` of every spill (or of ``paths``) as one table, and how many had rows in it."""
         batches = []
-        for p in self.paths:
+        for p in self.paths if paths is None else paths:
             with self._open(p) as src:
                 batch = pa.ipc.open_file(src).get_batch(b)
             if batch.num_rows:
                 batches.append(batch)
         return pa.Table.from_batches(batches, schema=self.schema), len(batches)
 
-    def sums(self, keys: list[str]) -> Iterator[pa.Table]:
-        """Per bucket, the keys with their counts summed over every spill."""
+    def sums(self, keys: list[str], fold: int = FOLD) -> Iterator[pa.Table]:
+        """Per bucket, the keys with their counts summed over every spill.
+
+        Spills are added ``fold`` at a time to a running sum, so a bucket's memory is its distinct
+        keys plus ``fold`` spills' share, however many tasks spilled (a dump 10x larger has ~10x
+        the spills of about the same keys)."""
         for b in range(self.buckets):
-            t, nonempty = self.bucket(b)
-            if nonempty > 1:
-                t = t.group_by(keys).aggregate([("count", "sum")]).rename_columns(keys + ["count"])
-            if nonempty:  # one spill's keys are already distinct
-                yield t
+            acc, seen = None, 0
+            for a in range(0, len(self.paths), max(1, fold)):
+                t, nonempty = self.bucket(b, self.paths[a:a + fold])
+                if not nonempty:
+                    continue
+                seen += nonempty
+                if acc is not None:
+                    t = pa.concat_tables([acc, t])
+                acc = t if seen == 1 else t.group_by(keys).aggregate([("count", "sum")]).rename_columns(
+                    keys + ["count"])  # one spill's keys are already distinct
+            if acc is not None:
+                yield acc.combine_chunks()
 
 
 def merge_unigrams(spill_dir: str) -> pa.Table:

@@ -105,6 +105,12 @@ def run_stage(
             stage, extra = stack.enter_context(_load(hook)(stage, address=address, progress=progress))
         all_stats = run(stage, tasks, out, ledger_dir, address=address, workers=workers, progress=progress)
         extras = extra()
+    failures = [s["failed"] for s in all_stats if "failed" in s]
+    if failures:
+        from wit.distributed.shuffle import GlobalStepError
+
+        first = failures[0]
+        raise GlobalStepError(first["step"], first["input"], first["error"], failures)
     report = StageReport(stage.name, runner=runner)
     for s in sorted(all_stats, key=lambda s: s["index"]):
         report.add(s)

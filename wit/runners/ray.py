@@ -54,11 +54,21 @@ class _StageActor:
         stage.setup()
 
     def __call__(self, batch: dict) -> dict:
-        stats = [
-            run_task(self.stage, int(i), str(p), self.out, self.ledger_dir)
-            for i, p in zip(batch["index"], batch["path"])
-        ]
+        stats = [self._attempt(int(i), str(p)) for i, p in zip(batch["index"], batch["path"])]
         return {"stats": [json.dumps(s) for s in stats]}
+
+    def _attempt(self, index: int, path: str, attempts: int = 3) -> dict:
+        """``run_task``, retried (its writes are idempotent); after the last failure, the failure as a
+        value so the other tasks run on and keep their output."""
+        for k in range(attempts):
+            try:
+                return run_task(self.stage, index, path, self.out, self.ledger_dir)
+            except Exception as err:  # noqa: BLE001 - reported in the stage's stats and run.json
+                log.warning("%s: task %d (%s) failed, attempt %d of %d: %r", self.stage.name, index, path, k + 1,
+                            attempts, err)
+                error = repr(err)
+        return {"index": index, "failed": {"step": self.stage.name, "input": path, "error": error,
+                                           "attempts": attempts}}
 
 
 def run_ray(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: str | None, *,

@@ -1,0 +1,130 @@
+"""Every global step gives the same rows under ``runner="ray"`` (a shuffle) as its local twin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from wit.imagehash import mih
+from wit.dedupe.describe import descriptor_url
+from wit.dedupe.near import NEAR_DUPS
+from wit.distributed import global_ops as g
+from wit.distributed import near_dups
+from wit.distributed.shuffle import GlobalStepError, ShuffleConfig
+from wit.io import folders, ledger
+
+pytestmark = pytest.mark.ray
+
+CFG = ShuffleConfig(partitions=3)
+
+
+def _matched_parts(root, parts: int = 5, rows: int = 400, seed: int = 0) -> list[str]:
+    """Matched-like parts: Zipf-ish query ids, some uids repeated across parts."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for p in range(parts):
+        uids = [f"{rng.integers(0, 1500):032x}" for _ in range(rows)]
+        qids = [sorted(set(int(q) for q in np.minimum(rng.zipf(1.6, rng.integers(1, 4)), 60))) for _ in range(rows)]
+        t = pa.table({"uid": uids, "query_ids": pa.array(qids, pa.list_(pa.int32())),
+                      "source": [f"s{rng.integers(0, 3)}" for _ in range(rows)]})
+        paths.append(str(root / f"part-{p:05d}.parquet"))
+        folders.write_parquet(paths[-1], t)
+    return paths
+
+
+def _sorted(t: pa.Table) -> pa.Table:
+    return t.sort_by([(c, "ascending") for c in t.column_names])
+
+
+def test_match_and_balance_global_steps_equal_local(tmp_path, ray_session):
+    parts = _matched_parts(tmp_path)
+    for runner in ("local", "ray"):
+        g.write_later_duplicates(parts, str(tmp_path / f"dups-{runner}.parquet"), runner=runner, cfg=CFG)
+    local, remote = (folders.read_parquet([str(tmp_path / f"dups-{r}.parquet")]) for r in ("local", "ray"))
+    assert local.num_rows > 100 and _sorted(local).equals(_sorted(remote))
+
+    counts = g.entry_counts(parts)
+    assert g.entry_counts(parts, runner="ray", cfg=CFG).equals(counts)
+    for cap in (5, 40):
+        want = g.hardcap_thresholds(parts, counts, cap, seed=7)
+        assert want.num_rows > 0
+        assert g.hardcap_thresholds(parts, counts, cap, seed=7, runner="ray", cfg=CFG).equals(want)
+    assert g.count_by(parts, "source", runner="ray", cfg=CFG) == g.count_by(parts, "source") != {}
+
+
+def test_shard_chunks_and_ledger_summary_equal_local(tmp_path, ray_session):
+    parts = _matched_parts(tmp_path / "in", parts=4, rows=333)
+    chunks = {r: g.make_chunks(parts, str(tmp_path / r), 250, runner=r, cfg=CFG) for r in ("local", "ray")}
+    assert len(chunks["local"]) == len(chunks["ray"]) == 6  # 1332 rows
+    for a, b in zip(chunks["local"], chunks["ray"]):
+        assert folders.read_parquet([a]).equals(folders.read_parquet([b]))
+
+    led = str(tmp_path / "ledger")
+    for i, p in enumerate(parts):
+        t = folders.read_parquet([p])
+        drops = pa.table({"uid": t.column("uid").slice(0, 50), "reason": ["too_small"] * 25 + ["duplicate"] * 25})
+        ledger.write_part(led, "stage_a", i, ledger.ledger_table("stage_a", t.column("uid").slice(50), drops))
+    want, got = ledger.summarize(led), g.summarize_ledger(led, runner="ray", cfg=CFG)
+    assert want["stage_a"].duplicate_kept > 0
+    assert {k: vars(v) for k, v in got.items()} == {k: vars(v) for k, v in want.items()}
+
+
+def _descriptors(out, parts: int = 4, rows: int = 1500, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 2**63, 600, dtype=np.int64).astype(np.uint64) * np.uint64(2)
+    for p in range(parts):
+        pick = base[rng.integers(0, len(base), rows)]
+        ph = mih.flip_random_bits(rng, pick, 6)
+        pixels = [f"px{rng.integers(0, 4000)}" for _ in range(rows)]
+        uids = [f"{p:02d}{rng.integers(0, 2**40):016x}" for _ in range(rows)]
+        err = ["" if rng.random() > 0.05 else "decode" for _ in range(rows)]
+        folders.write_parquet(descriptor_url(str(out), p), pa.table(
+            {"uid": uids, "pixel_sha256": pixels, "phash": pa.array(ph, pa.uint64()), "error": err}))
+
+
+@pytest.mark.parametrize("threshold,rows_per_partition", [(4, 1500), (9, 100_000)])
+def test_near_duplicates_equal_single_node_pass(tmp_path, ray_session, threshold, rows_per_partition):
+    from wit.dedupe.near import near_duplicates as single_node
+
+    for r in ("local", "ray"):
+        _descriptors(tmp_path / r)
+    want = single_node(str(tmp_path / "local"), threshold)
+    m, ranges = near_dups.plan(6000, threshold, rows_per_partition)
+    assert want.num_rows > 1000 and (ranges > 1 or rows_per_partition > 6000)
+    cfg = ShuffleConfig(partitions=3, rows_per_partition=rows_per_partition)
+    n = near_dups.near_duplicates(str(tmp_path / "ray"), threshold, runner="ray", cfg=cfg)
+    got = folders.read_parquet([str(tmp_path / "ray" / NEAR_DUPS)])
+    assert n == want.num_rows
+    assert _sorted(got).equals(_sorted(want))
+
+
+def _boom(path: str, p: int) -> list:
+    raise ValueError(f"cannot read {path}")
+
+
+def test_a_task_failing_three_times_names_step_input_and_error(tmp_path, ray_session):
+    from wit.distributed import shuffle as sh
+
+    refs = sh.run_tasks("test step", ["/data/in-0001.parquet"], _boom, ShuffleConfig(attempts=3))
+    with pytest.raises(GlobalStepError) as err:
+        list(sh.results("test step", refs))
+    assert err.value.failure == {"step": "test step", "input": "/data/in-0001.parquet",
+                                 "error": "ValueError('cannot read /data/in-0001.parquet')"}
+
+
+def test_a_stage_task_failing_three_times_fails_the_stage_and_keeps_the_others(tmp_path, ray_session):
+    from tests.helpers import make_candidates
+    from tests.stages_for_tests import KeepEvenLength
+    from wit.runners import run_stage
+
+    inputs = make_candidates(tmp_path / "in", parts=3, rows=20)
+    bad = tmp_path / "in" / "in-bad.parquet"
+    bad.write_bytes(b"not parquet")
+    inputs.insert(1, str(bad))
+    out = tmp_path / "out"
+    with pytest.raises(GlobalStepError) as err:
+        run_stage(KeepEvenLength(), inputs, str(out), runner="ray", ledger_dir=str(tmp_path / "ledger"), workers=2)
+    assert err.value.failure["input"] == str(bad) and "attempts" in err.value.failures[0]
+    assert err.value.failures[0]["attempts"] == 3 and "Parquet" in err.value.failure["error"]
+    assert sorted(p.name for p in (out / folders.MARKERS).iterdir()) == ["part-00000.json", "part-00002.json", "part-00003.json"]

@@ -1,0 +1,147 @@
+"""A hash-partitioned map/reduce on Ray tasks: the one place the global steps touch ray.
+
+Map tasks read one input file each and return ``partitions`` Arrow tables (``num_returns``),
+so rows travel worker to worker through the object store (spilled to disk under pressure) and
+the driver holds only object references. Reduce task ``j`` receives partition ``j`` of every map
+output. Task outputs are lineage-reconstructable: a node lost mid-stage costs re-running the
+tasks whose outputs lived there, not the stage.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShuffleConfig:
+    """``partitions``: reduce tasks per shuffle (None: enough that each gets about ``rows_per_partition``
+    input rows, and at least 2 x cluster CPUs), so a reduce task's memory is set here, not by the
+    input; ``attempts``: tries per task before the step fails (a killed worker or a raised error
+    both count)."""
+
+    partitions: int | None = None
+    attempts: int = 3
+    rows_per_partition: int = 2_000_000
+
+
+class GlobalStepError(RuntimeError):
+    """A step failed: ``failure`` names the step, the task's input and the error (for run.json);
+    ``failures`` lists every failed task when several did."""
+
+    def __init__(self, step: str, task_input: str, error: str, failures: list[dict] | None = None):
+        self.failure = {"step": step, "input": task_input, "error": error}
+        self.failures = failures or [self.failure]
+        more = f" (and {len(self.failures) - 1} more tasks)" if len(self.failures) > 1 else ""
+        super().__init__(f"{step}: task on {task_input} failed: {error}{more}")
+
+    def __reduce__(self):
+        return GlobalStepError, (*self.failure.values(), self.failures)
+
+
+def partitions_for(cfg: ShuffleConfig, rows: int = 0) -> int:
+    import ray
+
+    if cfg.partitions:
+        return int(cfg.partitions)
+    return max(2 * int(ray.cluster_resources().get("CPU", 1)), -(-rows // max(1, cfg.rows_per_partition)))
+
+
+def parquet_rows(files: list[str]) -> int:
+    """Rows of Parquet ``files`` from their footers (no data read)."""
+    import pyarrow.parquet as pq
+
+    from wit.io import folders
+
+    n = 0
+    for url in files:
+        fs, path = folders.fs_and_path(url)
+        with fs.open(path, "rb") as f:
+            n += pq.ParquetFile(f).metadata.num_rows
+    return n
+
+
+def _remote(fn: Callable, cfg: ShuffleConfig, num_returns: int = 1):
+    import ray
+
+    return ray.remote(fn).options(num_returns=num_returns, max_retries=max(0, cfg.attempts - 1),
+                                  retry_exceptions=True, num_cpus=1)
+
+
+def _map_task(step: str, fn: Callable, item, partitions: int, *args):
+    try:
+        out = fn(item, partitions, *args)
+    except Exception as err:  # noqa: BLE001 - re-raised with the input named; Ray retries it
+        raise GlobalStepError(step, str(item), repr(err)) from err
+    return out[0] if partitions == 1 else tuple(out)
+
+
+def _reduce_task(step: str, fn: Callable, j: int, fanout: int, args: tuple, *tables: pa.Table):
+    try:
+        out = fn(j, list(tables), *args)
+        if fanout == 1 and isinstance(out, list):
+            out = out[0]
+    except Exception as err:  # noqa: BLE001 - as above
+        raise GlobalStepError(step, f"partition {j}", repr(err)) from err
+    return out if fanout == 1 else tuple(out)
+
+
+def shuffle(step: str, items: list, map_fn: Callable, reduce_fn: Callable, cfg: ShuffleConfig, *,
+            partitions: int | None = None, map_args: tuple = (), reduce_args: tuple = (), fanout: int = 1) -> list:
+    """Object refs of ``reduce_fn(j, [map_fn(item, P)[j] for item in items])`` for j < P.
+
+    ``map_fn(item, P, *map_args) -> list[pa.Table]`` of length P; ``reduce_fn(j, tables, *reduce_args)``
+    returns a table (``fanout`` = 1) or ``fanout`` tables, to feed a further shuffle.
+    """
+    p = partitions or partitions_for(cfg, parquet_rows([i[1] if isinstance(i, tuple) else i for i in items]))
+    mapper = _remote(_map_task, cfg, num_returns=p)
+    maps = [mapper.remote(step, map_fn, item, p, *map_args) for item in items]
+    maps = [[m] if p == 1 else m for m in maps]
+    reducer = _remote(_reduce_task, cfg, num_returns=fanout)
+    return [reducer.remote(step, reduce_fn, j, fanout, reduce_args, *[m[j] for m in maps]) for j in range(p)]
+
+
+def regroup(step: str, refs: list, reduce_fn: Callable, cfg: ShuffleConfig, reduce_args: tuple = ()) -> list:
+    """A second reduce over the fan-out of a first one: ``refs[i][j]`` is output j of reduce task i."""
+    reducer = _remote(_reduce_task, cfg)
+    fan = len(refs[0]) if refs and isinstance(refs[0], (list, tuple)) else 1
+    refs = [[r] if fan == 1 else r for r in refs]
+    return [reducer.remote(step, reduce_fn, j, 1, reduce_args, *[r[j] for r in refs]) for j in range(fan)]
+
+
+def run_tasks(step: str, items: list, fn: Callable, cfg: ShuffleConfig, args: tuple = ()) -> list:
+    """Object refs of ``fn(item, 1, *args)[0]`` per item (a plain parallel map, same retries)."""
+    mapper = _remote(_map_task, cfg)
+    return [mapper.remote(step, fn, item, 1, *args) for item in items]
+
+
+def results(step: str, refs: list) -> Iterator:
+    """Each ref's value in order, one at a time (the driver never holds them all); storage and task
+    failures become errors that name ``step``."""
+    import ray
+    from ray import exceptions as rx
+
+    for ref in refs:
+        try:
+            yield ray.get(ref)
+        except rx.RayTaskError as err:
+            cause = getattr(err, "cause", None)
+            if isinstance(cause, GlobalStepError):
+                raise GlobalStepError(*cause.failure.values(), cause.failures) from None
+            raise GlobalStepError(step, "?", str(err).splitlines()[0]) from err
+        except (rx.ObjectStoreFullError, rx.OutOfDiskError) as err:
+            limit = ray.cluster_resources().get("object_store_memory", 0)
+            raise GlobalStepError(step, "object store", f"{type(err).__name__}: the object store limit is "
+                                  f"{limit / 2**30:.1f} GiB across the cluster (spill directory full or too "
+                                  "small); raise object_store_memory or the spill disk") from err
+
+
+def ensure(address: str | None = None) -> None:
+    from wit.runners.ray import ensure_ray
+
+    ensure_ray(address, progress=False)
