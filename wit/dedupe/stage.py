@@ -69,7 +69,7 @@ class DescribeStage(Stage):
     batch_rows: int = 1024
 
     def setup(self) -> None:
-        from wit.dedupe.embed import Embedder
+        from wit.dedupe.detector import embedder_for_index
         from wit.dedupe.index import EvalIndex
 
         self.index = EvalIndex.load(self.index_dir) if self.index_dir else None
@@ -79,7 +79,7 @@ class DescribeStage(Stage):
             return
         if self.index.embeddings is not None and self.embeddings:
             m = self.index.model
-            self.embedder = Embedder(m["model"], m["checkpoint"], batch=self.embed_batch)
+            self.embedder = embedder_for_index(m, self.embed_batch, dim=self.index.embeddings.shape[1])
             default = m.get("threshold", 0.95) if self.embed_threshold is None else self.embed_threshold
             self.embed_per_set = {s: self.embed_thresholds.get(s, default) for s in set(self.index.sets.tolist())}
         else:
