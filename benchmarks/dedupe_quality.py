@@ -196,7 +196,8 @@ def descriptor_costs(images: list[Image.Image], embedder=None) -> dict:
 
 
 def evaluate(threshold: int = 10, folds: int = 2, embedder=None, embed_only: bool = False,
-             suite: str = "all", learned_dir: str | None = None, learned_steps: int | None = None) -> dict:
+             suite: str = "all", learned_dir: str | None = None, learned_steps: int | None = None,
+             only: list[str] | None = None) -> dict:
     from wit.dedupe.augly_suite import transform_names
 
     halves = fold_halves()
@@ -207,6 +208,8 @@ def evaluate(threshold: int = 10, folds: int = 2, embedder=None, embed_only: boo
         configs |= EMBEDDING_CONFIGS
         if embed_only:
             configs = {"learned only": EMBEDDING_CONFIGS["learned only"]}
+    if only:
+        configs = {k: v for k, v in configs.items() if k in only}
     res = {c: {k: {"tp": 0, "right": 0, "n": 0} for k in kinds} | {"_fp": 0, "_neg": 0, "_by": {}} for c in configs}
     timing = {}
     costs = {}
@@ -317,11 +320,13 @@ def main() -> None:
     ap.add_argument("--checkpoint-dir", default="runs/dedupe_quality", help="where --learned keeps fold checkpoints")
     ap.add_argument("--learned-steps", type=int, default=None)
     ap.add_argument("--details", action="store_true", help="also the per-configuration tables")
+    ap.add_argument("--only", default=None, help="comma-separated configuration names to run (default: all)")
     args = ap.parse_args()
     emb = make_embedder(args.model, args.checkpoint, args.embed_threshold)
     t0 = time.perf_counter()
     out = evaluate(args.threshold, args.folds, emb, args.embed_only, args.suite,
-                   args.checkpoint_dir if args.learned else None, args.learned_steps)
+                   args.checkpoint_dir if args.learned else None, args.learned_steps,
+                   args.only.split(",") if args.only else None)
     print(f"## dedupe_quality (pHash <= {args.threshold} bits, flip-aware, {args.folds} folds, "
           f"{time.perf_counter() - t0:.0f} s)")
     print(matrix(out))

@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--embed-threshold", type=float, default=None,
                    help="(index) cosine at or above which a candidate is an eval copy (stored in the index); "
                         "default: the checkpoint's calibrated one, 0.95 for open_clip")
+    p.add_argument("--turns", action="store_true",
+                   help="(index) also index vflip/90/180/270-degree turns and 15-30 degree rotations of each image")
     p.add_argument("--images", default=None, help="(train-/calibrate-detector) photos to train on / eval-like references")
     p.add_argument("--distractors", default=None,
                    help="(train-/calibrate-detector) photos that are no copies, for the threshold")
@@ -59,7 +61,7 @@ def _main(args: argparse.Namespace) -> int:
             print("wit dedupe index: give at least one --eval NAME=PATH", file=sys.stderr)
             return 2
         index = build_index_cli(args.eval, args.out, model=args.model, checkpoint=args.checkpoint,
-                                embed_threshold=args.embed_threshold)
+                                embed_threshold=args.embed_threshold, dihedral_variants=args.turns)
         print(json.dumps({"images": index.n_images, "rows": len(index), "rows_per_image": index.rows_per_image(),
                           "sets": sorted(set(index.sets.tolist())),
                           "embeddings": index.model or "off (no --checkpoint)", "out": args.out}))

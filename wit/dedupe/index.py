@@ -376,7 +376,7 @@ def _brute_nearest(q: np.ndarray, ref: np.ndarray, thr: np.ndarray, block: int) 
 
 
 def build_index_cli(pairs: list[str], out: str, model: str | None = None, checkpoint: str | None = None,
-                    embed_threshold: float | None = None) -> EvalIndex:
+                    embed_threshold: float | None = None, dihedral_variants: bool = False) -> EvalIndex:
     """`NAME=PATH` pairs -> a saved index (with embeddings when a checkpoint is given)."""
     sets = {}
     for pair in pairs:
@@ -384,7 +384,8 @@ def build_index_cli(pairs: list[str], out: str, model: str | None = None, checkp
         if not sep or not name or not os.path.exists(path):
             raise ValueError(f"--eval wants NAME=PATH with an existing PATH, got {pair!r}")
         sets[name] = path
-    index = EvalIndex.build(sets, embedder=make_embedder(model, checkpoint, embed_threshold))
+    index = EvalIndex.build(sets, embedder=make_embedder(model, checkpoint, embed_threshold),
+                            dihedral_variants=dihedral_variants)
     index.save(out)
     return index
 
