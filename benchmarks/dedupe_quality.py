@@ -158,6 +158,9 @@ def fold_detector(fold: int, directory: str, steps: int | None = None):
     from wit.dedupe.train_detector import TrainDetectorConfig, train_detector
 
     ckpt = Path(directory) / f"fold{fold}.pt"
+    marker = Path(directory) / f"fold{fold}.training"
+    while marker.exists() and not ckpt.exists():  # another process is training it
+        time.sleep(10)
     if not ckpt.exists():
         train_dir = Path(directory) / f"train{fold}"
         train_dir.mkdir(parents=True, exist_ok=True)
@@ -197,7 +200,7 @@ def descriptor_costs(images: list[Image.Image], embedder=None) -> dict:
 
 def evaluate(threshold: int = 10, folds: int = 2, embedder=None, embed_only: bool = False,
              suite: str = "all", learned_dir: str | None = None, learned_steps: int | None = None,
-             only: list[str] | None = None) -> dict:
+             only: list[str] | None = None, limit: int | None = None) -> dict:
     from wit.dedupe.augly_suite import transform_names
 
     halves = fold_halves()
@@ -214,14 +217,14 @@ def evaluate(threshold: int = 10, folds: int = 2, embedder=None, embed_only: boo
     timing = {}
     costs = {}
     for fold in range(folds):
-        evals, others = halves[fold], halves[1 - fold]
-        if learned_dir:
-            embedder = fold_detector(fold, learned_dir, learned_steps)
+        evals, others = halves[fold][:limit], halves[1 - fold]
         ev_imgs = [Image.open(p).convert("RGB") for p in evals]
         other_imgs = [Image.open(p).convert("RGB") for p in others]
         pos = {k: _rows([perturb(im, k, random.Random(f"{fold}-{k}-{i}"), other_imgs[i % len(other_imgs)])
                          for i, im in enumerate(ev_imgs)], f"{k}:") for k in kinds}
         neg = _rows(distractors(other_imgs, seed=fold), "neg:")
+        if learned_dir:
+            embedder = fold_detector(fold, learned_dir, learned_steps)
         costs = descriptor_costs(ev_imgs, embedder)
         with tempfile.TemporaryDirectory() as tmp:
             ev_dir = Path(tmp) / "eval"
@@ -320,13 +323,14 @@ def main() -> None:
     ap.add_argument("--checkpoint-dir", default="runs/dedupe_quality", help="where --learned keeps fold checkpoints")
     ap.add_argument("--learned-steps", type=int, default=None)
     ap.add_argument("--details", action="store_true", help="also the per-configuration tables")
+    ap.add_argument("--limit", type=int, default=None, help="eval photos per fold (default: all 125)")
     ap.add_argument("--only", default=None, help="comma-separated configuration names to run (default: all)")
     args = ap.parse_args()
     emb = make_embedder(args.model, args.checkpoint, args.embed_threshold)
     t0 = time.perf_counter()
     out = evaluate(args.threshold, args.folds, emb, args.embed_only, args.suite,
                    args.checkpoint_dir if args.learned else None, args.learned_steps,
-                   args.only.split(",") if args.only else None)
+                   args.only.split(",") if args.only else None, args.limit)
     print(f"## dedupe_quality (pHash <= {args.threshold} bits, flip-aware, {args.folds} folds, "
           f"{time.perf_counter() - t0:.0f} s)")
     print(matrix(out))

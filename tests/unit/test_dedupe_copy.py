@@ -206,3 +206,29 @@ def test_augly_suite_on_real_photos(shared_data):
     assert np.array_equal(np.asarray(out["VFlip"]), np.asarray(a)[::-1])
     assert out["MemeFormat"].height > a.height and out["Pad"].width > a.width
     assert not np.array_equal(np.asarray(out["PerspectiveTransform"]), np.asarray(a))
+
+
+def test_border_trimming_finds_padded_copies(tmp_path):
+    from PIL import ImageOps
+
+    from wit.dedupe.borders import trim_border
+
+    evals = _drawings(3, seed=11)
+    folder = _save_all(evals, tmp_path / "eval")
+    im = evals[0].convert("RGB")
+    assert trim_border(im) is im
+    padded = ImageOps.expand(im, border=(im.width // 4, im.height // 4), fill=(0, 0, 0))
+    assert trim_border(padded).size == im.size
+    squared = Image.new("RGB", (max(im.size),) * 2, (0, 0, 0))
+    squared.paste(evals[1], (0, (squared.height - evals[1].height) // 2))
+    EvalIndex.build({"e": str(folder)}).save(str(tmp_path / "ix"))
+    copies = [padded, squared]
+    found = {}
+    for trim in (False, True):
+        stage = DescribeStage(index_dir=str(tmp_path / "ix"), trim_borders=trim)
+        stage.setup()
+        d = stage.process_batch(_rows(copies)).kept
+        found[trim] = list(zip(d.column("eval_match").to_pylist(), d.column("eval_match_by").to_pylist()))
+    assert [m for m, _ in found[True]] == ["e:000.png", "e:001.png"]
+    assert all(by.startswith("trimmed") for _, by in found[True] if by not in [b for _, b in found[False]])
+    assert found[False][0] == ("", "")  # a 25 % black pad defeats every pHash row

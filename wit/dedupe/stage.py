@@ -63,6 +63,7 @@ class DescribeStage(Stage):
     embed_threshold: float | None = None
     embed_thresholds: dict[str, float] = field(default_factory=dict)
     embed_batch: int = 64
+    trim_borders: bool = True  # rows decoded anyway (embeddings on) also match their border-trimmed pHash
     out: str = ""
     name: str = "dedupe_describe"
     output_schema = DESCRIPTORS
@@ -176,6 +177,17 @@ class DescribeStage(Stage):
                 if j >= 0:
                     found[i] = (j, h)
         with_pixels = [i for i in open_rows if found[i] is None and imgs[i] is not None]
+        if self.trim_borders and with_pixels:
+            from wit.dedupe.borders import trim_border
+
+            trimmed = {i: t for i in with_pixels if (t := trim_border(imgs[i])) is not imgs[i]}
+            if trimmed:
+                th, thf = phash64_batch(list(trimmed.values()), with_flip=True)
+                tidx, thow = nearest(th.tolist(), thf.tolist(), "full", "trimmed")
+                for i, j, h in zip(trimmed, tidx.tolist(), thow):
+                    if j >= 0:
+                        found[i] = (j, f"{h}:{index.variants[j]}")
+            with_pixels = [i for i in with_pixels if found[i] is None]
         if self.embedder is not None and with_pixels:
             m = index.query_embeddings(self.embedder.embed([imgs[i] for i in with_pixels]), self.embed_per_set)
             for i, j in zip(with_pixels, m.index.tolist()):

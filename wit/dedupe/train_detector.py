@@ -37,8 +37,8 @@ class TrainDetectorConfig:
     width: int = 16
     steps: int = 250
     batch: int = 32
-    lr: float = 2e-3
-    temperature: float = 0.07
+    lr: float = 1e-3
+    temperature: float = 0.1
     target_fpr: float = 0.001
     held_out: float = 0.1
     seed: int = 0
@@ -260,8 +260,8 @@ WITH_OTHER = (_overlay_photo, _onto_background)
 def strong_view(im: Image.Image, rng: random.Random, others: list[Image.Image]) -> Image.Image:
     """One strongly edited copy of ``im``: up to two geometric edits, an overlay or composite with
     another photo (most of the time), colour and quality edits."""
-    if rng.random() < 0.8:
-        for f in rng.sample(GEOMETRIC, rng.choice([1, 1, 2])):
+    if rng.random() < 0.7:
+        for f in rng.sample(GEOMETRIC, rng.choice([1, 1, 1, 2])):
             im = f(im, rng)
     r = rng.random()
     if r < 0.35:
@@ -324,6 +324,7 @@ def train_detector(images_dir: str, out: str, cfg: TrainDetectorConfig = TrainDe
     b = min(cfg.batch, len(train))
     t0 = time.perf_counter()
     loss_v = float("nan")
+    recent: list[float] = []
     net.train()
     for step in range(cfg.steps):
         idx = rng.sample(range(len(train)), b)
@@ -337,10 +338,11 @@ def train_detector(images_dir: str, out: str, cfg: TrainDetectorConfig = TrainDe
         loss.backward()
         opt.step()
         sched.step()
-        loss_v = loss.item()
+        recent = (recent + [loss.item()])[-25:]
+        loss_v = float(np.mean(recent))
         if step % 25 == 0 or step == cfg.steps - 1:
-            log.info("train-detector: step %d/%d loss %.3f (%.0f s)", step + 1, cfg.steps, loss_v,
-                     time.perf_counter() - t0)
+            log.info("train-detector: step %d/%d loss %.3f (mean of the last %d; chance %.2f) (%.0f s)", step + 1,
+                     cfg.steps, loss_v, len(recent), np.log(2 * b - 1), time.perf_counter() - t0)
     net.eval()
     scripted = torch.jit.script(net)
 
