@@ -232,3 +232,13 @@ def test_border_trimming_finds_padded_copies(tmp_path):
     assert [m for m, _ in found[True]] == ["e:000.png", "e:001.png"]
     assert all(by.startswith("trimmed") for _, by in found[True] if by not in [b for _, b in found[False]])
     assert found[False][0] == ("", "")  # a 25 % black pad defeats every pHash row
+
+
+def test_overlap_step_takes_the_dedupe_threshold():
+    from wit.config import RunSpec
+    from wit.overlap.detector import DEFAULT_THRESHOLD
+    from wit.overlap.step import _default_threshold
+
+    assert _default_threshold(RunSpec()) == DEFAULT_THRESHOLD
+    assert _default_threshold(RunSpec(dedupe={"phash_threshold": 6})) == 6
+    assert _default_threshold(RunSpec(dedupe={"phash_threshold": 6}, overlap={"default_threshold": 8})) == 8

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 from wit.overlap.analysis import OverlapJob, run_overlap
-from wit.overlap.detector import DEFAULT_THRESHOLD
 
 CHECKPOINT = "checkpoints/epoch_latest.pt"
 
@@ -22,8 +21,16 @@ def run_step(ctx) -> dict:
     job = OverlapJob(
         shards=[ctx.folder("shard")], eval_sets=eval_sets, out=ctx.folder("overlap"),
         thresholds=dict(cfg.thresholds),
-        default_threshold=DEFAULT_THRESHOLD if cfg.default_threshold is None else cfg.default_threshold,
+        default_threshold=_default_threshold(ctx.spec),
         model=ckpt if has_model else None, model_name=ctx.spec.train.model if has_model else None,
         templates=cfg.templates, use_sidecar=cfg.use_sidecar, pairs=cfg.pairs,
     )
     return run_overlap(job, **ctx.runner_kwargs())
+
+
+def _default_threshold(spec) -> int:
+    """overlap.default_threshold, else the dedupe step's pHash threshold, so the overlap split and the
+    dedupe agree on what a copy is (both wit.overlap.detector.DEFAULT_THRESHOLD unless the spec changes one)."""
+    if spec.overlap.default_threshold is not None:
+        return spec.overlap.default_threshold
+    return spec.dedupe.phash_threshold
