@@ -91,7 +91,7 @@ def test_calibration_meets_the_target_rate():
 
 # --- the TorchScript path: a user's model, the index, describe -----------------------------------
 
-@pytest.mark.slow  # ~60 s at load ~10 on 2 cores (TorchScript compile, 300 edited negatives)
+@pytest.mark.slow  # ~60 s at load ~10 on 2 cores (first TorchScript compile and index build)
 def test_user_torchscript_with_given_threshold_matches_copies(tmp_path):
     evals = _drawings(6, seed=1)
     folder = _save_all(evals, tmp_path / "eval")
