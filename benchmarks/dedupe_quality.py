@@ -7,6 +7,13 @@ image goes the real way: JPEG bytes -> download's ``prepare`` (256 px, descripto
 ``DescribeStage``. Two folds (halves swapped). Precision per perturbation counts every false match
 in the whole distractor pool against that perturbation's true matches (the strict reading).
 
+Two suites of positives: wit's own perturbations (KINDS) and AugLy's image augmentations at their
+defaults (``wit.dedupe.augly_suite``; the second image some need is a non-eval photo). ``--learned``
+trains the learned copy descriptor per fold on that fold's 125 non-eval photos (never on eval images;
+cached under ``--checkpoint-dir``) and adds its columns; ``--checkpoint`` (with ``--model`` for
+open_clip, without for TorchScript) adds a given one instead.
+
+    .venv/bin/python benchmarks/dedupe_quality.py [--suite wit|augly|all] [--learned --checkpoint-dir DIR]
     .venv/bin/python benchmarks/dedupe_quality.py [--model wit-vit-tiny --checkpoint PATH --embed-threshold 0.9]
 """
 
@@ -32,6 +39,7 @@ from wit.download.image import prepare  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "imagenet-sample"
 KINDS = ["resize", "jpeg", "color_jitter", "crop", "flip", "rotate", "rotate_crop", "text"]
+AUGLY = "augly:"
 
 
 def _jpeg(img: Image.Image, q: int = 90) -> Image.Image:
@@ -40,11 +48,15 @@ def _jpeg(img: Image.Image, q: int = 90) -> Image.Image:
     return Image.open(io.BytesIO(b.getvalue()))
 
 
-def perturb(img: Image.Image, kind: str, rng: random.Random) -> Image.Image:
+def perturb(img: Image.Image, kind: str, rng: random.Random, other: Image.Image | None = None) -> Image.Image:
     """One perturbed copy; the issue's list: resize, JPEG q30-90, crop <= 20%, colour jitter, flip,
-    rotation +-10 degrees (black corners, or cropped to drop them), text overlay."""
+    rotation +-10 degrees (black corners, or cropped to drop them), text overlay; or ``augly:NAME``."""
     from wit.dedupe.index import rotate
 
+    if kind.startswith(AUGLY):
+        from wit.dedupe.augly_suite import augment
+
+        return _jpeg(augment(img, kind[len(AUGLY):], other if other is not None else img))
     w, h = img.size
     if kind == "resize":
         s = rng.uniform(0.3, 0.8)
@@ -122,35 +134,105 @@ CONFIGS = {  # name: (index flags, describe flags)
     "+crops": (dict(crop_variants=True, rotation_variants=False, centre=False), dict(centre_hash=False)),
     "+rotations": (dict(crop_variants=True, rotation_variants=True, centre=False), dict(centre_hash=False)),
     "+centre (default)": (dict(crop_variants=True, rotation_variants=True, centre=True), dict(centre_hash=True)),
+    "+turns": (dict(crop_variants=True, rotation_variants=True, centre=True, dihedral_variants=True),
+               dict(centre_hash=True)),
+}
+EMBEDDING_CONFIGS = {
+    "learned only": (dict(crop_variants=False, rotation_variants=False, centre=False),
+                     dict(centre_hash=False, threshold=-1, match_flips=False)),
+    "+turns +learned": (CONFIGS["+turns"][0], dict(centre_hash=True)),
 }
 
 
-def evaluate(threshold: int = 10, folds: int = 2, embedder=None, embed_only: bool = False) -> dict:
+def fold_halves() -> list[list[Path]]:
     files = sorted(PHOTOS.glob("*.JPEG"))
     random.Random(0).shuffle(files)
-    halves = [files[: len(files) // 2], files[len(files) // 2:]]
-    configs = dict(CONFIGS)
+    return [files[: len(files) // 2], files[len(files) // 2:]]
+
+
+def fold_detector(fold: int, directory: str, steps: int | None = None):
+    """The learned descriptor for ``fold``: trained on that fold's non-eval photos (cached as fold{N}.pt)."""
+    from dataclasses import replace
+
+    from wit.dedupe.learned import CopyDescriptor
+    from wit.dedupe.train_detector import TrainDetectorConfig, train_detector
+
+    ckpt = Path(directory) / f"fold{fold}.pt"
+    marker = Path(directory) / f"fold{fold}.training"
+    while marker.exists() and not ckpt.exists():  # another process is training it
+        time.sleep(10)
+    if not ckpt.exists():
+        train_dir = Path(directory) / f"train{fold}"
+        train_dir.mkdir(parents=True, exist_ok=True)
+        for p in fold_halves()[1 - fold]:
+            if not (train_dir / p.name).exists():
+                (train_dir / p.name).symlink_to(p)
+        cfg = TrainDetectorConfig() if steps is None else replace(TrainDetectorConfig(), steps=steps)
+        train_detector(str(train_dir), str(ckpt), cfg)
+    return CopyDescriptor(str(ckpt))
+
+
+def descriptor_costs(images: list[Image.Image], embedder=None) -> dict:
+    """ms per image, one process: download's pHashes (whole + centre with mirrors) of the 256-px image,
+    the dihedral/wide-rotation index rows of an eval image, and the learned embedding."""
+    from wit.imagehash.descriptors import image_hashes
+    from wit.dedupe.index import _describe_rows
+
+    small = [im.copy() for im in images]
+    for im in small:
+        im.thumbnail((256, 256))
+    out = {}
+    t = time.perf_counter()
+    for im in small:
+        image_hashes(im)
+    out["phash_ms"] = round(1000 * (time.perf_counter() - t) / len(small), 3)
+    t = time.perf_counter()
+    for im in small[:40]:
+        _describe_rows(im, False, False, False, True)
+    out["turns_index_rows_ms_per_eval_image"] = round(1000 * (time.perf_counter() - t) / min(40, len(small)), 3)
     if embedder is not None:
-        configs = {"embedding only": (dict(crop_variants=False, rotation_variants=False, centre=False),
-                                      dict(centre_hash=False, threshold=-1)),
-                   "+centre +embedding": (CONFIGS["+centre (default)"][0], dict(centre_hash=True))}
+        embedder.embed(small[:8])
+        t = time.perf_counter()
+        embedder.embed(small)
+        out["learned_ms"] = round(1000 * (time.perf_counter() - t) / len(small), 3)
+    return out
+
+
+def evaluate(threshold: int = 10, folds: int = 2, embedder=None, embed_only: bool = False,
+             suite: str = "all", learned_dir: str | None = None, learned_steps: int | None = None,
+             only: list[str] | None = None, limit: int | None = None) -> dict:
+    from wit.dedupe.augly_suite import transform_names
+
+    halves = fold_halves()
+    kinds = (KINDS if suite in ("wit", "all") else []) + (
+        [AUGLY + n for n in transform_names()] if suite in ("augly", "all") else [])
+    configs = dict(CONFIGS)
+    if embedder is not None or learned_dir:
+        configs |= EMBEDDING_CONFIGS
         if embed_only:
-            configs.pop("+centre +embedding")
-    res = {c: {k: {"tp": 0, "right": 0, "n": 0} for k in KINDS} | {"_fp": 0, "_neg": 0, "_by": {}} for c in configs}
+            configs = {"learned only": EMBEDDING_CONFIGS["learned only"]}
+    if only:
+        configs = {k: v for k, v in configs.items() if k in only}
+    res = {c: {k: {"tp": 0, "right": 0, "n": 0} for k in kinds} | {"_fp": 0, "_neg": 0, "_by": {}} for c in configs}
     timing = {}
+    costs = {}
     for fold in range(folds):
-        evals, others = halves[fold], halves[1 - fold]
+        evals, others = halves[fold][:limit], halves[1 - fold]
         ev_imgs = [Image.open(p).convert("RGB") for p in evals]
-        pos = {k: _rows([perturb(im, k, random.Random(f"{fold}-{k}-{i}")) for i, im in enumerate(ev_imgs)], f"{k}:")
-               for k in KINDS}
-        neg = _rows(distractors([Image.open(p).convert("RGB") for p in others], seed=fold), "neg:")
+        other_imgs = [Image.open(p).convert("RGB") for p in others]
+        pos = {k: _rows([perturb(im, k, random.Random(f"{fold}-{k}-{i}"), other_imgs[i % len(other_imgs)])
+                         for i, im in enumerate(ev_imgs)], f"{k}:") for k in kinds}
+        neg = _rows(distractors(other_imgs, seed=fold), "neg:")
+        if learned_dir:
+            embedder = fold_detector(fold, learned_dir, learned_steps)
+        costs = descriptor_costs(ev_imgs, embedder)
         with tempfile.TemporaryDirectory() as tmp:
             ev_dir = Path(tmp) / "eval"
             ev_dir.mkdir()
             for p in evals:
                 (ev_dir / p.name).symlink_to(p)
             for name, (ix_flags, desc_flags) in configs.items():
-                emb = embedder if name.endswith("embedding") or name == "embedding only" else None
+                emb = embedder if name in EMBEDDING_CONFIGS else None
                 t0 = time.perf_counter()
                 index = EvalIndex.build({"photos": str(ev_dir)}, embedder=emb, **ix_flags)
                 index.save(f"{tmp}/ix")
@@ -158,7 +240,7 @@ def evaluate(threshold: int = 10, folds: int = 2, embedder=None, embed_only: boo
                 stage.setup()
                 t1 = time.perf_counter()
                 r = res[name]
-                for k in KINDS:
+                for k in kinds:
                     d = stage.process_batch(pos[k]).kept
                     m, by = d.column("eval_match").to_pylist(), d.column("eval_match_by").to_pylist()
                     r[k]["tp"] += sum(bool(x) for x in m)
@@ -177,7 +259,37 @@ def evaluate(threshold: int = 10, folds: int = 2, embedder=None, embed_only: boo
                 timing[name] = {"index_rows_per_image": index.rows_per_image(),
                                 "describe_ms_per_image": round(1000 * (time.perf_counter() - t1) / n_q, 3),
                                 "index_build_s": round(t1 - t0, 2)}
-    return {"results": res, "timing": timing, "threshold": threshold, "folds": folds}
+    return {"results": res, "timing": timing, "threshold": threshold, "folds": folds, "kinds": kinds,
+            "costs": costs}
+
+
+def matrix(out: dict) -> str:
+    """One row per perturbation / AugLy transform, one recall column per descriptor configuration."""
+    from wit.dedupe.augly_suite import FAMILIES
+
+    res, names = out["results"], list(out["results"])
+    lines = ["| copy | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for k in out["kinds"]:
+        lines.append(f"| {k} | " + " | ".join(f"{res[c][k]['tp'] / max(1, res[c][k]['n']):.3f}" for c in names) + " |")
+    augly = [k for k in out["kinds"] if k.startswith(AUGLY)]
+
+    def recall(c, ks):
+        return sum(res[c][k]["tp"] for k in ks) / max(1, sum(res[c][k]["n"] for k in ks))
+
+    if augly:
+        lines.append("| **AugLy, all** | " + " | ".join(f"**{recall(c, augly):.3f}**" for c in names) + " |")
+        for fam, members in FAMILIES.items():
+            ks = [AUGLY + m for m in members if AUGLY + m in augly]
+            lines.append(f"| family: {fam} | " + " | ".join(f"{recall(c, ks):.3f}" for c in names) + " |")
+    lines.append("| false matches (FPR) | " + " | ".join(
+        f"{res[c]['_fp']} ({res[c]['_fp'] / max(1, res[c]['_neg']):.4f})" for c in names) + " |")
+    tp_all = {c: sum(res[c][k]["tp"] for k in out["kinds"]) for c in names}
+    lines.append("| precision (all copies) | " + " | ".join(
+        f"{tp_all[c] / max(1, tp_all[c] + res[c]['_fp']):.4f}" for c in names) + " |")
+    lines.append("| describe ms/image | " + " | ".join(
+        f"{out['timing'][c]['describe_ms_per_image']}" for c in names) + " |")
+    lines.append(f"\ndescriptor cost (ms/image, one process): {json.dumps(out['costs'])}")
+    return "\n".join(lines)
 
 
 def table(out: dict) -> str:
@@ -188,7 +300,7 @@ def table(out: dict) -> str:
                      f"(FPR {fp / max(1, n_neg):.4f}); {out['timing'][name]}")
         lines.append("| perturbation | recall | precision | right item | eval copies |")
         lines.append("|---|---|---|---|---|")
-        for k in KINDS:
+        for k in out["kinds"]:
             c = r[k]
             lines.append(f"| {k} | {c['tp'] / c['n']:.3f} | {c['tp'] / max(1, c['tp'] + fp):.3f} "
                          f"| {c['right'] / c['n']:.3f} | {c['n']} |")
@@ -204,15 +316,26 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=2, choices=[1, 2])
     ap.add_argument("--model", default=None)
     ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--embed-threshold", type=float, default=0.95)
+    ap.add_argument("--embed-threshold", type=float, default=None)
     ap.add_argument("--embed-only", action="store_true", help="only the embedding-only configuration")
+    ap.add_argument("--suite", default="all", choices=["wit", "augly", "all"])
+    ap.add_argument("--learned", action="store_true", help="train (or reuse) a learned descriptor per fold")
+    ap.add_argument("--checkpoint-dir", default="runs/dedupe_quality", help="where --learned keeps fold checkpoints")
+    ap.add_argument("--learned-steps", type=int, default=None)
+    ap.add_argument("--details", action="store_true", help="also the per-configuration tables")
+    ap.add_argument("--limit", type=int, default=None, help="eval photos per fold (default: all 125)")
+    ap.add_argument("--only", default=None, help="comma-separated configuration names to run (default: all)")
     args = ap.parse_args()
     emb = make_embedder(args.model, args.checkpoint, args.embed_threshold)
     t0 = time.perf_counter()
-    out = evaluate(args.threshold, args.folds, emb, args.embed_only)
+    out = evaluate(args.threshold, args.folds, emb, args.embed_only, args.suite,
+                   args.checkpoint_dir if args.learned else None, args.learned_steps,
+                   args.only.split(",") if args.only else None, args.limit)
     print(f"## dedupe_quality (pHash <= {args.threshold} bits, flip-aware, {args.folds} folds, "
           f"{time.perf_counter() - t0:.0f} s)")
-    print(table(out))
+    print(matrix(out))
+    if args.details:
+        print(table(out))
 
 
 if __name__ == "__main__":

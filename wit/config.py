@@ -138,6 +138,7 @@ class DedupeConfig(Strict):
     crop_variants: bool = Field(True, description="index pHashes of 19 crops of each eval image")
     rotation_variants: bool = Field(True, description="index pHashes of +-4/8 degree rotations of each eval image")
     centre_hash: bool = Field(True, description="match centre-region pHashes too (overlays, borders); decodes the JPEG")
+    dihedral_variants: bool = Field(False, description="index pHashes of vflip/90/180/270-degree turns and 15-30 degree rotations")
     model: str | None = Field(None, description="open_clip model name for embedding matching (with checkpoint)")
     checkpoint: str | None = Field(None, description="local open_clip checkpoint; without it no embeddings")
     embed_threshold: float | None = Field(None, ge=-1, le=1, description="cosine; None: the index's")

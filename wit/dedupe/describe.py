@@ -59,12 +59,13 @@ class DescribeStage(Stage):
     embed_threshold: float | None = None
     embed_thresholds: dict[str, float] = field(default_factory=dict)
     embed_batch: int = 64
+    trim_borders: bool = True  # rows decoded anyway (embeddings on) also match their border-trimmed pHash
     name: str = "dedupe_describe"
     output_schema = DESCRIPTORS
     batch_rows: int = 1024
 
     def setup(self) -> None:
-        from wit.dedupe.embed import Embedder
+        from wit.dedupe.detector import embedder_for_index
         from wit.dedupe.index import EvalIndex
 
         self.index = EvalIndex.load(self.index_dir) if self.index_dir else None
@@ -74,7 +75,7 @@ class DescribeStage(Stage):
             return
         if self.index.embeddings is not None and self.embeddings:
             m = self.index.model
-            self.embedder = Embedder(m["model"], m["checkpoint"], batch=self.embed_batch)
+            self.embedder = embedder_for_index(m, self.embed_batch, dim=self.index.embeddings.shape[1])
             default = m.get("threshold", 0.95) if self.embed_threshold is None else self.embed_threshold
             self.embed_per_set = {s: self.embed_thresholds.get(s, default) for s in set(self.index.sets.tolist())}
         else:
@@ -176,6 +177,17 @@ class DescribeStage(Stage):
                 if j >= 0:
                     found[i] = (j, h)
         with_pixels = [i for i in open_rows if found[i] is None and imgs[i] is not None]
+        if self.trim_borders and with_pixels:
+            from wit.dedupe.borders import trim_border
+
+            trimmed = {i: t for i in with_pixels if (t := trim_border(imgs[i])) is not imgs[i]}
+            if trimmed:
+                th, thf = phash64_batch(list(trimmed.values()), with_flip=True)
+                tidx, thow = nearest(th.tolist(), thf.tolist(), "full", "trimmed")
+                for i, j, h in zip(trimmed, tidx.tolist(), thow):
+                    if j >= 0:
+                        found[i] = (j, f"{h}:{index.variants[j]}")
+            with_pixels = [i for i in with_pixels if found[i] is None]
         if self.embedder is not None and with_pixels:
             m = index.query_embeddings(self.embedder.embed([imgs[i] for i in with_pixels]), self.embed_per_set)
             for i, j in zip(with_pixels, m.index.tolist()):

@@ -37,7 +37,12 @@ ROTATIONS = (-8.0, -4.0, 4.0, 8.0)
 # Bits off the threshold on rows that are not the image itself: with 8 rotations per eval image the
 # chance that some variant lies near an unrelated photo grows, and true rotated copies sit at <= 8 bits
 # while the nearest distractors reach 10 (benchmarks/dedupe_quality.py). Crop rows keep the full threshold.
-VARIANT_MARGINS = {"rotate": 2, "rotate_crop": 2, "centre": 2}
+VARIANT_MARGINS = {"rotate": 2, "rotate_crop": 2, "centre": 2, "dihedral": 2, "rotate_wide": 2}
+# Turns and mirrors besides the horizontal mirror (which the candidate's mirror hash covers): vertical
+# flip, 90/180/270 degrees and the two diagonal mirrors.
+DIHEDRAL = ("FLIP_TOP_BOTTOM", "ROTATE_90", "ROTATE_180", "ROTATE_270", "TRANSPOSE", "TRANSVERSE")
+# Wider rotations, cropped to the corner-free rectangle (how AugLy and most editors frame them).
+WIDE_ROTATIONS = (-30.0, -22.0, -15.0, 15.0, 22.0, 30.0)
 EMBEDDINGS = "embeddings.parquet"
 MODEL_JSON = "model.json"
 
@@ -111,10 +116,16 @@ class Matches:
     similarity: np.ndarray | None = None  # float32 cosine, embedding queries only
 
 
-def _describe_rows(img, crop_variants: bool, rotation_variants: bool, centre: bool) -> tuple[list[str], list[int]]:
+def _describe_rows(img, crop_variants: bool, rotation_variants: bool, centre: bool,
+                   dihedral: bool = False) -> tuple[list[str], list[int]]:
     """(variant, pHash) of the rows indexed for one eval image besides the image itself."""
+    from PIL import Image
+
     rgb = img.convert("RGB")
     groups: list[tuple[str, list]] = []
+    if dihedral:
+        groups.append(("dihedral", [rgb.transpose(Image.Transpose[t]) for t in DIHEDRAL]))
+        groups.append(("rotate_wide", [rotate(rgb, a, crop=True) for a in WIDE_ROTATIONS]))
     if crop_variants:
         groups.append(("crop", crops(rgb)))
     if rotation_variants:
@@ -170,10 +181,12 @@ class EvalIndex:
 
     @classmethod
     def build(cls, eval_sets: dict[str, str], batch: int = 256, crop_variants: bool = True,
-              rotation_variants: bool = True, centre: bool = True, embedder=None) -> "EvalIndex":
+              rotation_variants: bool = True, centre: bool = True, embedder=None,
+              dihedral_variants: bool = False) -> "EvalIndex":
         """Index every image of ``eval_sets`` (name -> path). Besides each image's pixel hash and pHash:
         with ``crop_variants`` the pHashes of 19 crops, with ``rotation_variants`` of 8 small rotations
-        (black corners, and cropped to the unrotated area), with ``centre`` the centre-region pHash;
+        (black corners, and cropped to the unrotated area), with ``centre`` the centre-region pHash,
+        with ``dihedral_variants`` 6 turns/mirrors (DIHEDRAL) and 6 wider cropped rotations (WIDE_ROTATIONS);
         with an ``embedder`` (``wit.dedupe.embed.Embedder``) each image's L2-normalised embedding."""
         from PIL import Image
 
@@ -191,7 +204,7 @@ class EvalIndex:
                     emb_parts.append(embedder.embed(imgs))
                 for (item, _), im, h in zip(buf, imgs, phash64_batch(imgs).tolist()):
                     emb_rows.append(len(sets))
-                    v, hs = _describe_rows(im, crop_variants, rotation_variants, centre)
+                    v, hs = _describe_rows(im, crop_variants, rotation_variants, centre, dihedral_variants)
                     sets.extend([name] * (1 + len(v)))
                     items.extend([item] * (1 + len(v)))
                     pxs.extend([pixel_hash(im)] + [""] * len(v))
@@ -342,23 +355,19 @@ class EvalIndex:
 
 
 def build_index_cli(pairs: list[str], out: str, model: str | None = None, checkpoint: str | None = None,
-                    embed_threshold: float = 0.95) -> EvalIndex:
+                    embed_threshold: float | None = None, dihedral_variants: bool = False) -> EvalIndex:
     """`NAME=PATH` pairs -> a saved index (with embeddings when a checkpoint is given)."""
     from wit.cli_args import parse_pairs
 
     sets = parse_pairs(pairs, "--eval", existing_path=True)
-    index = EvalIndex.build(sets, embedder=make_embedder(model, checkpoint, embed_threshold))
+    index = EvalIndex.build(sets, embedder=make_embedder(model, checkpoint, embed_threshold),
+                            dihedral_variants=dihedral_variants)
     index.save(out)
     return index
 
 
 def make_embedder(model: str | None, checkpoint: str | None, threshold: float | None = None):
-    """An ``Embedder`` when a checkpoint is given, else None (and the log says embeddings are off)."""
-    if not checkpoint:
-        log.info("eval index: embeddings off (no checkpoint given; nothing is downloaded)")
-        return None
-    if not model:
-        raise ValueError("an embedding checkpoint needs an open_clip model name")
-    from wit.dedupe.embed import Embedder
+    """An embedder when a checkpoint is given, else None: ``wit.dedupe.detector.make_embedder``."""
+    from wit.dedupe.detector import make_embedder as make
 
-    return Embedder(model, checkpoint, threshold=0.95 if threshold is None else threshold)
+    return make(model, checkpoint, threshold)

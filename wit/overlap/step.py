@@ -7,7 +7,6 @@ import os
 
 from wit.io import folders
 from wit.overlap.job import OverlapJob, run_overlap
-from wit.overlap.detector import DEFAULT_THRESHOLD
 
 CHECKPOINT = "checkpoints/epoch_latest.pt"
 NO_EVAL_SETS = "no eval sets: overlap.eval is empty and the run has no world step"
@@ -26,7 +25,7 @@ def run_step(ctx) -> dict:
     has_model = os.path.exists(ckpt)
     job = OverlapJob(
         shards=[shards], eval_sets=dict(cfg.eval), out=ctx.output, thresholds=dict(cfg.thresholds),
-        default_threshold=DEFAULT_THRESHOLD if cfg.default_threshold is None else cfg.default_threshold,
+        default_threshold=_default_threshold(ctx.spec),
         model=ckpt if has_model else None, model_name=ctx.spec.train.model if has_model else None,
         templates=cfg.templates, use_sidecar=cfg.use_sidecar, pairs=cfg.pairs,
     )
@@ -36,3 +35,11 @@ def run_step(ctx) -> dict:
         log.warning("overlap: %s", reason)
         result["skipped"] = {"overlap_accuracy": reason}
     return result
+
+
+def _default_threshold(spec) -> int:
+    """overlap.default_threshold, else the dedupe step's pHash threshold, so the overlap split and the
+    dedupe agree on what a copy is (both wit.overlap.detector.DEFAULT_THRESHOLD unless the spec changes one)."""
+    if spec.overlap.default_threshold is not None:
+        return spec.overlap.default_threshold
+    return spec.dedupe.phash_threshold

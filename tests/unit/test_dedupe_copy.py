@@ -1,0 +1,246 @@
+"""Copy detection beyond pHash (#19): turn/mirror index rows, the TorchScript copy descriptor (wit's
+trained one and a user's), threshold calibration, bad checkpoints, and the AugLy suite."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from wit.cli import main as cli_main
+from wit.dedupe.detector import make_embedder
+from wit.dedupe.index import EvalIndex
+from wit.dedupe.learned import CheckpointError, CopyDescriptor, calibrate_threshold, needed_distractors
+from wit.dedupe.describe import DescribeStage
+
+TINY = dict(input_size=32, width=4, dim=16, steps=3, batch=8, target_fpr=0.01, threads=1)
+
+
+def _drawings(n: int, seed: int = 0) -> list[Image.Image]:
+    from wit.world.concepts import vocabulary
+    from wit.world.render import draw
+
+    rng = random.Random(seed)
+    voc = vocabulary("small")
+    concepts = voc["shapes"] + voc["objects"]
+    return [draw(rng.sample(concepts, rng.randint(1, 3)), (rng.randint(96, 200), rng.randint(96, 200)), rng)
+            for _ in range(n)]
+
+
+def _save_all(images, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, im in enumerate(images):
+        im.convert("RGB").save(folder / f"{i:03d}.png")
+    return folder
+
+
+def _rows(images, prefix="q") -> pa.Table:
+    """Candidates as describe reads them without download's columns: only the stored JPEG."""
+    jpgs = []
+    for im in images:
+        b = io.BytesIO()
+        im.convert("RGB").save(b, "JPEG", quality=90)
+        jpgs.append(b.getvalue())
+    return pa.table({"uid": [f"{prefix}{i}" for i in range(len(images))], "jpg": pa.array(jpgs, pa.binary())})
+
+
+def _pooling_model(path, cells: int = 4):
+    """A user's TorchScript 'descriptor' with no wit metadata: the image average-pooled to cells x cells."""
+    import torch
+
+    class Pool(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cells = cells
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.adaptive_avg_pool2d(x, self.cells).flatten(1)
+
+    torch.jit.save(torch.jit.script(Pool()), str(path))
+    return str(path)
+
+
+# --- calibration -------------------------------------------------------------------------------
+
+def test_calibration_refuses_too_few_distractors_and_says_how_many():
+    assert needed_distractors(0.001) == 3000
+    ref = np.eye(4, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"needs at least 3000 distractor images; 2999 given"):
+        calibrate_threshold(ref, np.zeros((2999, 4), np.float32), 0.001)
+
+
+def test_calibration_meets_the_target_rate():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(50, 32)).astype(np.float32)
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    neg = rng.normal(size=(3000, 32)).astype(np.float32)
+    neg /= np.linalg.norm(neg, axis=1, keepdims=True)
+    copies = ref + 0.05 * rng.normal(size=ref.shape).astype(np.float32)
+    copies /= np.linalg.norm(copies, axis=1, keepdims=True)
+    cal = calibrate_threshold(ref, neg, 0.001, copies)
+    best = (neg @ ref.T).max(axis=1)
+    assert (best >= cal.threshold).sum() == 3 == round(cal.fpr * 3000)  # exactly the allowed three
+    assert (best >= np.sort(best)[-4]).sum() == 4  # and no lower threshold keeps to it
+    assert cal.recall == 1.0
+
+
+# --- the TorchScript path: a user's model, the index, describe -----------------------------------
+
+@pytest.mark.slow  # ~60 s at load ~10 on 2 cores (first TorchScript compile and index build)
+def test_user_torchscript_with_given_threshold_matches_copies(tmp_path):
+    evals = _drawings(6, seed=1)
+    folder = _save_all(evals, tmp_path / "eval")
+    emb = make_embedder(None, _pooling_model(tmp_path / "pool.pt"), 0.999)
+    assert isinstance(emb, CopyDescriptor) and emb.dim == 48
+    index = EvalIndex.build({"e": str(folder)}, crop_variants=False, rotation_variants=False, centre=False, embedder=emb)
+    index.save(str(tmp_path / "ix"))
+    model = json.loads((tmp_path / "ix" / "model.json").read_text())
+    assert model["kind"] == "torchscript" and model["threshold"] == 0.999 and model["dim"] == 48
+    stage = DescribeStage(index_dir=str(tmp_path / "ix"), threshold=-1, centre_hash=False)
+    stage.setup()
+    copies = [im.resize((im.width // 2, im.height // 2)) for im in evals]
+    d = stage.process_batch(_rows(copies + _drawings(6, seed=2))).kept
+    by, match = d.column("eval_match_by").to_pylist(), d.column("eval_match").to_pylist()
+    assert by[:6] == ["embedding"] * 6
+    assert match[:6] == [f"e:{i:03d}.png" for i in range(6)]
+    assert by[6:] == [""] * 6
+
+
+def test_foreign_torchscript_needs_a_threshold(tmp_path):
+    emb = make_embedder(None, _pooling_model(tmp_path / "pool.pt"))
+    with pytest.raises(CheckpointError, match="no calibrated threshold"):
+        emb.describe()
+
+
+def test_bad_checkpoint_is_one_clear_line(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    folder = _save_all(_drawings(2), tmp_path / "eval")
+    rc = cli_main(["dedupe", "index", "--eval", f"e={folder}", "--checkpoint", str(bad), "--out", str(tmp_path / "ix")])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0
+    assert len(err.splitlines()) == 1 and "does not load as TorchScript" in err and str(bad) in err
+    rc = cli_main(["dedupe", "index", "--eval", f"e={folder}", "--checkpoint", str(tmp_path / "none.pt"),
+                   "--out", str(tmp_path / "ix")])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and len(err.splitlines()) == 1 and "not found" in err
+
+
+def test_embedding_size_mismatch_is_refused(tmp_path):
+    folder = _save_all(_drawings(3), tmp_path / "eval")
+    EvalIndex.build({"e": str(folder)}, crop_variants=False, rotation_variants=False, centre=False,
+                    embedder=make_embedder(None, _pooling_model(tmp_path / "p4.pt", 4), 0.99)).save(str(tmp_path / "ix"))
+    model_json = tmp_path / "ix" / "model.json"
+    m = json.loads(model_json.read_text())
+    m["checkpoint"] = _pooling_model(tmp_path / "p2.pt", 2)  # 12-d, the index holds 48-d
+    model_json.write_text(json.dumps(m))
+    with pytest.raises(CheckpointError, match="gives 12-d embeddings but the eval index holds 48-d"):
+        DescribeStage(index_dir=str(tmp_path / "ix")).setup()
+
+
+# --- training ----------------------------------------------------------------------------------
+
+@pytest.mark.slow  # ~60 s at load ~10 on 2 cores (TorchScript compile, 300 edited negatives)
+def test_train_detector_saves_a_calibrated_torchscript(tmp_path):
+    from wit.dedupe.train_detector import TrainDetectorConfig, strong_view, train_detector
+
+    images = _save_all(_drawings(24), tmp_path / "photos")
+    rep = train_detector(str(images), str(tmp_path / "det.pt"), TrainDetectorConfig(**TINY))
+    assert rep.images == 24 and rep.held_out == 2 and rep.steps == 3
+    assert rep.calibration["distractors"] >= 300 and rep.calibration["fpr"] <= 0.01
+    det = CopyDescriptor(str(tmp_path / "det.pt"))
+    assert det.meta["input_size"] == 32 and det.dim == 16
+    assert det.threshold == pytest.approx(rep.calibration["threshold"], abs=1e-5)
+    ims = _drawings(3, seed=5)
+    e = det.embed(ims + [strong_view(ims[0], random.Random(0), ims)])
+    assert e.shape == (4, 16) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+
+
+def test_cli_train_and_calibrate_detector(tmp_path, capsys):
+    images = _save_all(_drawings(12), tmp_path / "photos")
+    few = _save_all(_drawings(5, seed=3), tmp_path / "few")
+    rc = cli_main(["dedupe", "calibrate-detector", "--checkpoint", _pooling_model(tmp_path / "pool.pt"),
+                   "--images", str(images), "--distractors", str(few), "--out", str(tmp_path / "cal.pt")])
+    err = capsys.readouterr().err
+    assert rc != 0 and "needs at least 3000 distractor images" in err and "holds 5" in err
+    rc = cli_main(["dedupe", "calibrate-detector", "--checkpoint", _pooling_model(tmp_path / "pool.pt"),
+                   "--images", str(images), "--distractors", str(few), "--target-fpr", "0.6",
+                   "--out", str(tmp_path / "cal.pt")])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["distractors"] == 5 and out["fpr"] <= 0.6
+    cal = CopyDescriptor(str(tmp_path / "cal.pt"))
+    assert cal.dim == 48 and cal.threshold == pytest.approx(out["threshold"], abs=1e-5)  # loads, then reads
+    rc = cli_main(["dedupe", "train-detector", "--images", str(tmp_path / "missing"), "--out", str(tmp_path / "x.pt")])
+    assert rc != 0 and "at least" in capsys.readouterr().err
+
+
+# --- cheap wins: turned and mirrored copies ----------------------------------------------------
+
+def test_turn_rows_catch_vertical_flips_and_quarter_turns(tmp_path):
+    evals = _drawings(4, seed=7)
+    folder = _save_all(evals, tmp_path / "eval")
+    copies = [evals[0].transpose(Image.Transpose.FLIP_TOP_BOTTOM), evals[1].transpose(Image.Transpose.ROTATE_90),
+              evals[2].transpose(Image.Transpose.ROTATE_180), evals[3].transpose(Image.Transpose.TRANSPOSE)]
+    found = {}
+    for turns in (False, True):
+        EvalIndex.build({"e": str(folder)}, dihedral_variants=turns).save(str(tmp_path / f"ix{turns}"))
+        stage = DescribeStage(index_dir=str(tmp_path / f"ix{turns}"))
+        stage.setup()
+        found[turns] = stage.process_batch(_rows(copies)).kept.column("eval_match").to_pylist()
+    assert found[True] == [f"e:{i:03d}.png" for i in range(4)]
+    assert found[False].count("") >= 3  # pHash and its mirror alone miss them (a drawing may be symmetric)
+
+
+def test_augly_suite_on_real_photos(shared_data):
+    pytest.importorskip("augly")
+    from wit.dedupe.augly_suite import FAMILIES, suite, transform_names
+
+    names = transform_names()
+    assert len(names) == 40 and all(m in names for ms in FAMILIES.values() for m in ms)
+    photos = sorted((shared_data / "photos" / "imagenet-sample").glob("*.JPEG"))[:2]
+    a, b = (Image.open(p).convert("RGB") for p in photos)
+    out = suite(a, b, ["VFlip", "MemeFormat", "PerspectiveTransform", "Pad"])
+    assert np.array_equal(np.asarray(out["VFlip"]), np.asarray(a)[::-1])
+    assert out["MemeFormat"].height > a.height and out["Pad"].width > a.width
+    assert not np.array_equal(np.asarray(out["PerspectiveTransform"]), np.asarray(a))
+
+
+def test_border_trimming_finds_padded_copies(tmp_path):
+    from PIL import ImageOps
+
+    from wit.dedupe.borders import trim_border
+
+    evals = _drawings(3, seed=11)
+    folder = _save_all(evals, tmp_path / "eval")
+    im = evals[0].convert("RGB")
+    assert trim_border(im) is im
+    padded = ImageOps.expand(im, border=(im.width // 4, im.height // 4), fill=(0, 0, 0))
+    assert trim_border(padded).size == im.size
+    squared = Image.new("RGB", (max(im.size),) * 2, (0, 0, 0))
+    squared.paste(evals[1], (0, (squared.height - evals[1].height) // 2))
+    EvalIndex.build({"e": str(folder)}).save(str(tmp_path / "ix"))
+    copies = [padded, squared]
+    found = {}
+    for trim in (False, True):
+        stage = DescribeStage(index_dir=str(tmp_path / "ix"), trim_borders=trim)
+        stage.setup()
+        d = stage.process_batch(_rows(copies)).kept
+        found[trim] = list(zip(d.column("eval_match").to_pylist(), d.column("eval_match_by").to_pylist()))
+    assert [m for m, _ in found[True]] == ["e:000.png", "e:001.png"]
+    assert all(by.startswith("trimmed") for _, by in found[True] if by not in [b for _, b in found[False]])
+    assert found[False][0] == ("", "")  # a 25 % black pad defeats every pHash row
+
+
+def test_overlap_step_takes_the_dedupe_threshold():
+    from wit.config import RunSpec
+    from wit.overlap.detector import DEFAULT_THRESHOLD
+    from wit.overlap.step import _default_threshold
+
+    assert _default_threshold(RunSpec()) == DEFAULT_THRESHOLD
+    assert _default_threshold(RunSpec(dedupe={"phash_threshold": 6})) == 6
+    assert _default_threshold(RunSpec(dedupe={"phash_threshold": 6}, overlap={"default_threshold": 8})) == 8
