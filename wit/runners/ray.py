@@ -71,17 +71,57 @@ class _StageActor:
                                            "attempts": attempts}}
 
 
+#: how many times the runner resumes a stage whose Ray workers were lost (a node gone, a process killed)
+LOST_WORKER_ATTEMPTS = 3
+
+
 def run_ray(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: str | None, *,
             address: str | None = None, workers: int | None = None, progress: bool = True) -> list[dict]:
+    """Run the tasks without a completion marker on a pool of stage actors.
+
+    Actors are not restarted by Ray (a restart would rebuild them from constructor arguments that can be
+    gone with a lost node); instead, when a worker is lost the runner starts a new pool for the tasks
+    still without a marker, as a rerun of the command would: tasks are idempotent, so nothing is lost
+    or written twice.
+    """
     import ray
     import ray.data
 
-    done = [folders.read_json(folders.marker_url(out, i)) | {"skipped": True}
-            for i, _ in tasks if folders.is_done(out, i)]
-    pending = [(i, p) for i, p in tasks if not folders.is_done(out, i)]
-    if not pending:
-        return done
+    before = {i for i, _ in tasks if folders.is_done(out, i)}
+    if len(before) == len(tasks):
+        return [folders.read_json(folders.marker_url(out, i)) | {"skipped": True} for i, _ in tasks]
     ensure_ray(address, progress=progress, log_dir=console.run_log_dir(out, ledger_dir))
+    fresh: dict[int, dict] = {}
+    with console.StageBar(stage.name, len(tasks) - len(before), enabled=progress) as bar:
+        for attempt in range(1, LOST_WORKER_ATTEMPTS + 1):
+            pending = [(i, p) for i, p in tasks if i not in fresh and not folders.is_done(out, i)]
+            if not pending:
+                break
+            try:
+                for st in _run_pool(stage, pending, out, ledger_dir, workers):
+                    fresh[int(st["index"])] = st
+                    bar.task_done(st)
+                break
+            except ray.exceptions.RayError as err:
+                if attempt == LOST_WORKER_ATTEMPTS:
+                    raise
+                log.warning("%s: lost a Ray worker (%s); resuming the unfinished tasks (attempt %d of %d)",
+                            stage.name, type(err).__name__, attempt + 1, LOST_WORKER_ATTEMPTS)
+    out_stats = []
+    for i, _ in tasks:
+        if i in fresh:
+            out_stats.append(fresh[i])
+        elif folders.is_done(out, i):  # finished by a pool that was lost afterwards, or before this run
+            out_stats.append(folders.read_json(folders.marker_url(out, i)) | {"skipped": i in before})
+    return out_stats
+
+
+def _run_pool(stage: Stage, pending: list[tuple[int, str]], out: str, ledger_dir: str | None,
+              workers: int | None):
+    """Yield each pending task's stats as a pool of stage actors finishes it."""
+    import ray
+    import ray.data
+
     cpus = int(ray.cluster_resources().get("CPU", 1))
     res = stage.resources
     n = max(1, min(workers or max(1, int(cpus // max(res.cpus, 1))), len(pending)))
@@ -97,13 +137,7 @@ def run_ray(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: st
             num_cpus=res.cpus,
             **({"num_gpus": res.gpus} if res.gpus else {}),
             **({"memory": res.memory} if res.memory else {}),
-            # Tasks are idempotent and resume from their markers, so a lost actor fails the run (rerun to
-            # resume) rather than restarting from constructor arguments that may be gone from the object store.
             max_restarts=0,
         )
-    stats = []
-    with console.StageBar(stage.name, len(pending), enabled=progress) as bar:
-        for r in ds.iter_rows():
-            stats.append(json.loads(r["stats"]))
-            bar.task_done(stats[-1])
-    return done + stats
+    for r in ds.iter_rows():
+        yield json.loads(r["stats"])
