@@ -75,9 +75,12 @@ class _EdgeTable:
 
     def get(self, keys: np.ndarray) -> np.ndarray:
         """The value of each key, or -1 where a key is absent."""
-        out = np.full(len(keys), _NO_ID, np.int64)
         slot = self._slot(keys)
-        todo = np.arange(len(keys))
+        stored = self._keys[slot]
+        hit = stored == keys
+        out = np.where(hit, self._values[slot], _NO_ID)  # most keys settle at the first probe
+        todo = np.flatnonzero(~hit & (stored != -1))
+        keys, slot = keys[todo], (slot[todo] + 1) & self._mask
         while len(todo):
             stored = self._keys[slot]
             hit = stored == keys
@@ -222,10 +225,8 @@ class Matcher:
         """The vocabulary id of every ``b" "``-delimited word of ``data`` (dead where none)."""
         starts, lengths, k1, k2 = _word_keys(data)
         v = self._words.get(_mix(k1, k2, self._seed))
-        found = v >= 0
-        v[found] = np.where((self._k1[v[found]] == k1[found]) & (self._k2[v[found]] == k2[found]),
-                            v[found], self._dead_word)
-        v[~found] = self._dead_word
+        at = np.maximum(v, 0)
+        v = np.where((v >= 0) & (self._k1[at] == k1) & (self._k2[at] == k2), v, self._dead_word)
         long = np.flatnonzero(lengths > _SHORT)
         if len(long):
             raw = data.tobytes()
