@@ -189,3 +189,29 @@ def test_stage_under_runner_reconciles_and_counts_errors_in_markers(tmp_path, sh
     assert rep.kept == 4 and rep.errors == {"bad_json": 1}
     assert ledger.reconcile(str(tmp_path / "ledger"), {"candidates": str(tmp_path / "out")})["candidates"].ok
     assert folders.read_parquet(str(tmp_path / "out")).num_rows == 4
+
+
+def test_wat_json_edge_cases_parse_as_the_standard_parser_does(tmp_path):
+    # orjson reads well-formed UTF-8 JSON; what it refuses (lone surrogate escapes, NaN, integers
+    # past 64 bits; invalid UTF-8 is the test above) goes to the standard parser: the same pairs.
+    from wit.candidates.wat import wat_pairs
+
+    def doc(alt: str, extra: str = "") -> bytes:
+        return ('{"Envelope":{"WARC-Header-Metadata":{"WARC-Target-URI":"http://a.test/p"},' + extra +
+                '"Payload-Metadata":{"HTTP-Response-Metadata":{"HTML-Metadata":{"Links":'
+                '[{"path":"IMG@/src","url":"x.jpg","alt":' + alt + '}]}}}}}').encode("utf-8", "surrogatepass")
+
+    raws = [doc('"caf\\u00e9 \\ud83d\\ude00"'), doc('"lone \\ud800 surrogate"'), doc('"nan"', '"n":NaN,'),
+            doc('"big"', '"n":123456789012345678901234567890,'),
+            doc('"東京 \\"quoted\\""'), doc('"x"', '"deep":' + "[" * 50 + "]" * 50 + ",")]
+    buf = io.BytesIO()
+    w = WARCWriter(buf, gzip=True)
+    for raw in raws:
+        _wat_record(w, "http://a.test/p", [], raw=raw)
+    path = tmp_path / "edge.warc.wat.gz"
+    path.write_bytes(buf.getvalue())
+    errors: dict[str, int] = {}
+    got = list(wat_pairs(str(path), errors))
+    want = [("http://a.test/x.jpg", json.loads(r.decode("utf-8", "replace"))["Envelope"]["Payload-Metadata"]
+             ["HTTP-Response-Metadata"]["HTML-Metadata"]["Links"][0]["alt"], "http://a.test/p") for r in raws]
+    assert got == want and errors == {}

@@ -6,6 +6,8 @@ import json
 from typing import Iterator
 from urllib.parse import urljoin
 
+import orjson
+
 from wit.candidates.crawl import iter_records
 
 # A WAT record without this byte string has no image link: skip its JSON parse.
@@ -39,15 +41,27 @@ def resolve(base: str, src: str) -> str:
         return src
 
 
+def _loads(body: bytes):
+    """The JSON document ``body``, or None if it is not JSON: orjson (~3x faster) for valid UTF-8 within its
+    limits, else the standard parser with undecodable bytes as U+FFFD (the pair is then dropped as
+    invalid_utf8, the rest kept), lone surrogate escapes, NaN and big integers as it allows them."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body.decode("utf-8", "replace"))
+    except ValueError:
+        return None
+
+
 def wat_pairs(path: str, errors: dict[str, int]) -> Iterator[tuple[str, str, str]]:
     """(url, alt, page_url) for every ``IMG@/src`` link in the WAT file at ``path``."""
     for rec in iter_records(path, "metadata", errors):
         if _IMG_MARK not in rec.body:
             continue
-        try:
-            # Undecodable bytes become U+FFFD: the pair is then dropped as invalid_utf8, the rest kept.
-            meta = json.loads(rec.body.decode("utf-8", "replace"))
-        except ValueError:
+        meta = _loads(rec.body)
+        if meta is None:
             errors["bad_json"] = errors.get("bad_json", 0) + 1
             continue
         if not isinstance(meta, dict):
