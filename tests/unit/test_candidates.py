@@ -215,3 +215,34 @@ def test_wat_json_edge_cases_parse_as_the_standard_parser_does(tmp_path):
     want = [("http://a.test/x.jpg", json.loads(r.decode("utf-8", "replace"))["Envelope"]["Payload-Metadata"]
              ["HTTP-Response-Metadata"]["HTML-Metadata"]["Links"][0]["alt"], "http://a.test/p") for r in raws]
     assert got == want and errors == {}
+
+
+def test_resolve_equals_urljoin_on_random_references():
+    # resolve joins plain references by concatenation; it must give what urljoin gives, always.
+    import random
+    from urllib.parse import urljoin
+
+    from wit.candidates.wat import resolve
+
+    def reference(base: str, src: str) -> str:
+        src = src.strip()
+        if not base or src.startswith(("http://", "https://", "data:")):
+            return src
+        try:
+            return urljoin(base, src)
+        except ValueError:
+            return src
+
+    bases = ["http://a.test", "http://a.test/", "https://a.test/x/y.html", "http://a.test/x/y/", "HTTP://A.test:81/p/q",
+             "http://u:p@a.test/p/q?x=1#f", "http://a.test/x//y/z", "http://a.test/x/./y", "http://a.test/x/../y",
+             "http://a.test/x/..", "http://a.test/x/.", "http://a.test/x;p=1/y", "http://a.test/x/y;p", "ftp://a.test/x/",
+             "http://a.test/é/ü.html", "//a.test/x/", "/rel/base", "http://[::1]/x/", "http://a.test/x/y?",
+             " http://a.test/pad/ ", "http://a.test/a%2Fb/c", "https://a.test/~user/", "", "http://a.test/x/y:z/w"]
+    alphabet = ["a", "b", "img", ".jpg", "/", "/", ".", "..", "?", "#", ";", ":", "%20", "é", " ", "\t", "-", "_", "~",
+                "=", "&", "@", "+", "!", "'", "(", "*", ",", "$", "\\", "//", "x.png", "..."]
+    rng = random.Random(4)
+    srcs = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7))) for _ in range(6000)]
+    srcs += ["/", ".", "..", "./a", "../a", "a/./b", "a/../b", "/a//b", "a//b", "//b/c", "a/", "/a/", "...", "a/..."]
+    for base in bases:
+        for src in srcs:
+            assert resolve(base, src) == reference(base, src), (base, src)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from typing import Iterator
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 
@@ -30,11 +32,46 @@ def _base_url(page_url: str, base: str) -> str:
     return urljoin(page_url, base) if base and page_url else (base or page_url)
 
 
+# Characters that give no query, fragment, params, scheme or authority in a reference.
+_PLAIN_CHARS = re.compile(r"[A-Za-z0-9\-_~%!$&'()*+,=@./]+").fullmatch
+_DOTS = ("", ".", "..")
+
+
+def _plain_segments(segments: list[str]) -> bool:
+    """No empty, "." or ".." segment (a last one may be empty: a trailing slash)."""
+    return all(seg not in _DOTS for seg in segments[:-1]) and segments[-1] not in (".", "..")
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_base(base: str) -> tuple[str, str] | None:
+    """(origin, directory) of an http(s) base whose path has no empty, "." or ".." segment and no
+    params, so ``urljoin`` of a plain reference is ``origin + reference`` or ``directory + reference``."""
+    try:
+        parts = urlsplit(base)
+    except ValueError:
+        return None
+    path = parts.path
+    if parts.scheme not in ("http", "https") or not parts.netloc or ";" in path:
+        return None
+    if path and (path[0] != "/" or not _plain_segments(path.split("/")[1:])):
+        return None
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return origin, origin + path[:path.rfind("/") + 1] if path else origin + "/"
+
+
 def resolve(base: str, src: str) -> str:
-    """``src`` resolved against ``base``; left relative when there is no base (dropped later)."""
+    """``src`` resolved against ``base`` as ``urljoin`` does; left relative when there is no base (dropped later).
+
+    A plain reference (most image paths) against a plain http(s) base is joined by concatenation,
+    which gives what ``urljoin`` gives (tests compare the two); anything else goes to ``urljoin``.
+    """
     src = src.strip()
     if not base or src.startswith(("http://", "https://", "data:")):
         return src
+    if _PLAIN_CHARS(src) and (plain := _plain_base(base)) is not None:
+        absolute = src[0] == "/"
+        if _plain_segments(src.split("/")[1:] if absolute else src.split("/")):
+            return plain[0] + src if absolute else plain[1] + src
     try:
         return urljoin(base, src)
     except ValueError:
