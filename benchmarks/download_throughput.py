@@ -143,7 +143,26 @@ def image_work(folder: Path, names: list[str], image_size: int, rounds_: int) ->
                     8: cv2.IMREAD_REDUCED_COLOR_8}[k]
             cv2.imdecode(np.frombuffer(b, np.uint8), flag)
 
-    full = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in bodies[:len(bodies)]]
+    def scaled_prepare():
+        """What ``prepare`` would cost with a scaled decode and a file-bytes signature (not wired in:
+        the eval index's exact-copy signature is the sha256 of full-resolution pixels)."""
+        from wit.dedupe.descriptors import image_hashes
+
+        for b in bodies:
+            img = Image.open(io.BytesIO(b))
+            tw, th = target_size(*img.size, image_size, "keep_ratio")
+            img.draft("RGB", (tw, th))
+            arr = np.asarray(img.convert("RGB"))
+            small = Image.fromarray(cv2.resize(arr, (tw, th), interpolation=cv2.INTER_AREA)
+                                    if tw < arr.shape[1] else cv2.resize(arr, (tw, th), interpolation=cv2.INTER_LANCZOS4))
+            image_hashes(small)
+            hashlib.sha256(b).digest()
+            small.save(io.BytesIO(), format="JPEG", quality=95)
+
+    full = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in bodies]
+    from img2dataset.resizer import Resizer
+
+    resizer = Resizer(image_size=image_size, resize_mode="keep_ratio", resize_only_if_bigger=False)
     fns = {
         "floor: PIL draft decode at target scale": draft_decode,
         "OpenCV IMREAD_REDUCED decode": cv2_reduced,
@@ -153,7 +172,9 @@ def image_work(folder: Path, names: list[str], image_size: int, rounds_: int) ->
         "sha256 of full-resolution pixels": lambda: [hashlib.sha256(a).digest() for a in full],
         "blake2b of full-resolution pixels": lambda: [hashlib.blake2b(a, digest_size=32).digest() for a in full],
         "sha256 of the file bytes": lambda: [hashlib.sha256(b).digest() for b in bodies],
+        "img2dataset Resizer (all of bare img2dataset's image work)": lambda: [resizer(io.BytesIO(b)) for b in bodies],
         "wit prepare (all of it)": lambda: [prepare(b, image_size=image_size) for b in bodies],
+        "prepare with a scaled decode and a file-bytes signature (sketch)": scaled_prepare,
     }
     times, _ = rounds(fns, rounds_, clock=time.process_time)
     print(f"- image work per image, one thread, {len(bodies)} images, {rounds_} rounds, CPU ms median (min-max):")
