@@ -246,3 +246,24 @@ def test_resolve_equals_urljoin_on_random_references():
     for base in bases:
         for src in srcs:
             assert resolve(base, src) == reference(base, src), (base, src)
+
+
+def test_html_parsed_from_utf8_bytes_equals_parsed_from_text(shared_data):
+    # html_markup hands UTF-8 bodies to the parser as bytes; the pairs must equal those of the decoded text.
+    from wit.candidates.crawl import iter_records
+    from wit.candidates.warc import decode_html, html_images, html_markup
+
+    bodies = [("<html><head><base href='/b/'></head><body><img src='a.jpg' alt='caf\u00e9 \u6771\u4eac'>"
+               "<img data-src='x.png' alt=\"&amp; &eacute;\"></body></html>").encode(), "\ufeff<img src=é.jpg alt=bom>".encode(),
+              "<img src=a.jpg alt='caf\xe9'>".encode("latin-1"), b"<img src=a.jpg alt='plain'>"]
+    pages = [(b, None, "http://a.test/p/q") for b in bodies]
+    for path in sorted((shared_data / "crawl").glob("*.warc*")):
+        if not path.name.endswith((".wat", ".wet")):
+            pages += [(r.body, r.charset, r.target_uri) for r in iter_records(str(path), "response", {})
+                      if "html" in r.content_type]
+    kinds = set()
+    for body, charset, uri in pages:
+        markup = html_markup(body, charset)
+        kinds.add(type(markup))
+        assert html_images(markup, uri) == html_images(decode_html(body, charset), uri)
+    assert kinds == {bytes, str} and len(pages) > 40
