@@ -239,10 +239,12 @@ def test_resolve_equals_urljoin_on_random_references():
              "http://a.test/é/ü.html", "//a.test/x/", "/rel/base", "http://[::1]/x/", "http://a.test/x/y?",
              " http://a.test/pad/ ", "http://a.test/a%2Fb/c", "https://a.test/~user/", "", "http://a.test/x/y:z/w"]
     alphabet = ["a", "b", "img", ".jpg", "/", "/", ".", "..", "?", "#", ";", ":", "%20", "é", " ", "\t", "-", "_", "~",
-                "=", "&", "@", "+", "!", "'", "(", "*", ",", "$", "\\", "//", "x.png", "..."]
+                "=", "&", "@", "+", "!", "'", "(", "*", ",", "$", "\\", "//", "x.png", "...", "./", "\x01", "\u00a0",
+                "\r", "\n", "[", "]", '"', "<", "{", "|", "^", "`", "\x7f"]
     rng = random.Random(4)
     srcs = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7))) for _ in range(6000)]
-    srcs += ["/", ".", "..", "./a", "../a", "a/./b", "a/../b", "/a//b", "a//b", "//b/c", "a/", "/a/", "...", "a/..."]
+    srcs += ["/", ".", "..", "./a", "../a", "a/./b", "a/../b", "/a//b", "a//b", "//b/c", "a/", "/a/", "...", "a/...",
+             "./", "././a", ".//a", "./../a", "./ a b.jpg", "./.", "./..", "./a/./b"]
     for base in bases:
         for src in srcs:
             assert resolve(base, src) == reference(base, src), (base, src)

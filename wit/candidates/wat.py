@@ -32,8 +32,8 @@ def _base_url(page_url: str, base: str) -> str:
     return urljoin(page_url, base) if base and page_url else (base or page_url)
 
 
-# Characters that give no query, fragment, params, scheme or authority in a reference.
-_PLAIN_CHARS = re.compile(r"[A-Za-z0-9\-_~%!$&'()*+,=@./]+").fullmatch
+# No query, fragment, params or scheme, and nothing urlsplit removes (controls) in a reference.
+_PLAIN_CHARS = re.compile(r"[^?#;:\x00-\x1f\x7f]+").fullmatch
 _DOTS = ("", ".", "..")
 
 
@@ -69,9 +69,15 @@ def resolve(base: str, src: str) -> str:
     if not base or src.startswith(("http://", "https://", "data:")):
         return src
     if _PLAIN_CHARS(src) and (plain := _plain_base(base)) is not None:
-        absolute = src[0] == "/"
-        if _plain_segments(src.split("/")[1:] if absolute else src.split("/")):
-            return plain[0] + src if absolute else plain[1] + src
+        if src[0] == "/":
+            if _plain_segments(src.split("/")[1:]):
+                return plain[0] + src
+        else:
+            rest = src
+            while rest[:2] == "./":  # a leading "." segment resolves to the base's directory
+                rest = rest[2:]
+            if _plain_segments(rest.split("/")):
+                return plain[1] + rest
     try:
         return urljoin(base, src)
     except ValueError:
