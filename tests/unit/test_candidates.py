@@ -244,7 +244,8 @@ def test_resolve_equals_urljoin_on_random_references():
     rng = random.Random(4)
     srcs = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7))) for _ in range(6000)]
     srcs += ["/", ".", "..", "./a", "../a", "a/./b", "a/../b", "/a//b", "a//b", "//b/c", "a/", "/a/", "...", "a/...",
-             "./", "././a", ".//a", "./../a", "./ a b.jpg", "./.", "./..", "./a/./b"]
+             "./", "././a", ".//a", "./../a", "./ a b.jpg", "./.", "./..", "./a/./b", "//h/x", "//h", "///x", "//[::1]/x",
+             "//h]/x", "//é.test/x", "//h//x", "//h/./x", "//h/../x", "//H.test/x y", "//h/x?q", "//u@h/x"]
     for base in bases:
         for src in srcs:
             assert resolve(base, src) == reference(base, src), (base, src)

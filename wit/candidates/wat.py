@@ -69,7 +69,10 @@ def resolve(base: str, src: str) -> str:
     if not base or src.startswith(("http://", "https://", "data:")):
         return src
     if _PLAIN_CHARS(src) and (plain := _plain_base(base)) is not None:
-        if src[0] == "/":
+        if src[:2] == "//":  # network-path reference: the base's scheme, the rest as written
+            if src[2:3] not in ("", "/") and src.isascii() and "[" not in src and "]" not in src:
+                return plain[0][:plain[0].index(":") + 1] + src
+        elif src[0] == "/":
             if _plain_segments(src.split("/")[1:]):
                 return plain[0] + src
         else:
