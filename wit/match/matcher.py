@@ -107,7 +107,9 @@ def _word_keys(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     windows = np.ndarray((len(padded) - 7,), "<u8", padded.data, 0, (1,))  # an 8-byte load at every byte
     n = np.minimum(lengths, _SHORT)
     k1 = windows[starts] & _MASK[np.minimum(n, 8)]
-    k2 = (windows[starts + 8] & _MASK[np.maximum(n - 8, 0)]) | (n.astype(np.uint64) << np.uint64(56))
+    k2 = n.astype(np.uint64) << np.uint64(56)
+    over = np.flatnonzero(n > 8)  # most words fit in k1
+    k2[over] |= windows[starts[over] + 8] & _MASK[n[over] - 8]
     return starts, lengths, k1, k2
 
 
