@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     # The floor: one memchr pass (bytes.count) over the same spaced haystacks the matcher reads.
     from wit.match.matcher import _SEP, _space_batch
 
-    hays = [_space_batch(_SEP.join(captions[s:s + args.batch])).encode("utf-8", "surrogatepass")
+    hays = [_space_batch(_SEP.join(captions[s:s + args.batch]))
             for s in range(0, len(captions), args.batch)]
     fns = {"baseline": lambda: baseline_match(ac, captions, args.batch),
            "floor": lambda: sum(h.count(b" ") for h in hays)}

@@ -4,15 +4,16 @@ Entry ``e`` matches a text iff ``entry_key(e)`` (`` e `` with a space each side)
 ``spaced(text)`` (wit/text/normalize.py); case-sensitive; every matched entry counts, overlapping
 ones included.
 
-How it is fast: ``match_batch`` spaces a whole batch at once into one haystack whose texts are
-separated by NUL. Every space of a spaced text is a token boundary, so `` e `` occurs exactly where
-``e.split(" ")`` equals a run of consecutive ``" "``-delimited tokens that has a space on each side.
-The haystack's UTF-8 bytes are split at spaces with numpy; each word of up to 15 bytes is its own
-exact 128-bit key (its bytes in two little-endian words, plus its length), looked up in a hash
-table of the entry words and checked against the stored key, so no Python string is made for it
-(longer words, rare, go through a dict). Entries are found by walking a trie over word ids, one
-level per word, for all positions at once with numpy (``backend="tokens"``, the default). The other backends find entries
-with a space by one Aho-Corasick pass over the haystack instead (ahocorasick_rs, or pyahocorasick).
+How it is fast: ``match_batch`` spaces a whole batch at once, on its UTF-8 bytes, into one
+haystack whose texts are separated by NUL. Every space of a spaced text is a token boundary, so
+`` e `` occurs exactly where ``e.split(" ")`` equals a run of consecutive ``" "``-delimited tokens
+that has a space on each side. The haystack is split at spaces with numpy; each word of up to 15
+bytes is its own exact 128-bit key (its bytes in two little-endian words, plus its length), looked
+up in a hash table of the entry words and checked against the stored key, so no Python string is
+made for it (longer words, rare, go through a dict). Entries are found by walking a trie over word
+ids, one level per word, for all positions at once with numpy (``backend="tokens"``, the
+default). The other backends find entries with a space by one Aho-Corasick pass over the haystack
+instead (ahocorasick_rs, or pyahocorasick).
 Hits become sorted, de-duplicated id lists with numpy, with no per-caption Python loop.
 """
 
@@ -37,13 +38,20 @@ _NO_ID = -1
 _NEVER = re.compile("[" + re.escape(_SEP + "".join(SPACED_CONTROLS)) + "]")
 
 
-def _space_batch(joined: str) -> str:
-    """``spaced`` applied to every NUL-separated text of ``joined`` at once (str.replace runs in C)."""
-    for p in PADDED_PUNCTUATION:
-        joined = joined.replace(p, f" {p} ")
-    for c in SPACED_CONTROLS:
-        joined = joined.replace(c, " ")
-    return " " + joined.replace(_SEP, f" {_SEP} ") + " "
+_SPACING = [(p.encode(), f" {p} ".encode()) for p in PADDED_PUNCTUATION] + [(c.encode(), b" ") for c in SPACED_CONTROLS]
+
+
+def _space_batch(joined: str) -> bytes:
+    """``spaced`` applied to every NUL-separated text of ``joined`` at once, on its UTF-8 bytes.
+
+    ``bytes.replace`` runs in C over one byte per ASCII character, where ``str.replace`` reads 2 or 4
+    bytes per character once a batch holds one wide character; the replaced characters are ASCII,
+    which no multi-byte UTF-8 sequence contains.
+    """
+    data = joined.encode("utf-8", "surrogatepass")
+    for old, new in _SPACING:
+        data = data.replace(old, new)
+    return b" " + data.replace(b"\x00", b" \x00 ") + b" "
 
 
 class _EdgeTable:
@@ -272,8 +280,8 @@ class Matcher:
         np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
         return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values, pa.int32()))
 
-    def _token_hits(self, haystack: str) -> tuple[np.ndarray, np.ndarray]:
-        v = self._word_ids(np.frombuffer(haystack.encode("utf-8", "surrogatepass"), np.uint8))
+    def _token_hits(self, haystack: bytes) -> tuple[np.ndarray, np.ndarray]:
+        v = self._word_ids(np.frombuffer(haystack, np.uint8))
         # The first and last words have no space on their outer side: no entry word can be there.
         v[0] = v[-1] = self._dead_word
         rows = np.cumsum(v == self._sep_word)
@@ -297,12 +305,12 @@ class Matcher:
             depth += 1
         return np.concatenate(rows_out), np.concatenate(ids_out)
 
-    def _phrase_hits(self, haystack: str) -> tuple[np.ndarray, np.ndarray]:
+    def _phrase_hits(self, haystack: bytes) -> tuple[np.ndarray, np.ndarray]:
         empty = (np.empty(0, np.int64), np.empty(0, np.int64))
         if self._ac is None:
             return empty
         if self.backend == "ahocorasick_rs":
-            data = haystack.encode("utf-8", "surrogatepass")
+            data = haystack
             hits = self._ac.find_matches_as_indexes(data, overlapping=True)
             if not hits:
                 return empty
@@ -310,11 +318,12 @@ class Matcher:
             keys, pos = flat[0::3], flat[1::3]
             seps = np.flatnonzero(np.frombuffer(data, np.uint8) == 0)
         else:
-            flat = np.fromiter(itertools.chain.from_iterable(self._ac.iter(haystack)), np.int64)
+            text = haystack.decode("utf-8", "surrogatepass")
+            flat = np.fromiter(itertools.chain.from_iterable(self._ac.iter(text)), np.int64)
             if not len(flat):
                 return empty
             pos, keys = flat[0::2], flat[1::2]  # end positions: inside the text like the start
-            seps = np.flatnonzero(np.frombuffer(haystack.encode("utf-32-le", "surrogatepass"), np.uint32) == 0)
+            seps = np.flatnonzero(np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32) == 0)
         return np.searchsorted(seps, pos), self._phrase_ids[keys]
 
     def _match_alone(self, text: str) -> list[int]:
