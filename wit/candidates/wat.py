@@ -88,7 +88,7 @@ def resolve(base: str, src: str) -> str:
 
 
 def _loads(body: bytes):
-    """The JSON document ``body``, or None if it is not JSON: orjson (~3x faster) for valid UTF-8 within its
+    """The JSON document ``body``, or None if it is not JSON: orjson (~2x faster) for valid UTF-8 within its
     limits, else the standard parser with undecodable bytes as U+FFFD (the pair is then dropped as
     invalid_utf8, the rest kept), lone surrogate escapes, NaN and big integers as it allows them."""
     try:
