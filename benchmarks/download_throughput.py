@@ -6,7 +6,9 @@ same thread count) and the wit chain with the local runner, ``--runs`` times alt
 runs against an eval index of ``--eval-images`` mini-web pictures (wit.world.render; none is a copy
 of a photo, so every row goes through every lookup, the centre-region one included), built before
 the timed runs as the pipeline builds it once per eval set. Prints images/s, the ratio (median over
-runs), per-step seconds and the load average.
+runs) with the per-run spread, per-step seconds and the load average; then, one thread on a sample
+of the same JPEGs, the CPU per image of the decode paths (the floor: decoding at the target scale
+alone) and of exact-copy signatures.
 """
 
 from __future__ import annotations
@@ -23,11 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PHOTOS = ROOT.parent / "shared" / "data" / "photos" / "imagenet-sample"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _stats import load_average, rounds  # noqa: E402
 
 
 def make_images(folder: Path, n: int) -> list[str]:
@@ -107,12 +113,84 @@ def wit_chain(tmp: Path, run: int, index_dir: str | None, args) -> tuple[float, 
     return time.perf_counter() - t_wit, secs
 
 
+def image_work(folder: Path, names: list[str], image_size: int, rounds_: int) -> None:
+    """Per-image CPU of the decode paths and exact-copy signatures, one thread, interleaved rounds.
+
+    The floor is a JPEG decode at the target scale alone (libjpeg-turbo DCT scaling via PIL
+    ``draft``, the smallest scale whose output still covers the target size).
+    """
+    import hashlib
+
+    import cv2
+    from PIL import Image
+
+    from wit.download.image import prepare, target_size
+
+    bodies = [(folder / n).read_bytes() for n in names]
+
+    def draft_decode():
+        for b in bodies:
+            img = Image.open(io.BytesIO(b))
+            img.draft("RGB", target_size(*img.size, image_size, "keep_ratio"))
+            img.load()
+
+    def cv2_reduced():
+        for b in bodies:
+            w, h = Image.open(io.BytesIO(b)).size
+            k = max(1, min(min(w, h) // image_size, 8))
+            k = 8 if k >= 8 else 4 if k >= 4 else 2 if k >= 2 else 1
+            flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                    8: cv2.IMREAD_REDUCED_COLOR_8}[k]
+            cv2.imdecode(np.frombuffer(b, np.uint8), flag)
+
+    def scaled_prepare():
+        """What ``prepare`` would cost with a scaled decode and a file-bytes signature (not wired in:
+        the eval index's exact-copy signature is the sha256 of full-resolution pixels)."""
+        from wit.dedupe.descriptors import image_hashes
+
+        for b in bodies:
+            img = Image.open(io.BytesIO(b))
+            tw, th = target_size(*img.size, image_size, "keep_ratio")
+            img.draft("RGB", (tw, th))
+            arr = np.asarray(img.convert("RGB"))
+            small = Image.fromarray(cv2.resize(arr, (tw, th), interpolation=cv2.INTER_AREA)
+                                    if tw < arr.shape[1] else cv2.resize(arr, (tw, th), interpolation=cv2.INTER_LANCZOS4))
+            image_hashes(small)
+            hashlib.sha256(b).digest()
+            small.save(io.BytesIO(), format="JPEG", quality=95)
+
+    full = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in bodies]
+    from img2dataset.resizer import Resizer
+
+    resizer = Resizer(image_size=image_size, resize_mode="keep_ratio", resize_only_if_bigger=False)
+    fns = {
+        "floor: PIL draft decode at target scale": draft_decode,
+        "OpenCV IMREAD_REDUCED decode": cv2_reduced,
+        "PIL full-resolution decode": lambda: [Image.open(io.BytesIO(b)).load() for b in bodies],
+        "OpenCV full-resolution decode": lambda: [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)
+                                                  for b in bodies],
+        "sha256 of full-resolution pixels": lambda: [hashlib.sha256(a).digest() for a in full],
+        "blake2b of full-resolution pixels": lambda: [hashlib.blake2b(a, digest_size=32).digest() for a in full],
+        "sha256 of the file bytes": lambda: [hashlib.sha256(b).digest() for b in bodies],
+        "img2dataset Resizer (all of bare img2dataset's image work)": lambda: [resizer(io.BytesIO(b)) for b in bodies],
+        "wit prepare (all of it)": lambda: [prepare(b, image_size=image_size) for b in bodies],
+        "prepare with a scaled decode and a file-bytes signature (sketch)": scaled_prepare,
+    }
+    times, _ = rounds(fns, rounds_, clock=time.process_time)
+    print(f"- image work per image, one thread, {len(bodies)} images, {rounds_} rounds, CPU ms median (min-max):")
+    for k, t in times.items():
+        ms = sorted(x / len(bodies) * 1e3 for x in t)
+        print(f"  - {k}: {statistics.median(ms):.2f} ({ms[0]:.2f}-{ms[-1]:.2f}) ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--image-size", type=int, default=256)
     ap.add_argument("--runs", type=int, default=1, help="bare and chain runs, alternating; medians reported")
+    ap.add_argument("--image-rounds", type=int, default=5, help="rounds of the per-image decode/hash table")
+    ap.add_argument("--image-sample", type=int, default=100, help="images in the per-image decode/hash table")
     ap.add_argument("--eval-images", type=int, default=250,
                     help="eval set size for dedupe (29 index rows each); 0: no eval index (in-set dedupe only)")
     args = ap.parse_args()
@@ -166,13 +244,18 @@ def main() -> None:
         b, c = statistics.median(bare), statistics.median(chain)
         med_steps = {k: round(statistics.median(s[k] for s in steps), 2) for k in steps[0] if steps[0][k] is not None}
         print("## download_throughput")
+        image_work(tmp / "www", names[:args.image_sample], args.image_size, args.image_rounds)
         print(f"- images: {len(urls)}, threads: {args.threads}, image_size: {args.image_size} keep_ratio, "
               f"eval index: {args.eval_images} images, runs: {args.runs} (medians)")
         print(f"- bare img2dataset: {b:.1f}s = {len(urls) / b:.1f} images/s")
         print(f"- wit chain: {c:.1f}s = {len(urls) / c:.1f} images/s  (per step: {med_steps})")
-        print(f"- ratio wit/bare: {b / c:.2f}x (per run: {', '.join(f'{x / y:.2f}x' for x, y in zip(bare, chain))})")
+        per_run = sorted(x / y for x, y in zip(bare, chain))
+        print(f"- ratio wit/bare: {b / c:.2f}x (median of per-run ratios {statistics.median(per_run):.2f}x, "
+              f"{per_run[0]:.2f}-{per_run[-1]:.2f})")
+        print(f"- bare img2dataset per run: {', '.join(f'{x:.1f}s' for x in bare)}; wit chain per run: "
+              f"{', '.join(f'{x:.1f}s' for x in chain)}")
         print(f"- 1-min load average at start and after each run: {', '.join(f'{x:.2f}' for x in loads)} "
-              f"({os.cpu_count()} cores)")
+              f"({os.cpu_count()} cores); at the end {load_average()}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

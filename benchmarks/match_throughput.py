@@ -4,7 +4,8 @@ Entries: 500,000 strings (all WordNet lemma names, then unigrams and bigrams of 
 sample dump by frequency, then ``"0".."99"``). Captions: >= 200,000 fragments of the dump's
 article text (4-30 words, markup stripped) plus the real alt texts of ../shared/data/crawl.
 Baseline: ``spaced`` + pyahocorasick ``iter`` + a set per caption. Both sides produce the
-list<int32> column the match stage writes, batch by batch. Asserts identical output.
+list<int32> column the match stage writes, batch by batch. Asserts identical output. The floor:
+one ``bytes.count`` (memchr) pass over the same spaced haystack. All timed in interleaved rounds.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
+
+from _stats import load_average, rate, ratio, rounds  # noqa: E402
 
 from wit.text.normalize import entry_key, spaced, tokens  # noqa: E402
 
@@ -81,15 +84,6 @@ def build_captions(text: str, n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
-
-
 def main(argv: list[str] | None = None) -> int:
     import ahocorasick
 
@@ -98,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--captions", type=int, default=200_000)
     ap.add_argument("--entries", type=int, default=500_000)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch", type=int, default=8192)
     args = ap.parse_args(argv)
 
@@ -130,21 +124,32 @@ def main(argv: list[str] | None = None) -> int:
     print(f"build: pyahocorasick {build_py:.2f}s (pickle {len(blob) / 1e6:.0f} MB, unpickle {load_py:.2f}s); "
           + ", ".join(f"Matcher[{k}] {v:.2f}s" for k, v in builds.items()))
 
-    t_base, ref = timed(lambda: baseline_match(ac, captions, args.batch), args.repeats)
+    # The floor: one memchr pass (bytes.count) over the same spaced haystacks the matcher reads.
+    from wit.match.matcher import _SEP, _space_batch
+
+    hays = [_space_batch(_SEP.join(captions[s:s + args.batch]))
+            for s in range(0, len(captions), args.batch)]
+    fns = {"baseline": lambda: baseline_match(ac, captions, args.batch),
+           "floor": lambda: sum(h.count(b" ") for h in hays)}
+    fns.update({b: (lambda m=m: _batched(m, captions, args.batch)) for b, m in matchers.items()})
+    times, results = rounds(fns, args.repeats)
+    ref = results["baseline"]
     import pyarrow.compute as pc
 
+    n = len(captions)
     n_hits = pc.sum(pc.list_value_length(ref)).as_py()
-    print(f"baseline (spaced + pyahocorasick iter + set): {len(captions) / t_base:,.0f} captions/s "
-          f"({n_hits / len(captions):.1f} entries/caption)")
-    best = 0.0
-    for backend, m in matchers.items():
-        t, got = timed(lambda m=m: _batched(m, captions, args.batch), args.repeats)
-        assert got.equals(ref), f"{backend}: output differs from the baseline"
-        rate = len(captions) / t
-        best = max(best, rate)
-        print(f"wit Matcher.match_batch[{backend}]: {rate:,.0f} captions/s = {t_base / t:.2f}x baseline "
-              "(identical output)")
-    print(f"ratio (best / baseline): {best * t_base / len(captions):.2f}x")
+    print(f"{n_hits / n:.1f} entries/caption; {args.repeats} interleaved rounds, medians (min-max); "
+          f"{load_average()}")
+    print(f"baseline (spaced + pyahocorasick iter + set): {rate(n, times['baseline'], ' captions/s')}")
+    for backend in matchers:
+        assert results[backend].equals(ref), f"{backend}: output differs from the baseline"
+        print(f"wit Matcher.match_batch[{backend}]: {rate(n, times[backend], ' captions/s')} = "
+              f"{ratio(times['baseline'], times[backend])} baseline (identical output)")
+    print(f"floor (bytes.count over the same {sum(map(len, hays)) / 1e6:.0f} MB spaced haystack): "
+          f"{rate(n, times['floor'], ' captions/s')}; tokens takes {ratio(times['tokens'], times['floor'])} "
+          "the floor's time")
+    best = min(matchers, key=lambda b: statistics.median(times[b]))
+    print(f"ratio ({best} / baseline): {ratio(times['baseline'], times[best])}")
     return 0
 
 

@@ -189,3 +189,84 @@ def test_stage_under_runner_reconciles_and_counts_errors_in_markers(tmp_path, sh
     assert rep.kept == 4 and rep.errors == {"bad_json": 1}
     assert ledger.reconcile(str(tmp_path / "ledger"), {"candidates": str(tmp_path / "out")})["candidates"].ok
     assert folders.read_parquet(str(tmp_path / "out")).num_rows == 4
+
+
+def test_wat_json_edge_cases_parse_as_the_standard_parser_does(tmp_path):
+    # orjson reads well-formed UTF-8 JSON; what it refuses (lone surrogate escapes, NaN, integers
+    # past 64 bits; invalid UTF-8 is the test above) goes to the standard parser: the same pairs.
+    from wit.candidates.wat import wat_pairs
+
+    def doc(alt: str, extra: str = "") -> bytes:
+        return ('{"Envelope":{"WARC-Header-Metadata":{"WARC-Target-URI":"http://a.test/p"},' + extra +
+                '"Payload-Metadata":{"HTTP-Response-Metadata":{"HTML-Metadata":{"Links":'
+                '[{"path":"IMG@/src","url":"x.jpg","alt":' + alt + '}]}}}}}').encode("utf-8", "surrogatepass")
+
+    raws = [doc('"caf\\u00e9 \\ud83d\\ude00"'), doc('"lone \\ud800 surrogate"'), doc('"nan"', '"n":NaN,'),
+            doc('"big"', '"n":123456789012345678901234567890,'),
+            doc('"東京 \\"quoted\\""'), doc('"x"', '"deep":' + "[" * 50 + "]" * 50 + ",")]
+    buf = io.BytesIO()
+    w = WARCWriter(buf, gzip=True)
+    for raw in raws:
+        _wat_record(w, "http://a.test/p", [], raw=raw)
+    path = tmp_path / "edge.warc.wat.gz"
+    path.write_bytes(buf.getvalue())
+    errors: dict[str, int] = {}
+    got = list(wat_pairs(str(path), errors))
+    want = [("http://a.test/x.jpg", json.loads(r.decode("utf-8", "replace"))["Envelope"]["Payload-Metadata"]
+             ["HTTP-Response-Metadata"]["HTML-Metadata"]["Links"][0]["alt"], "http://a.test/p") for r in raws]
+    assert got == want and errors == {}
+
+
+def test_resolve_equals_urljoin_on_random_references():
+    # resolve joins plain references by concatenation; it must give what urljoin gives, always.
+    import random
+    from urllib.parse import urljoin
+
+    from wit.candidates.wat import resolve
+
+    def reference(base: str, src: str) -> str:
+        src = src.strip()
+        if not base or src.startswith(("http://", "https://", "data:")):
+            return src
+        try:
+            return urljoin(base, src)
+        except ValueError:
+            return src
+
+    bases = ["http://a.test", "http://a.test/", "https://a.test/x/y.html", "http://a.test/x/y/", "HTTP://A.test:81/p/q",
+             "http://u:p@a.test/p/q?x=1#f", "http://a.test/x//y/z", "http://a.test/x/./y", "http://a.test/x/../y",
+             "http://a.test/x/..", "http://a.test/x/.", "http://a.test/x;p=1/y", "http://a.test/x/y;p", "ftp://a.test/x/",
+             "http://a.test/é/ü.html", "//a.test/x/", "/rel/base", "http://[::1]/x/", "http://a.test/x/y?",
+             " http://a.test/pad/ ", "http://a.test/a%2Fb/c", "https://a.test/~user/", "", "http://a.test/x/y:z/w"]
+    alphabet = ["a", "b", "img", ".jpg", "/", "/", ".", "..", "?", "#", ";", ":", "%20", "é", " ", "\t", "-", "_", "~",
+                "=", "&", "@", "+", "!", "'", "(", "*", ",", "$", "\\", "//", "x.png", "...", "./", "\x01", "\u00a0",
+                "\r", "\n", "[", "]", '"', "<", "{", "|", "^", "`", "\x7f"]
+    rng = random.Random(4)
+    srcs = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7))) for _ in range(6000)]
+    srcs += ["/", ".", "..", "./a", "../a", "a/./b", "a/../b", "/a//b", "a//b", "//b/c", "a/", "/a/", "...", "a/...",
+             "./", "././a", ".//a", "./../a", "./ a b.jpg", "./.", "./..", "./a/./b", "//h/x", "//h", "///x", "//[::1]/x",
+             "//h]/x", "//é.test/x", "//h//x", "//h/./x", "//h/../x", "//H.test/x y", "//h/x?q", "//u@h/x"]
+    for base in bases:
+        for src in srcs:
+            assert resolve(base, src) == reference(base, src), (base, src)
+
+
+def test_html_parsed_from_utf8_bytes_equals_parsed_from_text(shared_data):
+    # html_markup hands UTF-8 bodies to the parser as bytes; the pairs must equal those of the decoded text.
+    from wit.candidates.crawl import iter_records
+    from wit.candidates.warc import decode_html, html_images, html_markup
+
+    bodies = [("<html><head><base href='/b/'></head><body><img src='a.jpg' alt='caf\u00e9 \u6771\u4eac'>"
+               "<img data-src='x.png' alt=\"&amp; &eacute;\"></body></html>").encode(), "\ufeff<img src=é.jpg alt=bom>".encode(),
+              "<img src=a.jpg alt='caf\xe9'>".encode("latin-1"), b"<img src=a.jpg alt='plain'>"]
+    pages = [(b, None, "http://a.test/p/q") for b in bodies]
+    for path in sorted((shared_data / "crawl").glob("*.warc*")):
+        if not path.name.endswith((".wat", ".wet")):
+            pages += [(r.body, r.charset, r.target_uri) for r in iter_records(str(path), "response", {})
+                      if "html" in r.content_type]
+    kinds = set()
+    for body, charset, uri in pages:
+        markup = html_markup(body, charset)
+        kinds.add(type(markup))
+        assert html_images(markup, uri) == html_images(decode_html(body, charset), uri)
+    assert kinds == {bytes, str} and len(pages) > 40

@@ -88,6 +88,24 @@ def test_multi_word_entries_sharing_prefixes_and_odd_spacing(backend):
     assert m.match("a b c d e") == [0, 1, 2, 3, 4, 5, 6, 17, 18]
 
 
+@pytest.mark.parametrize("backend", ["tokens", "ahocorasick_rs", "pyahocorasick"])
+def test_words_of_every_length_and_byte_width(backend):
+    # The tokens backend keys words of up to 15 UTF-8 bytes exactly and looks longer ones up by
+    # string: words of 0-40 bytes, ASCII and multi-byte, near misses that differ in one byte at
+    # any position, prefixes of entry words, and a lone surrogate.
+    rng = random.Random(3)
+    chars = ["a", "b", "é", "東", "\U0001f600", "\udc80"]
+    words = ["".join(rng.choice(chars) for _ in range(rng.randint(1, 16))) for _ in range(200)]
+    words += ["x" * n for n in range(1, 41)]
+    entries = list(dict.fromkeys(words[:150] + [f"{a} {b}" for a, b in zip(words[:60], words[60:120])]))
+    near = [w[:k] + ("b" if w[k] != "b" else "a") + w[k + 1:] for w in words for k in (0, len(w) // 2, len(w) - 1)]
+    pool = words + near + [w[:-1] for w in words] + [w + "a" for w in words]
+    texts = [" ".join(rng.choice(pool) for _ in range(rng.randint(0, 10))) for _ in range(1500)]
+    got = Matcher(entries, backend=backend).match_batch(texts).to_pylist()
+    assert got == [_naive(entries, t) for t in texts]
+    assert sum(map(len, got)) > 1000
+
+
 def test_ids_are_query_ids_and_pickle_rebuilds():
     import pickle
 

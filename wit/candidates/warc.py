@@ -35,6 +35,18 @@ def decode_html(body: bytes, charset: str | None) -> str:
     return body.decode("utf-8", "replace")
 
 
+def html_markup(body: bytes, charset: str | None) -> str | bytes:
+    """What the HTML parser reads: ``body`` itself when it is UTF-8 (the parser takes UTF-8 bytes, so a
+    str it would encode back is not made), else ``decode_html``'s text."""
+    if body.isascii():
+        return body
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return decode_html(body, charset)
+    return body
+
+
 def image_source(attrs: dict) -> str:
     """The image URL of an ``<img>``: src, or its lazy-loading stand-in when src is empty or data:."""
     src = (attrs.get("src") or "").strip()
@@ -52,8 +64,8 @@ def image_source(attrs: dict) -> str:
     return src
 
 
-def html_images(html: str, page_url: str) -> list[tuple[str, str, str]]:
-    """(url, alt, page_url) for every ``<img>`` in ``html`` (alt "" when absent)."""
+def html_images(html: str | bytes, page_url: str) -> list[tuple[str, str, str]]:
+    """(url, alt, page_url) for every ``<img>`` in ``html`` (text, or UTF-8 bytes; alt "" when absent)."""
     tree = LexborHTMLParser(html)
     base_node = tree.css_first("base[href]")
     base = _base_url(page_url, (base_node.attributes.get("href") or "").strip()) if base_node else page_url
@@ -70,7 +82,7 @@ def warc_pairs(path: str, errors: dict[str, int]) -> Iterator[tuple[str, str, st
         if "html" not in rec.content_type or not _IMG.search(rec.body):
             continue
         try:
-            pairs = html_images(decode_html(rec.body, rec.charset), rec.target_uri)
+            pairs = html_images(html_markup(rec.body, rec.charset), rec.target_uri)
         except Exception:  # noqa: BLE001 - one unparsable page must not stop the file
             errors["bad_html"] = errors.get("bad_html", 0) + 1
             continue
