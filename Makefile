@@ -19,7 +19,7 @@ demo: setup
 	$(VENV)/bin/wit demo --out runs/demo --size $(SIZE)
 
 bench: setup
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf runs .pytest_cache
