@@ -280,23 +280,16 @@ def summarize_ledger(ledger_dir: str, runner: str = "local", address: str | None
     if runner != "ray" or not files:
         return ledger.summarize(ledger_dir)
     sh.ensure(address)
-    out: dict[str, ledger.StageCheck] = {}
+    groups: list[tuple] = []
     dups: dict[str, int] = {}
     for t in sh.results("ledger summary", sh.shuffle("ledger summary", files, _ledger_map, _ledger_reduce, cfg)):
         for kind, stage, status, reason, n in zip(*(t.column(k).to_pylist() for k in
                                                     ("kind", "stage", "status", "reason", "n"))):
             if kind == "dups":
                 dups[stage] = dups.get(stage, 0) + n
-                continue
-            c = out.setdefault(stage, ledger.StageCheck(stage, 0, 0, 0))
-            c.ledger_rows += n
-            if status == ledger.KEPT:
-                c.kept += n
             else:
-                c.dropped += n
-                c.by_reason[reason] = c.by_reason.get(reason, 0) + n
-    for stage, n in dups.items():
-        out[stage].duplicate_kept = n
+                groups.append((stage, status, reason, n))
+    out = ledger.checks_from_counts(groups, dups)
     out = dict(sorted(out.items()))
     for c in out.values():
         c.by_reason = dict(sorted(c.by_reason.items()))

@@ -96,6 +96,12 @@ def summarize(ledger_dir: str) -> dict[str, StageCheck]:
                   GROUP BY stage, uid HAVING count(*) > 1) GROUP BY stage"""
         ).fetchall()
     )
+    return checks_from_counts(rows, dups)
+
+
+def checks_from_counts(rows, dups: dict[str, int]) -> dict[str, StageCheck]:
+    """Per-stage checks from ``(stage, status, reason, n)`` group counts and the uids kept more than
+    once per stage; the one assembly for the local summary and the distributed one."""
     out: dict[str, StageCheck] = {}
     for stage, status, reason, n in rows:
         c = out.setdefault(stage, StageCheck(stage, 0, 0, 0))
