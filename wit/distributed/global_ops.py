@@ -34,7 +34,7 @@ def _hash_mod(keys: pa.Array | pa.ChunkedArray, p: int) -> np.ndarray:
         return np.zeros(len(keys), np.int64)
     con = duckdb.connect()
     con.register("k", pa.table({"k": keys}))
-    return con.sql(f"SELECT (hash(k) % {int(p)})::BIGINT AS b FROM k").fetchnumpy()["b"].astype(np.int64)
+    return con.execute("SELECT (hash(k) % ?)::BIGINT AS b FROM k", [int(p)]).fetchnumpy()["b"].astype(np.int64)
 
 
 def _split(t: pa.Table, part: np.ndarray, p: int) -> list[pa.Table]:
@@ -199,10 +199,14 @@ def hardcap_thresholds(parts: list[str], counts: pa.Table, cap: int, seed: int, 
 
 # -- counts by a column (balance statistics) ------------------------------------------------------
 
+def _value_counts(paths: list[str], column: str) -> pa.Table:
+    """(value, n) of ``column`` over Parquet ``paths`` (read through fsspec; no name in SQL text)."""
+    vc = folders.read_parquet(paths, columns=[column]).column(column).combine_chunks().value_counts()
+    return pa.table({"value": vc.field("values"), "n": vc.field("counts").cast(pa.int64())})
+
+
 def _by_map(path: str, p: int, column: str) -> list[pa.Table]:
-    con = duckdb.connect()
-    t = con.sql(f'SELECT "{column}" AS value, count(*) AS n FROM read_parquet(?) GROUP BY ALL',
-                params=[_local_path(path)]).to_arrow_table()
+    t = _value_counts([path], column)
     return _split(t, _hash_mod(t.column("value"), p), p)
 
 
@@ -218,10 +222,8 @@ def count_by(parts: list[str], column: str, runner: str = "local", address: str 
     if not parts:
         return {}
     if runner != "ray":
-        con = duckdb.connect()
-        rows = con.execute(f'SELECT "{column}", count(*) FROM read_parquet(?) GROUP BY ALL',
-                           [[_local_path(p) for p in parts]]).fetchall()
-        return {v: int(n) for v, n in rows}
+        t = _value_counts(parts, column)
+        return dict(zip(t.column("value").to_pylist(), t.column("n").to_pylist()))
     sh.ensure(address)
     out: dict = {}
     for t in sh.results(f"count by {column}", sh.shuffle(f"count by {column}", parts, _by_map, _by_reduce, cfg,
