@@ -31,7 +31,9 @@ host = st.tuples(st.lists(label, min_size=1, max_size=3), st.sampled_from(["com"
 seg_char = st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="%\\/?#")
 segment = st.text(alphabet=seg_char, min_size=1, max_size=12).filter(lambda s: s.strip(".") != "" and
                                                                        s.strip() == s)
-query = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="%#"), max_size=15)
+# a URL's trailing spaces are stripped before parsing (WHATWG), so a query ending in one is another case
+query = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="%#"),
+                max_size=15).filter(lambda s: s.rstrip(" ") == s)
 
 
 @settings(max_examples=300, deadline=None)
