@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 import pytest
 
 from wit.imagehash import mih
@@ -43,6 +44,12 @@ def test_match_and_balance_global_steps_equal_local(tmp_path, ray_session):
         g.write_later_duplicates(parts, str(tmp_path / f"dups-{runner}.parquet"), runner=runner, cfg=CFG)
     local, remote = (folders.read_parquet([str(tmp_path / f"dups-{r}.parquet")]) for r in ("local", "ray"))
     assert local.num_rows > 100 and _sorted(local).equals(_sorted(remote))
+    # sorted by part, so a match task reads its own part's row groups only
+    for t in (local, remote):
+        assert t.column("part").to_pylist() == sorted(t.column("part").to_pylist())
+    for i in range(len(parts)):
+        want = local.filter(pa.compute.equal(local.column("part"), i)).column("uid").to_pylist()
+        assert folders.read_part(str(tmp_path / "dups-ray.parquet"), i, ["uid"]).column("uid").to_pylist() == want
 
     counts = g.entry_counts(parts)
     assert g.entry_counts(parts, runner="ray", cfg=CFG).equals(counts)
@@ -97,6 +104,7 @@ def test_near_duplicates_equal_single_node_pass(tmp_path, ray_session, threshold
     got = folders.read_parquet([str(tmp_path / "ray" / NEAR_DUPS)])
     assert n == want.num_rows
     assert _sorted(got).equals(_sorted(want))
+    assert got.column("part").to_pylist() == sorted(got.column("part").to_pylist()) != []
 
 
 def _boom(path: str, p: int) -> list:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -34,6 +35,19 @@ def descriptors_dir(out: str) -> str:
 
 def descriptor_name(index: int) -> str:
     return f"_desc-{index:05d}.parquet"
+
+
+_DESC_FILE = re.compile(r"_desc-(\d+)\.parquet")
+
+
+def descriptor_files(out: str) -> list[str]:
+    """The descriptor files under the dedupe folder ``out``, sorted (URLs for a remote folder)."""
+    return folders.list_named(descriptors_dir(out), _DESC_FILE)
+
+
+def descriptor_part(url: str) -> int:
+    """The task index of a descriptor file (``descriptor_name``'s number)."""
+    return int(_DESC_FILE.fullmatch(url.rsplit("/", 1)[-1]).group(1))
 
 
 def descriptor_url(out: str, index: int) -> str:
@@ -217,8 +231,7 @@ def _decode(data: bytes):
 
 def matched_by(out: str) -> dict[str, int]:
     """How many eval copies each descriptor found (exact, phash:<variant>, centre, embedding, ...)."""
-    fs, path = folders.fs_and_path(descriptors_dir(out))
-    parts = sorted(fs.glob(path + "/_desc-*.parquet"))
+    parts = descriptor_files(out)
     if not parts:
         return {}
     t = folders.read_parquet(parts, columns=["eval_match_by", "error"])

@@ -2,7 +2,8 @@
 
 ``near_duplicates`` orders rows by uid and marks every row that has an identical pixel hash or a pHash
 within ``within_threshold`` of an earlier row: the first of each group is kept (multi-index hashing,
-exact, through ``wit.imagehash.mih``). Written to ``OUT/_near_duplicates.parquet``.
+exact, through ``wit.imagehash.mih``). Written to ``OUT/_near_duplicates.parquet`` as (uid, dup_of, part),
+sorted by part (the dedupe task that holds the row), so each task reads only its own rows.
 """
 
 from __future__ import annotations
@@ -11,28 +12,40 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from wit.dedupe.describe import descriptors_dir
+from wit.dedupe.describe import descriptor_files, descriptor_part
 from wit.imagehash import mih
 from wit.io import folders
 
 NEAR_DUPS = "_near_duplicates.parquet"
+NEAR = pa.schema([("uid", pa.string()), ("dup_of", pa.string()), ("part", pa.int32())])
+
+
+def read_descriptors(url: str, columns: list[str]) -> pa.Table:
+    """``columns`` of one descriptor file's described rows (no decode error), with its ``part``."""
+    t = folders.read_parquet([url], columns=[*columns, "error"])
+    t = t.filter(pc.equal(t.column("error"), "")).drop_columns(["error"])
+    return t.append_column("part", pa.array(np.full(t.num_rows, descriptor_part(url), np.int32)))
 
 
 def near_duplicates(out: str, threshold: int, method: str = "auto") -> pa.Table:
-    """(uid, dup_of) for every row with an earlier (by uid) identical or pHash-near row; cached in OUT."""
+    """(uid, dup_of, part) for every row with an earlier (by uid) identical or pHash-near row; cached in OUT."""
     target = folders.join(out, NEAR_DUPS)
     if folders.exists(target):
         return folders.read_parquet([target])
-    fs, path = folders.fs_and_path(descriptors_dir(out))
-    t = folders.read_parquet(sorted(fs.glob(path + "/_desc-*.parquet")), columns=["uid", "pixel_sha256", "phash", "error"])
-    t = t.filter(pc.equal(t.column("error"), "")).sort_by("uid")
+    tables = [read_descriptors(f, ["uid", "pixel_sha256", "phash"]) for f in descriptor_files(out)]
+    t = pa.concat_tables(tables).sort_by("uid") if tables else NEAR.empty_table()
+    if not tables:
+        folders.write_parquet(target, t)
+        return t
     dup_of = earlier_duplicates(t.column("pixel_sha256"), t.column("phash").to_numpy().astype(np.uint64),
                                 threshold, method=method)
     sel = pa.array(np.nonzero(dup_of >= 0)[0])
     uids = t.column("uid")
     res = pa.table({"uid": uids.take(sel).cast(pa.string()),
-                    "dup_of": uids.take(pa.array(dup_of[dup_of >= 0])).cast(pa.string())})
-    folders.write_parquet(target, res)
+                    "dup_of": uids.take(pa.array(dup_of[dup_of >= 0])).cast(pa.string()),
+                    "part": t.column("part").take(sel)}, schema=NEAR)
+    res = res.sort_by([("part", "ascending"), ("uid", "ascending")])
+    folders.write_parquet(target, res, row_group_size=folders.PART_ROW_GROUP)
     return res
 
 

@@ -28,9 +28,12 @@ class DedupeStage(Stage):
 
     def setup(self) -> None:
         nd = folders.join(self.out, NEAR_DUPS)
-        self.near = set(folders.read_parquet([nd]).column("uid").to_pylist()) if folders.exists(nd) else set()
+        self._near_url = nd if folders.exists(nd) else None
 
     def begin_task(self, path: str, index: int) -> None:
+        # the pre-pass file is sorted by part: a task reads only its own rows' row groups
+        self.near = set(folders.read_part(self._near_url, index, ["uid"]).column("uid").to_pylist()
+                        if self._near_url else ())
         d = folders.read_parquet([descriptor_url(self.out, index)])
         self.desc = {r["uid"]: r for r in d.to_pylist()}
 

@@ -49,7 +49,7 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(tables).combine_chunks() if len(tables) > 1 else tables[0]
 
 
-def _write_stream(url: str, tables, schema: pa.Schema) -> int:
+def _write_stream(url: str, tables, schema: pa.Schema, row_group_size: int | None = None) -> int:
     """Write tables one at a time into one Parquet file at ``url`` (atomically); return the row count."""
     fs, path = folders.fs_and_path(url)
     parent = path.rpartition("/")[0]
@@ -60,10 +60,34 @@ def _write_stream(url: str, tables, schema: pa.Schema) -> int:
     with fs.open(tmp, "wb") as f, pq.ParquetWriter(f, schema, compression="zstd") as w:
         for t in tables:
             if t.num_rows:
-                w.write_table(t.cast(schema))
+                w.write_table(t.cast(schema), row_group_size=row_group_size)
                 n += t.num_rows
     fs.mv(tmp, path)
     return n
+
+
+# -- files read one part at a time (duplicates, near-duplicates) ------------------------------------
+
+def part_blocks(n_parts: int, partitions: int) -> tuple[int, int]:
+    """(blocks, parts per block): contiguous ranges of part numbers, one reduce task each."""
+    per = max(1, -(-n_parts // max(1, partitions)))
+    return max(1, -(-n_parts // per)), per
+
+
+def _split_by_part(t: pa.Table, blocks: int, per: int) -> list[pa.Table]:
+    return _split(t, t.column("part").to_numpy().astype(np.int64) // per, blocks)
+
+
+def _sorted_by_part(j: int, tables: list[pa.Table]) -> pa.Table:
+    return _concat(tables).sort_by([("part", "ascending"), ("uid", "ascending")])
+
+
+def write_by_part(step: str, url: str, refs: list, schema: pa.Schema, cfg: ShuffleConfig) -> int:
+    """Write the fan-out ``refs`` (output j of every task: the rows of part block j) as one file sorted
+    by (part, uid) in row groups of ``folders.PART_ROW_GROUP``, one block in the driver at a time, so
+    a stage task reads its part's rows with ``folders.read_part`` and nothing more."""
+    blocks = sh.regroup(step, refs, _sorted_by_part, cfg)
+    return _write_stream(url, sh.results(step, blocks), schema, row_group_size=folders.PART_ROW_GROUP)
 
 
 # -- uid duplicate pre-pass (match) -------------------------------------------------------------
@@ -78,12 +102,12 @@ def _dups_map(item: tuple[int, str], p: int) -> list[pa.Table]:
     return _split(t, _hash_mod(uids, p), p)
 
 
-def _dups_reduce(j: int, tables: list[pa.Table]) -> pa.Table:
+def _dups_reduce(j: int, tables: list[pa.Table], blocks: int, per: int) -> list[pa.Table]:
     con = duckdb.connect()
     con.register("t", _concat(tables))
     out = con.sql("""SELECT uid, part FROM (SELECT uid, part, min(part) OVER (PARTITION BY uid) AS first FROM t)
-                     WHERE part > first ORDER BY part, uid""").to_arrow_table()
-    return out.cast(DUPLICATES)
+                     WHERE part > first""").to_arrow_table()
+    return _split_by_part(out.cast(DUPLICATES), blocks, per)
 
 
 def write_later_duplicates(inputs: list[str], url: str, runner: str = "local", address: str | None = None,
@@ -93,11 +117,14 @@ def write_later_duplicates(inputs: list[str], url: str, runner: str = "local", a
         from wit.match.counts import later_duplicates
 
         t = later_duplicates(inputs)
-        folders.write_parquet(url, t)
+        folders.write_parquet(url, t, row_group_size=folders.PART_ROW_GROUP)
         return t.num_rows
     sh.ensure(address)
-    refs = sh.shuffle("match: uid duplicates", list(enumerate(inputs)), _dups_map, _dups_reduce, cfg)
-    return _write_stream(url, sh.results("match: uid duplicates", refs), DUPLICATES)
+    step = "match: uid duplicates"
+    blocks, per = part_blocks(len(inputs), sh.partitions_for(cfg, sh.parquet_rows(inputs)))
+    refs = sh.shuffle(step, list(enumerate(inputs)), _dups_map, _dups_reduce, cfg, reduce_args=(blocks, per),
+                      fanout=blocks)
+    return write_by_part(step, url, refs, DUPLICATES, cfg)
 
 
 # -- entry counts (match, balance pre and final pass) ---------------------------------------------

@@ -9,7 +9,8 @@ pixels equal an earlier row's, else its least-distance earlier row within ``thre
   k falls in value range r and receives, as queries, the rows with a neighbour value (within
   ``threshold // m`` bits) in that range. A row's MIH candidates are the union over partitions, so
   the least (distance, uid) over every partition's answer is the single-node answer, exactly;
-* a last reduce by uid takes that minimum, the pixel duplicate first.
+* a last reduce by uid takes that minimum, the pixel duplicate first, and sends each row to the
+  block of parts (dedupe tasks) it belongs to, so the file is written sorted by part.
 
 No task holds more than one partition: ``rows_per_partition`` sets how many ranges each
 substring is cut into.
@@ -21,33 +22,31 @@ import math
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from wit.imagehash import mih
 from wit.distributed import shuffle as sh
-from wit.distributed.global_ops import DEFAULT, _concat, _hash_mod, _local_path, _split, _write_stream
+from wit.distributed.global_ops import DEFAULT, _concat, _hash_mod, _split, _split_by_part, part_blocks, write_by_part
 from wit.distributed.shuffle import ShuffleConfig
 from wit.io import folders
 
-NEAR = pa.schema([("uid", pa.string()), ("dup_of", pa.string())])
-_HITS = pa.schema([("uid", pa.string()), ("dup_of", pa.string()), ("dist", pa.int64())])
+_HITS = pa.schema([("uid", pa.string()), ("dup_of", pa.string()), ("dist", pa.int64()), ("part", pa.int32())])
 STEP = "dedupe: near-duplicates"
 
 
-def _read(path: str) -> pa.Table:
-    t = pq.read_table(_local_path(path), columns=["uid", "pixel_sha256", "phash", "error"])
-    return t.filter(pc.equal(t.column("error"), "")).drop_columns(["error"])
+def _read(path: str, column: str) -> pa.Table:
+    from wit.dedupe.near import read_descriptors
+
+    return read_descriptors(path, ["uid", column])
 
 
-def _hits(uid, dup_of, dist, f: int) -> list[pa.Table]:
+def _hits(uid, dup_of, dist, part, f: int) -> list[pa.Table]:
     t = pa.table({"uid": pa.array(uid, pa.string()), "dup_of": pa.array(dup_of, pa.string()),
-                  "dist": pa.array(dist, pa.int64())}, schema=_HITS)
+                  "dist": pa.array(dist, pa.int64()), "part": pa.array(part, pa.int32())}, schema=_HITS)
     return _split(t, _hash_mod(t.column("uid"), f), f)
 
 
 def _pixel_map(path: str, p: int) -> list[pa.Table]:
-    t = _read(path).select(["uid", "pixel_sha256"])
+    t = _read(path, "pixel_sha256")
     return _split(t, _hash_mod(t.column("pixel_sha256"), p), p)
 
 
@@ -56,10 +55,11 @@ def _pixel_reduce(j: int, tables: list[pa.Table], f: int) -> list[pa.Table]:
 
     con = duckdb.connect()
     con.register("t", _concat(tables))
-    d = con.sql("""SELECT uid, first FROM (SELECT uid, min(uid) OVER (PARTITION BY pixel_sha256) AS first FROM t)
+    d = con.sql("""SELECT uid, first, part FROM (
+                     SELECT uid, part, min(uid) OVER (PARTITION BY pixel_sha256) AS first FROM t)
                    WHERE uid <> first""").to_arrow_table()
     # distance -1: a pixel duplicate wins over any pHash neighbour
-    return _hits(d.column("uid"), d.column("first"), np.full(d.num_rows, -1), f)
+    return _hits(d.column("uid"), d.column("first"), np.full(d.num_rows, -1), d.column("part"), f)
 
 
 def _substring(h: np.ndarray, shift: int, width: int) -> np.ndarray:
@@ -71,7 +71,7 @@ def _span(width: int, ranges: int) -> int:
 
 
 def _mih_map(path: str, p: int, m: int, ranges: int, threshold: int) -> list[pa.Table]:
-    t = _read(path).select(["uid", "phash"])
+    t = _read(path, "phash")
     h = t.column("phash").to_numpy().astype(np.uint64)
     r = threshold // m
     rows, dest, role = [], [], []
@@ -101,6 +101,7 @@ def _mih_reduce(j: int, tables: list[pa.Table], m: int, ranges: int, threshold: 
     span = _span(width, ranges)
     role = t.column("role").to_numpy()
     uids = t.column("uid").to_numpy(zero_copy_only=False)
+    parts = t.column("part").to_numpy()
     h = t.column("phash").to_numpy().astype(np.uint64)
     # ranks over this partition's uids: the uid order of the single-node pass, locally
     names, rank = np.unique(uids, return_inverse=True)
@@ -133,16 +134,19 @@ def _mih_reduce(j: int, tables: list[pa.Table], m: int, ranges: int, threshold: 
         q_best.append(key[hit])
     qs = np.concatenate(q_uid) if q_uid else np.empty(0, np.int64)
     best = np.concatenate(q_best) if q_best else np.empty(0, np.int64)
-    return _hits(uids[qs].tolist(), names[best & 0xFFFFFFFF].tolist(), (best >> 32).tolist(), f)
+    return _hits(uids[qs].tolist(), names[best & 0xFFFFFFFF].tolist(), (best >> 32).tolist(), parts[qs], f)
 
 
-def _final_reduce(j: int, tables: list[pa.Table]) -> pa.Table:
+def _final_reduce(j: int, tables: list[pa.Table], blocks: int, per: int) -> list[pa.Table]:
     import duckdb
+
+    from wit.dedupe.near import NEAR
 
     con = duckdb.connect()
     con.register("t", _concat(tables))
-    return con.sql("SELECT uid, arg_min(dup_of, (dist, dup_of)) AS dup_of FROM t GROUP BY uid ORDER BY uid"
-                   ).to_arrow_table().cast(NEAR)
+    t = con.sql("SELECT uid, arg_min(dup_of, (dist, dup_of)) AS dup_of, min(part) AS part FROM t GROUP BY uid"
+                ).to_arrow_table().cast(NEAR)
+    return _split_by_part(t, blocks, per)
 
 
 def plan(n_rows: int, threshold: int, rows_per_partition: int) -> tuple[int, int]:
@@ -156,15 +160,14 @@ def near_duplicates(out: str, threshold: int, runner: str = "local", address: st
                     cfg: ShuffleConfig = DEFAULT, **_) -> int:
     """``dedupe.near.near_duplicates`` (cached in OUT); returns how many rows it marks."""
     from wit.dedupe import near
-    from wit.dedupe.describe import descriptors_dir
+    from wit.dedupe.describe import descriptor_files, descriptor_part
 
     target = folders.join(out, near.NEAR_DUPS)
     if runner == "ray" and folders.exists(target):
         return sh.parquet_rows([target])
     if runner != "ray":
         return near.near_duplicates(out, threshold).num_rows
-    fs, path = folders.fs_and_path(descriptors_dir(out))
-    files = sorted(fs.glob(path + "/_desc-*.parquet"))
+    files = descriptor_files(out)
     if not files:
         return near.near_duplicates(out, threshold).num_rows
     sh.ensure(address)
@@ -176,5 +179,7 @@ def near_duplicates(out: str, threshold: int, runner: str = "local", address: st
         m, ranges = plan(n, threshold, cfg.rows_per_partition)
         parts.append(sh.shuffle(STEP, files, _mih_map, _mih_reduce, cfg, partitions=m * ranges,
                                 map_args=(m, ranges, threshold), reduce_args=(m, ranges, threshold, f), fanout=f))
-    refs = sh.regroup(STEP, [r for p in parts for r in p], _final_reduce, cfg)
-    return _write_stream(target, sh.results(STEP, refs), NEAR)
+    blocks, per = part_blocks(max(descriptor_part(u) for u in files) + 1, f)
+    refs = sh.regroup(STEP, [r for p in parts for r in p], _final_reduce, cfg, reduce_args=(blocks, per),
+                      fanout=blocks)
+    return write_by_part(STEP, target, refs, near.NEAR, cfg)

@@ -106,12 +106,14 @@ def shuffle(step: str, items: list, map_fn: Callable, reduce_fn: Callable, cfg: 
     return [reducer.remote(step, reduce_fn, j, fanout, reduce_args, *[m[j] for m in maps]) for j in range(p)]
 
 
-def regroup(step: str, refs: list, reduce_fn: Callable, cfg: ShuffleConfig, reduce_args: tuple = ()) -> list:
-    """A second reduce over the fan-out of a first one: ``refs[i][j]`` is output j of reduce task i."""
-    reducer = _remote(_reduce_task, cfg)
+def regroup(step: str, refs: list, reduce_fn: Callable, cfg: ShuffleConfig, reduce_args: tuple = (),
+            fanout: int = 1) -> list:
+    """A further reduce over the fan-out of a previous one: ``refs[i][j]`` is output j of reduce task i;
+    with ``fanout`` > 1 its own outputs fan out again, for one more ``regroup``."""
+    reducer = _remote(_reduce_task, cfg, num_returns=fanout)
     fan = len(refs[0]) if refs and isinstance(refs[0], (list, tuple)) else 1
     refs = [[r] if fan == 1 else r for r in refs]
-    return [reducer.remote(step, reduce_fn, j, 1, reduce_args, *[r[j] for r in refs]) for j in range(fan)]
+    return [reducer.remote(step, reduce_fn, j, fanout, reduce_args, *[r[j] for r in refs]) for j in range(fan)]
 
 
 def run_tasks(step: str, items: list, fn: Callable, cfg: ShuffleConfig, args: tuple = ()) -> list:

@@ -137,6 +137,19 @@ def read_parquet(url: str | list[str], columns: list[str] | None = None) -> pa.T
     return pa.concat_tables(tables, promote_options="default")
 
 
+#: rows per row group of files read one part at a time (``read_part``): a reader's memory is one group
+PART_ROW_GROUP = 65_536
+
+
+def read_part(url: str, part: int, columns: list[str] | None = None) -> pa.Table:
+    """The rows of ``url`` whose ``part`` column is ``part``. Files sorted by part with bounded row
+    groups (``PART_ROW_GROUP``) are read a row group or two at a time: row groups whose statistics
+    exclude ``part`` are skipped, so the reader's memory does not grow with the file."""
+    fs, path = fs_and_path(url)
+    with fs.open(path, "rb") as f:
+        return pq.read_table(f, columns=columns, filters=[("part", "=", int(part))])
+
+
 def write_json(url: str, obj: Any) -> None:
     atomic_write_bytes(url, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 

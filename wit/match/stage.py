@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from wit import schemas
 from wit.io import folders
@@ -45,11 +44,8 @@ class MatchStage(Stage):
 
     def begin_task(self, path: str, index: int) -> None:
         self._drop: pa.Array = pa.array([], pa.string())
-        if self.duplicates:
-            fs, path = folders.fs_and_path(self.duplicates)
-            with fs.open(path, "rb") as f:
-                t = pq.read_table(f, filters=[("part", "=", index)], columns=["uid"])
-            self._drop = t.column("uid").combine_chunks()
+        if self.duplicates:  # sorted by part: only this part's row groups are read
+            self._drop = folders.read_part(self.duplicates, index, ["uid"]).column("uid").combine_chunks()
 
     def process_batch(self, batch: pa.Table) -> BatchResult:
         batch = schemas.conform(batch, schemas.CANDIDATES).select(schemas.CANDIDATES.names)
