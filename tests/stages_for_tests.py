@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass
 
@@ -13,6 +14,16 @@ from wit import schemas
 from wit.stage import BatchResult, Stage
 
 
+def kill_once(marker: str) -> None:
+    """SIGKILL this process unless ``marker`` exists (creating it first): a worker killed mid-task, once."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 @dataclass
 class KeepEvenLength(Stage):
     """Keeps rows whose text has an even length; drops the rest as `odd_length`."""
@@ -20,6 +31,9 @@ class KeepEvenLength(Stage):
     name: str = "evenlen"
     output_schema = schemas.CANDIDATES
     sleep_per_task: float = 0.0
+    #: SIGKILL the worker process at task ``kill_at``, once: the first time, when ``kill_once`` (a file) is absent
+    kill_at: int = -1
+    kill_once: str = ""
 
     def setup(self) -> None:
         self.ready = True
@@ -27,6 +41,8 @@ class KeepEvenLength(Stage):
     def begin_task(self, path: str, index: int) -> None:
         if self.sleep_per_task:
             time.sleep(self.sleep_per_task)
+        if index == self.kill_at and self.kill_once:
+            kill_once(self.kill_once)
         marker = os.environ.get("WIT_TEST_CRASH_AT_TASK")
         if marker is not None and int(marker) == index:
             os._exit(9)  # simulate kill -9 in the middle of a run

@@ -85,11 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from wit.cli_args import apply_ray_flags
     from wit.errors import UserError
     from wit.io import storage
 
     try:
         storage.apply(storage.parse(args.storage_option))
+        apply_ray_flags(args)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return _fail("interrupted; rerun the same command to resume")

@@ -22,6 +22,22 @@ def add_runner_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--address", default=None, help="Ray cluster address (e.g. ray://head:10001 or auto)")
     g.add_argument("--workers", type=int, default=None, help="parallel workers (default: one per CPU)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    g.add_argument("--object-store-memory", default=None, metavar="SIZE",
+                   help="ray: object store per node when wit starts Ray, e.g. 4GB (default: Ray's, 30%% of RAM)")
+    g.add_argument("--spill-dir", default=None, metavar="DIR",
+                   help="ray: where a local Ray spills objects under memory pressure (default /tmp/ray)")
+
+
+def apply_ray_flags(args: argparse.Namespace) -> None:
+    """``--object-store-memory`` / ``--spill-dir`` into this process's Ray settings (``wit.runners.settings``);
+    `wit run` folds them into its spec's ``ray:`` section instead."""
+    from wit.config import RayConfig, load_model
+    from wit.runners import settings
+
+    store, spill = getattr(args, "object_store_memory", None), getattr(args, "spill_dir", None)
+    if store is not None or spill is not None:
+        cfg = load_model(RayConfig, {"object_store_memory": store, "spill_dir": spill}, "--object-store-memory")
+        settings.configure(object_store_memory=cfg.object_store_memory, spill_dir=cfg.spill_dir)
 
 
 def runner_kwargs(args: argparse.Namespace, ledger: str | None = None) -> dict:

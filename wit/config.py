@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
 
 from wit import graph
 from wit.errors import UserError
@@ -180,6 +180,22 @@ class OverlapConfig(Strict):
     pairs: int = Field(8, ge=0, description="closest and borderline pairs shown per set in report.html")
 
 
+class RayConfig(Strict):
+    """Ray's storage limits and the global steps' shuffle (``runner: ray``); see docs/capacity.md."""
+
+    object_store_memory: ByteSize | None = Field(
+        None, description="object store per node when wit starts Ray itself, e.g. 4GB (none: Ray's default, "
+                          "30% of RAM); a cluster sets it with `ray start --object-store-memory`")
+    spill_dir: str | None = Field(None, description="where a local Ray spills objects (none: /tmp/ray)")
+    disk_full_fraction: float | None = Field(
+        None, gt=0, le=1, description="share of the spill disk past which Ray refuses new objects (Ray's "
+                                      "local_fs_capacity_threshold, default 0.95)")
+    shuffle_partitions: int | None = Field(
+        None, ge=1, description="reduce tasks per global shuffle (none: rows / rows_per_partition, >= 2 x CPUs)")
+    rows_per_partition: int = Field(2_000_000, ge=1, description="input rows per reduce task: sets its memory")
+    task_attempts: int = Field(3, ge=1, description="tries per global-step task before the step fails")
+
+
 STEP_NAMES = graph.NAMES
 
 
@@ -203,6 +219,7 @@ class RunSpec(Strict):
     shard: ShardConfig = ShardConfig()
     train: TrainConfig = TrainConfig()
     overlap: OverlapConfig = OverlapConfig()
+    ray: RayConfig = RayConfig()
 
     def model_post_init(self, _: Any) -> None:
         bad = [s for s in self.steps if s not in STEP_NAMES]

@@ -216,7 +216,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _main(args: argparse.Namespace) -> int:
     from wit.cli_args import parse_sets
 
-    spec = load_yaml(args.spec, RunSpec, parse_sets(args.set))
+    from wit.runners import settings
+
+    overrides = parse_sets(args.set)
+    for key, flag in (("object_store_memory", "object_store_memory"), ("spill_dir", "spill_dir")):
+        if getattr(args, flag, None) is not None:  # the execution flags win over the spec's ray: section
+            overrides[f"ray.{key}"] = getattr(args, flag)
+    spec = load_yaml(args.spec, RunSpec, overrides)
+    settings.from_spec(spec.ray)
     steps = check_steps([s.strip() for s in args.steps.split(",") if s.strip()] if args.steps else None, spec)
     ctx = RunContext(spec, args.out, runner=args.runner or spec.runner, address=args.address or spec.address,
                      workers=args.workers, progress=args.progress)

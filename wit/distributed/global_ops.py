@@ -21,9 +21,6 @@ from wit.distributed import shuffle as sh
 from wit.distributed.shuffle import ShuffleConfig
 from wit.io import folders
 
-DEFAULT = ShuffleConfig()
-
-
 def _local_path(url: str) -> str:
     return folders.fs_and_path(url)[1]
 
@@ -111,7 +108,7 @@ def _dups_reduce(j: int, tables: list[pa.Table], blocks: int, per: int) -> list[
 
 
 def write_later_duplicates(inputs: list[str], url: str, runner: str = "local", address: str | None = None,
-                           cfg: ShuffleConfig = DEFAULT, **_) -> int:
+                           cfg: ShuffleConfig | None = None, **_) -> int:
     """``match.counts.later_duplicates(inputs)`` written to ``url``; returns its row count."""
     if runner != "ray":
         from wit.match.counts import later_duplicates
@@ -144,7 +141,7 @@ def _counts_reduce(j: int, tables: list[pa.Table]) -> pa.Table:
 
 
 def entry_counts(parts: str | list[str], runner: str = "local", address: str | None = None,
-                 cfg: ShuffleConfig = DEFAULT, **_) -> pa.Table:
+                 cfg: ShuffleConfig | None = None, **_) -> pa.Table:
     """``match.counts.entry_counts``: (query_id, count) over every row of ``parts``, sorted by query_id."""
     from wit.match import counts
 
@@ -204,7 +201,7 @@ def _hardcap_reduce(j: int, tables: list[pa.Table], cap: int) -> pa.Table:
 
 
 def hardcap_thresholds(parts: list[str], counts: pa.Table, cap: int, seed: int, runner: str = "local",
-                       address: str | None = None, cfg: ShuffleConfig = DEFAULT, **_) -> pa.Table:
+                       address: str | None = None, cfg: ShuffleConfig | None = None, **_) -> pa.Table:
     """``balance.run.hardcap_thresholds``: per entry with more than ``cap`` attributed pairs, its cap-th lowest coin.
 
     Each map task sends, per entry, its pair count and only its ``cap`` lowest coins, so a reduce
@@ -244,7 +241,7 @@ def _by_reduce(j: int, tables: list[pa.Table]) -> pa.Table:
 
 
 def count_by(parts: list[str], column: str, runner: str = "local", address: str | None = None,
-             cfg: ShuffleConfig = DEFAULT, **_) -> dict:
+             cfg: ShuffleConfig | None = None, **_) -> dict:
     """{value: rows} of ``column`` over ``parts`` (few distinct values: sources, stages)."""
     if not parts:
         return {}
@@ -301,7 +298,7 @@ def _ledger_reduce(j: int, tables: list[pa.Table]) -> pa.Table:
 
 
 def summarize_ledger(ledger_dir: str, runner: str = "local", address: str | None = None,
-                     cfg: ShuffleConfig = DEFAULT, **_) -> dict:
+                     cfg: ShuffleConfig | None = None, **_) -> dict:
     """``io.ledger.summarize``: per-stage counts and uids kept more than once, from the ledger parts."""
     from wit.io import ledger
 
@@ -353,7 +350,7 @@ def _chunk_task(chunk: _Chunk, p: int) -> list[pa.Table]:
 
 
 def make_chunks(inputs: list[str], out: str, samples_per_shard: int, runner: str = "local",
-                address: str | None = None, cfg: ShuffleConfig = DEFAULT, **_) -> list[str]:
+                address: str | None = None, cfg: ShuffleConfig | None = None, **_) -> list[str]:
     """``shard.stage.make_chunks``: rows regrouped in input order into chunks of ``samples_per_shard``.
 
     Each input's row count comes from its Parquet footer, so the driver plans every chunk as

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from wit.imagehash import mih
 from wit.distributed import shuffle as sh
-from wit.distributed.global_ops import DEFAULT, _concat, _hash_mod, _split, _split_by_part, part_blocks, write_by_part
+from wit.distributed.global_ops import _concat, _hash_mod, _split, _split_by_part, part_blocks, write_by_part
 from wit.distributed.shuffle import ShuffleConfig
 from wit.io import folders
 
@@ -157,7 +157,7 @@ def plan(n_rows: int, threshold: int, rows_per_partition: int) -> tuple[int, int
 
 
 def near_duplicates(out: str, threshold: int, runner: str = "local", address: str | None = None,
-                    cfg: ShuffleConfig = DEFAULT, **_) -> int:
+                    cfg: ShuffleConfig | None = None, **_) -> int:
     """``dedupe.near.near_duplicates`` (cached in OUT); returns how many rows it marks."""
     from wit.dedupe import near
     from wit.dedupe.describe import descriptor_files, descriptor_part
@@ -171,6 +171,7 @@ def near_duplicates(out: str, threshold: int, runner: str = "local", address: st
     if not files:
         return near.near_duplicates(out, threshold).num_rows
     sh.ensure(address)
+    cfg = sh.resolve(cfg)
     threshold = min(int(threshold), 64)
     n = sh.parquet_rows(files)
     f = sh.partitions_for(cfg, n)

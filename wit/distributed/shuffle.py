@@ -44,9 +44,19 @@ class GlobalStepError(RuntimeError):
         return GlobalStepError, (*self.failure.values(), self.failures)
 
 
-def partitions_for(cfg: ShuffleConfig, rows: int = 0) -> int:
+def resolve(cfg: ShuffleConfig | None) -> ShuffleConfig:
+    """``cfg``, or this process's (the spec's ``ray:`` section, ``wit.runners.settings``)."""
+    if cfg is not None:
+        return cfg
+    from wit.runners import settings
+
+    return settings.current().shuffle
+
+
+def partitions_for(cfg: ShuffleConfig | None, rows: int = 0) -> int:
     import ray
 
+    cfg = resolve(cfg)
     if cfg.partitions:
         return int(cfg.partitions)
     return max(2 * int(ray.cluster_resources().get("CPU", 1)), -(-rows // max(1, cfg.rows_per_partition)))
@@ -66,9 +76,10 @@ def parquet_rows(files: list[str]) -> int:
     return n
 
 
-def _remote(fn: Callable, cfg: ShuffleConfig, num_returns: int = 1):
+def _remote(fn: Callable, cfg: ShuffleConfig | None, num_returns: int = 1):
     import ray
 
+    cfg = resolve(cfg)
     return ray.remote(fn).options(num_returns=num_returns, max_retries=max(0, cfg.attempts - 1),
                                   retry_exceptions=True, num_cpus=1)
 
@@ -91,7 +102,7 @@ def _reduce_task(step: str, fn: Callable, j: int, fanout: int, args: tuple, *tab
     return out if fanout == 1 else tuple(out)
 
 
-def shuffle(step: str, items: list, map_fn: Callable, reduce_fn: Callable, cfg: ShuffleConfig, *,
+def shuffle(step: str, items: list, map_fn: Callable, reduce_fn: Callable, cfg: ShuffleConfig | None, *,
             partitions: int | None = None, map_args: tuple = (), reduce_args: tuple = (), fanout: int = 1) -> list:
     """Object refs of ``reduce_fn(j, [map_fn(item, P)[j] for item in items])`` for j < P.
 
@@ -106,7 +117,7 @@ def shuffle(step: str, items: list, map_fn: Callable, reduce_fn: Callable, cfg: 
     return [reducer.remote(step, reduce_fn, j, fanout, reduce_args, *[m[j] for m in maps]) for j in range(p)]
 
 
-def regroup(step: str, refs: list, reduce_fn: Callable, cfg: ShuffleConfig, reduce_args: tuple = (),
+def regroup(step: str, refs: list, reduce_fn: Callable, cfg: ShuffleConfig | None, reduce_args: tuple = (),
             fanout: int = 1) -> list:
     """A further reduce over the fan-out of a previous one: ``refs[i][j]`` is output j of reduce task i;
     with ``fanout`` > 1 its own outputs fan out again, for one more ``regroup``."""
@@ -116,7 +127,7 @@ def regroup(step: str, refs: list, reduce_fn: Callable, cfg: ShuffleConfig, redu
     return [reducer.remote(step, reduce_fn, j, fanout, reduce_args, *[r[j] for r in refs]) for j in range(fan)]
 
 
-def run_tasks(step: str, items: list, fn: Callable, cfg: ShuffleConfig, args: tuple = ()) -> list:
+def run_tasks(step: str, items: list, fn: Callable, cfg: ShuffleConfig | None, args: tuple = ()) -> list:
     """Object refs of ``fn(item, 1, *args)[0]`` per item (a plain parallel map, same retries)."""
     mapper = _remote(_map_task, cfg)
     return [mapper.remote(step, fn, item, 1, *args) for item in items]
@@ -131,16 +142,38 @@ def results(step: str, refs: list) -> Iterator:
     for ref in refs:
         try:
             yield ray.get(ref)
-        except rx.RayTaskError as err:
+        except (rx.RayTaskError, rx.ObjectStoreFullError, rx.OutOfDiskError) as err:
+            if storage_error(err):
+                raise storage_full(step, storage_error(err)) from err
             cause = getattr(err, "cause", None)
             if isinstance(cause, GlobalStepError):
                 raise GlobalStepError(*cause.failure.values(), cause.failures) from None
             raise GlobalStepError(step, "?", str(err).splitlines()[0]) from err
-        except (rx.ObjectStoreFullError, rx.OutOfDiskError) as err:
-            limit = ray.cluster_resources().get("object_store_memory", 0)
-            raise GlobalStepError(step, "object store", f"{type(err).__name__}: the object store limit is "
-                                  f"{limit / 2**30:.1f} GiB across the cluster (spill directory full or too "
-                                  "small); raise object_store_memory or the spill disk") from err
+
+
+def storage_error(err: BaseException | None) -> BaseException | None:
+    """The object-store or spill-disk exhaustion behind ``err`` (itself, or a task error's cause), if any."""
+    from ray import exceptions as rx
+
+    for e in (err, getattr(err, "cause", None), getattr(err, "__cause__", None)):
+        if isinstance(e, (rx.ObjectStoreFullError, rx.OutOfDiskError)):
+            return e
+    return None
+
+
+def storage_full(step: str, err: BaseException):
+    """The one-line error of a step that ran out of Ray object store or spill disk, naming the limits."""
+    import ray
+
+    from wit.errors import StorageFull
+    from wit.runners import settings
+
+    disk = isinstance(err, ray.exceptions.OutOfDiskError)
+    what, kind = ("spill disk", "OutOfDiskError") if disk else ("object store", "ObjectStoreFullError")
+    total = ray.cluster_resources().get("object_store_memory", 0) if ray.is_initialized() else 0
+    return StorageFull(f"{step}: Ray ran out of {what} ({kind}; cluster object store "
+                       f"{total / 2**30:.2f} GiB; {settings.limits_text()}); raise ray.object_store_memory, "
+                       "or give ray.spill_dir a bigger disk, then rerun to resume")
 
 
 def ensure(address: str | None = None) -> None:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from wit.errors import StorageFull, disk_full_message
 from wit.io import folders
 from wit.stage import Stage
 
 log = logging.getLogger(__name__)
+
+_ENOSPC = f"[Errno {errno.ENOSPC}]"
 
 #: runner name -> "module:function"; the module is imported only when the runner is chosen
 RUNNERS: dict[str, str] = {
@@ -103,9 +107,16 @@ def run_stage(
     with contextlib.ExitStack() as stack:
         if hook and pending:
             stage, extra = stack.enter_context(_load(hook)(stage, address=address, progress=progress))
-        all_stats = run(stage, tasks, out, ledger_dir, address=address, workers=workers, progress=progress)
+        try:
+            all_stats = run(stage, tasks, out, ledger_dir, address=address, workers=workers, progress=progress)
+        except OSError as err:
+            if err.errno == errno.ENOSPC:
+                raise StorageFull(disk_full_message(stage.name, out)) from err
+            raise
         extras = extra()
     failures = [s["failed"] for s in all_stats if "failed" in s]
+    if any(_ENOSPC in f["error"] for f in failures):
+        raise StorageFull(disk_full_message(stage.name, out))
     if failures:
         from wit.distributed.shuffle import GlobalStepError
 

@@ -14,6 +14,7 @@ import warnings
 
 from wit import console
 from wit.io import folders
+from wit.runners import settings
 from wit.runners.task import run_task
 from wit.stage import Stage
 
@@ -33,10 +34,14 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, progress
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
                   logging_level=logging.WARNING)
+    s = settings.current()
     if address:
+        if s.object_store_memory or s.spill_dir or s.disk_full_fraction is not None:
+            log.warning("ray: object_store_memory, spill_dir and disk_full_fraction apply when wit starts Ray; "
+                        "a cluster takes them from `ray start` (docs/capacity.md)")
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
+        ray.init(num_cpus=num_cpus or os.cpu_count(), **start_options(s), **kwargs)
     try:
         from ray.data import DataContext
 
@@ -46,6 +51,23 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, progress
     except Exception:  # noqa: BLE001 - progress settings are cosmetic
         pass
     console.route_ray_logs(log_dir)
+
+
+def start_options(s: settings.RaySettings) -> dict:
+    """``ray.init`` keywords of a local Ray from the settings: object store size, spill folder, disk limit."""
+    out: dict = {}
+    if s.object_store_memory:
+        out["object_store_memory"] = int(s.object_store_memory)
+    system: dict = {}
+    if s.spill_dir:
+        os.makedirs(s.spill_dir, exist_ok=True)
+        system["object_spilling_config"] = json.dumps({"type": "filesystem",
+                                                       "params": {"directory_path": s.spill_dir}})
+    if s.disk_full_fraction is not None:
+        system["local_fs_capacity_threshold"] = float(s.disk_full_fraction)
+    if system:
+        out["_system_config"] = system
+    return out
 
 
 class _StageActor:
@@ -103,6 +125,10 @@ def run_ray(stage: Stage, tasks: list[tuple[int, str]], out: str, ledger_dir: st
                     bar.task_done(st)
                 break
             except ray.exceptions.RayError as err:
+                from wit.distributed.shuffle import storage_error, storage_full
+
+                if storage_error(err):
+                    raise storage_full(stage.name, storage_error(err)) from err
                 if attempt == LOST_WORKER_ATTEMPTS:
                     raise
                 log.warning("%s: lost a Ray worker (%s); resuming the unfinished tasks (attempt %d of %d)",

@@ -1,0 +1,61 @@
+"""Ray settings of this process: what a local Ray starts with and how the global steps shuffle.
+
+Ray is initialised once per process, so its settings are too: the pipeline (the spec's ``ray:``
+section) and the stage commands (``--object-store-memory``, ``--spill-dir``) call ``configure``
+before the first step; ``wit.runners.ray.ensure_ray`` and the global steps read ``current()``.
+No ray import here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from wit.distributed.shuffle import ShuffleConfig
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """``object_store_memory`` (bytes per node) and ``spill_dir`` apply when wit starts Ray itself; a
+    cluster (``--address``) has them from ``ray start`` (docs/capacity.md). ``disk_full_fraction``: the
+    share of the spill disk past which Ray refuses new objects (Ray's ``local_fs_capacity_threshold``)."""
+
+    object_store_memory: int | None = None
+    spill_dir: str | None = None
+    disk_full_fraction: float | None = None
+    shuffle: ShuffleConfig = field(default_factory=ShuffleConfig)
+
+
+_current = RaySettings()
+
+
+def configure(**changes) -> RaySettings:
+    """Change this process's settings (before Ray starts, for the start-up ones); return them."""
+    global _current
+    _current = replace(_current, **changes)
+    return _current
+
+
+def current() -> RaySettings:
+    return _current
+
+
+def from_spec(ray_cfg) -> RaySettings:
+    """Settings from a spec's ``ray:`` section (``wit.config.RayConfig``)."""
+    return configure(object_store_memory=ray_cfg.object_store_memory, spill_dir=ray_cfg.spill_dir,
+                     disk_full_fraction=ray_cfg.disk_full_fraction,
+                     shuffle=ShuffleConfig(partitions=ray_cfg.shuffle_partitions, attempts=ray_cfg.task_attempts,
+                                           rows_per_partition=ray_cfg.rows_per_partition))
+
+
+def limits_text() -> str:
+    """The storage limits in force, for an exhaustion message."""
+    s = _current
+    parts = [f"object_store_memory={_gib(s.object_store_memory) if s.object_store_memory else 'Ray default'}",
+             f"spill_dir={s.spill_dir or 'Ray default (/tmp/ray)'}"]
+    if s.disk_full_fraction is not None:
+        parts.append(f"disk_full_fraction={s.disk_full_fraction}")
+    return ", ".join(parts)
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"
