@@ -97,10 +97,10 @@ def run_one(args: argparse.Namespace) -> dict:
     from wit.config import RunSpec, load_model
     from wit.io import folders
     from wit.pipeline import RunContext, run_pipeline
+    from wit.runners import settings
+    from wit.runners.ray import ensure_ray
 
     cfg = json.loads(Path(args.one).read_text())
-    ray.init(num_cpus=os.cpu_count(), object_store_memory=args.object_store_mb * 2**20, include_dashboard=False,
-             log_to_driver=False)
     run = Path(cfg["run"])
     folders.write_parquet(str(run / "queries" / "queries.parquet"), pa.table({
         "query_id": pa.array(range(len(cfg["entries"])), pa.int32()), "query": cfg["entries"],
@@ -114,7 +114,10 @@ def run_one(args: argparse.Namespace) -> dict:
         "dedupe": {"enabled": False, "within_dataset": True, "within_threshold": 4},
         "balance_final": {"t": cfg["t"]},
         "shard": {"samples_per_shard": 1000},
+        "ray": {"object_store_memory": args.object_store_mb * 2**20},
     })
+    settings.from_spec(spec.ray)  # as `wit run` does: the spec's ray: section sizes the local Ray
+    ensure_ray(num_cpus=os.cpu_count(), progress=False)
     sampler = Sampler()
     sampler.start()
     t0 = time.perf_counter()

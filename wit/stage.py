@@ -78,6 +78,17 @@ class Stage:
             for rb in pf.iter_batches(batch_size=self.batch_rows):
                 yield pa.Table.from_batches([rb])
 
+    def input_schema(self, path: str) -> pa.Schema | None:
+        """The columns of one task input (default: its Parquet footer's), which a stage without an
+        ``output_schema`` writes when its input has no rows: an empty part still has its columns."""
+        import fsspec
+
+        try:
+            with fsspec.open(path, "rb") as f:
+                return pq.ParquetFile(f).schema_arrow
+        except (OSError, ValueError, pa.ArrowException):
+            return None
+
     def process_batch(self, batch: pa.Table) -> BatchResult:
         raise NotImplementedError
 

@@ -21,8 +21,19 @@ from wit.distributed import shuffle as sh
 from wit.distributed.shuffle import ShuffleConfig
 from wit.io import folders
 
-def _local_path(url: str) -> str:
-    return folders.fs_and_path(url)[1]
+def _read(url: str, columns: list[str]) -> pa.Table | None:
+    """``columns`` of one Parquet file, local or remote (through fsspec on the worker); None for a file
+    without rows that lacks them (a part whose stage kept nothing, written before its columns were kept)."""
+    fs, path = folders.fs_and_path(url)
+    with fs.open(path, "rb") as f:
+        pf = pq.ParquetFile(f)
+        if pf.metadata.num_rows == 0 and not set(columns) <= set(pf.schema_arrow.names):
+            return None
+        return pf.read(columns=columns)
+
+
+def _nothing(p: int, schema: pa.Schema) -> list[pa.Table]:
+    return [schema.empty_table() for _ in range(p)]
 
 
 def _hash_mod(keys: pa.Array | pa.ChunkedArray, p: int) -> np.ndarray:
@@ -94,7 +105,10 @@ DUPLICATES = pa.schema([("uid", pa.string()), ("part", pa.int32())])
 
 def _dups_map(item: tuple[int, str], p: int) -> list[pa.Table]:
     i, path = item
-    uids = pq.read_table(_local_path(path), columns=["uid"]).column("uid").cast(pa.string())
+    t = _read(path, ["uid"])
+    if t is None:
+        return _nothing(p, DUPLICATES)
+    uids = t.column("uid").cast(pa.string())
     t = pa.table({"uid": uids, "part": pa.array(np.full(len(uids), i, np.int32))})
     return _split(t, _hash_mod(uids, p), p)
 
@@ -127,9 +141,13 @@ def write_later_duplicates(inputs: list[str], url: str, runner: str = "local", a
 # -- entry counts (match, balance pre and final pass) ---------------------------------------------
 
 def _counts_map(path: str, p: int) -> list[pa.Table]:
+    t = _read(path, ["query_ids"])
+    if t is None:
+        return _nothing(p, schemas.ENTRY_COUNTS)
     con = duckdb.connect()
-    t = con.sql("SELECT q AS query_id, count(*) AS count FROM (SELECT unnest(query_ids) AS q FROM read_parquet(?))"
-                " GROUP BY q", params=[_local_path(path)]).to_arrow_table()
+    con.register("t", t)
+    t = con.sql("SELECT q AS query_id, count(*) AS count FROM (SELECT unnest(query_ids) AS q FROM t) GROUP BY q"
+                ).to_arrow_table()
     q = t.column("query_id").to_numpy().astype(np.int64)
     return _split(t, q % p, p)
 
@@ -175,7 +193,9 @@ def _hardcap_map(path: str, p: int, counts: pa.Table, cap: int, seed: int) -> li
     from wit.balance import algorithm
 
     lookup = algorithm.count_lookup(counts)
-    t = pq.read_table(_local_path(path), columns=["uid", "query_ids"])
+    t = _read(path, ["uid", "query_ids"])
+    if t is None:
+        return _nothing(p, pa.schema([("query_id", pa.int64()), ("coin", pa.float64()), ("n", pa.int64())]))
     att = algorithm.attribute(t.column("query_ids").combine_chunks(), lookup)
     sel = np.flatnonzero((att >= 0) & (algorithm._count_of(lookup, att) > cap))
     uids = t.column("uid").take(pa.array(sel)).to_pylist()
@@ -225,7 +245,10 @@ def hardcap_thresholds(parts: list[str], counts: pa.Table, cap: int, seed: int, 
 
 def _value_counts(paths: list[str], column: str) -> pa.Table:
     """(value, n) of ``column`` over Parquet ``paths`` (read through fsspec; no name in SQL text)."""
-    vc = folders.read_parquet(paths, columns=[column]).column(column).combine_chunks().value_counts()
+    tables = [t for t in (_read(p, [column]) for p in paths) if t is not None]
+    if not tables:
+        return pa.table({"value": pa.array([], pa.string()), "n": pa.array([], pa.int64())})
+    vc = pa.concat_tables(tables).column(column).combine_chunks().value_counts()
     return pa.table({"value": vc.field("values"), "n": vc.field("counts").cast(pa.int64())})
 
 
@@ -259,7 +282,7 @@ def count_by(parts: list[str], column: str, runner: str = "local", address: str 
 # -- ledger summary ----------------------------------------------------------------------------------
 
 def _ledger_map(path: str, p: int) -> list[pa.Table]:
-    t = pq.read_table(_local_path(path), columns=["uid", "stage", "status", "reason"])
+    t = _read(path, ["uid", "stage", "status", "reason"])
     con = duckdb.connect()
     con.register("t", t)
     # older ledgers carried a detail after a colon; count them under their code, as io.ledger does
@@ -334,16 +357,18 @@ class _Chunk:
 def _chunk_task(chunk: _Chunk, p: int) -> list[pa.Table]:
     tables = []
     for path, start, n in chunk.pieces:
-        f = pq.ParquetFile(_local_path(path))
-        # read only the row groups that hold rows start..start+n
-        first, rows, groups = 0, [], []
-        for g in range(f.num_row_groups):
-            m = f.metadata.row_group(g).num_rows
-            if first + m > start and first < start + n:
-                groups.append(g)
-                rows.append(first)
-            first += m
-        t = f.read_row_groups(groups)
+        fs, local = folders.fs_and_path(path)
+        with fs.open(local, "rb") as fh:
+            f = pq.ParquetFile(fh)
+            # read only the row groups that hold rows start..start+n
+            first, rows, groups = 0, [], []
+            for g in range(f.num_row_groups):
+                m = f.metadata.row_group(g).num_rows
+                if first + m > start and first < start + n:
+                    groups.append(g)
+                    rows.append(first)
+                first += m
+            t = f.read_row_groups(groups)
         tables.append(t.slice(start - rows[0], n))
     folders.write_parquet(chunk.url, pa.concat_tables(tables, promote_options="default"))
     return [pa.table({"n": [sum(n for _, _, n in chunk.pieces)]})]
@@ -362,7 +387,7 @@ def make_chunks(inputs: list[str], out: str, samples_per_shard: int, runner: str
     done = folders.join(out, stage.CHUNKS, "_done.json")
     if folders.exists(done):
         return folders.read_json(done)["chunks"]
-    sizes = [pq.ParquetFile(_local_path(p)).metadata.num_rows for p in inputs]
+    sizes = [sh.parquet_rows([p]) for p in inputs]
     total = sum(sizes)
     chunks, starts = [], np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     for c in range(math.ceil(total / samples_per_shard)):

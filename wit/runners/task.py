@@ -39,16 +39,21 @@ def run_task(stage: Stage, index: int, path: str, out: str, ledger_dir: str | No
     kept: list[pa.Table] = []
     drops: list[pa.Table] = []
     errors: dict[str, int] = {}
+    empty = None  # the columns of a batch that kept nothing: a part that keeps no row still has them
     for batch in stage.read_task(path):
         n_in += batch.num_rows
         res: BatchResult = stage.process_batch(batch)
         if res.kept.num_rows:
             kept.append(res.kept)
+        elif empty is None and res.kept.num_columns:
+            empty = res.kept.schema
         if res.dropped.num_rows:
             drops.append(res.dropped)
         for k, v in res.errors.items():
             errors[k] = errors.get(k, 0) + v
-    kept_t = _concat(kept, stage.output_schema)
+    if stage.output_schema is None and not kept and empty is None and n_in == 0:
+        empty = stage.input_schema(path)
+    kept_t = _concat(kept, stage.output_schema if stage.output_schema is not None or kept else empty)
     drops_t = _concat(drops, schemas.DROPS)
     if kept_t.num_rows + drops_t.num_rows != n_in:
         raise RuntimeError(
