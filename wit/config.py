@@ -178,6 +178,12 @@ class OverlapConfig(Strict):
     templates: str | None = Field(None, description="zero-shot prompt templates JSON (CLIP_benchmark format)")
     use_sidecar: bool = Field(True, description="read pHashes from the Parquet beside each shard tar")
     pairs: int = Field(8, ge=0, description="closest and borderline pairs shown per set in report.html")
+    checkpoint: str | None = Field(None, description="learned copy detector (none: dedupe.checkpoint, so the "
+                                                     "overlap split and the dedupe use one detector)")
+    model: str | None = Field(None, description="open_clip model of checkpoint (none: dedupe.model; none there: "
+                                                "a TorchScript copy descriptor)")
+    embed_threshold: float | None = Field(None, ge=-1, le=1, description="cosine (none: dedupe.embed_threshold, "
+                                                                          "else the checkpoint's calibrated one)")
 
 
 class RayConfig(Strict):

@@ -244,3 +244,54 @@ def test_overlap_step_takes_the_dedupe_threshold():
     assert _default_threshold(RunSpec()) == DEFAULT_THRESHOLD
     assert _default_threshold(RunSpec(dedupe={"phash_threshold": 6})) == 6
     assert _default_threshold(RunSpec(dedupe={"phash_threshold": 6}, overlap={"default_threshold": 8})) == 8
+
+
+def test_overlap_uses_the_learned_detector(tmp_path):
+    """`wit overlap --detector`: the Overlap split takes the embedding's verdict beside the pHash's."""
+    import webdataset as wds
+
+    from wit.io import folders
+    from wit.overlap.job import OverlapJob, run_overlap
+
+    evals = _drawings(6, seed=1)
+    for i, im in enumerate(evals):
+        (tmp_path / "eval" / f"c{i}").mkdir(parents=True)
+        im.convert("RGB").save(tmp_path / "eval" / f"c{i}" / "0000.png")
+    (tmp_path / "shards").mkdir()
+    with wds.TarWriter(str(tmp_path / "shards" / "00000.tar")) as sink:
+        samples = [(f"copy{i}", im.resize((im.width // 2, im.height // 2))) for i, im in enumerate(evals[:3])]
+        samples += [(f"other{i}", im) for i, im in enumerate(_drawings(6, seed=2))]
+        for key, im in samples:
+            buf = io.BytesIO()
+            im.convert("RGB").save(buf, format="JPEG", quality=92)
+            sink.write({"__key__": key, "jpg": buf.getvalue(), "txt": key})
+    pool = _pooling_model(tmp_path / "pool.pt")
+    results = {}
+    for phash_threshold in (-1, 10):  # -1: no pHash verdict, the embedding's alone
+        out = tmp_path / f"report{phash_threshold}"
+        run_overlap(OverlapJob([str(tmp_path / "shards")], {"e": str(tmp_path / "eval")}, str(out),
+                               default_threshold=phash_threshold, detector=pool, embed_threshold=0.999), progress=False)
+        results[phash_threshold] = {r["item"]: r for r in folders.read_parquet(str(out / "items.parquet")).to_pylist()}
+        meta = json.loads((out / "report.json").read_text())["meta"]["detector"]
+        assert meta["learned"]["threshold"] == 0.999 and "learned copy descriptor" in meta["descriptor"]
+    only = results[-1]
+    assert sorted(k for k, r in only.items() if r["overlap"]) == [f"c{i}/0000.png" for i in range(3)]
+    for i in range(3):
+        r = only[f"c{i}/0000.png"]
+        assert r["matched_by"] == "embedding" and r["cosine"] >= 0.999 and r["train_key"] == f"copy{i}"
+    assert all(only[f"c{i}/0000.png"]["cosine"] < 0.999 and only[f"c{i}/0000.png"]["matched_by"] == ""
+               for i in range(3, 6))
+    both = results[10]
+    assert [both[f"c{i}/0000.png"]["matched_by"] for i in range(3)] == ["phash+embedding"] * 3
+    assert not any(both[f"c{i}/0000.png"]["overlap"] for i in range(3, 6))
+
+
+def test_overlap_step_takes_the_dedupe_detector():
+    from wit.config import RunSpec
+    from wit.overlap.step import _detector
+
+    assert _detector(RunSpec()) == {}
+    d = RunSpec(dedupe={"checkpoint": "/m/copy.pt", "embed_threshold": 0.8})
+    assert _detector(d) == {"detector": "/m/copy.pt", "detector_model": None, "embed_threshold": 0.8}
+    own = RunSpec(dedupe={"checkpoint": "/m/copy.pt", "embed_threshold": 0.8}, overlap={"checkpoint": "/m/other.pt"})
+    assert _detector(own) == {"detector": "/m/other.pt", "detector_model": None, "embed_threshold": None}

@@ -29,6 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-name", default="wit-vit-tiny", help="open_clip model name of --model")
     p.add_argument("--templates", default=None, help="prompt templates JSON (list, or {dataset: [templates]})")
     p.add_argument("--pairs", type=int, default=8, help="closest and borderline pairs per set in report.html")
+    p.add_argument("--detector", default=None, metavar="CKPT",
+                   help="learned copy detector, as `wit dedupe index --checkpoint` takes it (TorchScript from "
+                        "`wit dedupe train-detector` or a user's ISC/SSCD export; open_clip with --detector-model): "
+                        "an eval image is in Overlap when its pHash or its embedding says so")
+    p.add_argument("--detector-model", default=None, help="open_clip model name of --detector")
+    p.add_argument("--embed-threshold", type=float, default=None,
+                   help="cosine for --detector (default: the checkpoint's calibrated one; open_clip 0.95)")
     p.add_argument("--rehash", action="store_true",
                    help="decode every training image even when the shard's Parquet has a phash column")
     add_runner_args(p)
@@ -43,7 +50,8 @@ def _main(args: argparse.Namespace) -> int:
         shards=args.shards, eval_sets=parse_pairs(args.eval, "--eval"), out=args.out,
         thresholds=parse_pairs(args.threshold, "--threshold", int), default_threshold=args.default_threshold,
         model=args.model, model_name=args.model_name if args.model else None, templates=args.templates,
-        use_sidecar=not args.rehash, pairs=args.pairs,
+        use_sidecar=not args.rehash, pairs=args.pairs, detector=args.detector, detector_model=args.detector_model,
+        embed_threshold=args.embed_threshold,
     )
     summary = run_overlap(job, runner=args.runner, address=args.address, workers=args.workers, progress=args.progress)
     print(json.dumps(summary, indent=2))

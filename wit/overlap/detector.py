@@ -64,13 +64,29 @@ class TrainHashStage(Stage):
     """
 
     use_sidecar: bool = True
+    #: the learned copy detector (``wit.dedupe.detector.make_embedder``): with one, every image is decoded
+    #: and its embedding stored beside its pHash (column ``embedding``)
+    detector: str | None = None
+    detector_model: str | None = None
+    embed_batch: int = 64
     name: str = "overlap"
     output_schema = schemas.TRAIN_HASHES
     batch_rows: int = 512
 
+    def __post_init__(self) -> None:
+        if self.detector:
+            self.output_schema = schemas.TRAIN_HASHES.append(pa.field("embedding", pa.list_(pa.float32())))
+
+    def setup(self) -> None:
+        from wit.dedupe.detector import make_embedder
+
+        self._embedder = (make_embedder(self.detector_model, self.detector, threshold=0.0, batch=self.embed_batch)
+                          if self.detector else None)
+
     def read_task(self, path: str) -> Iterator[pa.Table]:
         side = sidecar_parquet(path)
-        if self.use_sidecar and folders.exists(side):
+        embedder = getattr(self, "_embedder", None)
+        if self.use_sidecar and embedder is None and folders.exists(side):
             t = folders.read_parquet([side])
             if "phash" in t.column_names and t.column("phash").null_count == 0:
                 t = metadata.upgrade(t)
@@ -92,6 +108,12 @@ class TrainHashStage(Stage):
             rows["phash"] = metadata.phash_hex(rows["phash"]).to_pylist()
             t = pa.table({k: pa.array(v, schemas.TRAIN_HASHES.field(k).type if k != "error" else pa.string())
                           for k, v in rows.items()})
+            if embedder is not None:
+                vecs: list = [None] * len(images)
+                if ok:
+                    for i, e in zip(ok, embedder.embed([images[i] for i in ok])):
+                        vecs[i] = e.tolist()
+                t = t.append_column("embedding", pa.array(vecs, pa.list_(pa.float32())))
             for v in rows.values():
                 v.clear()
             images.clear()
@@ -183,6 +205,31 @@ class TrainIndex:
             better = (j >= 0) & (d < best)
             best[better], part[better], row[better] = d[better], p, j[better]
         return Nearest(best, part, row)
+
+    def nearest_embedding(self, queries: np.ndarray, block: int = 1 << 15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cosine, part, row) of each query embedding's most similar training embedding (exact; ties go to
+        the earliest), reading the parts' ``embedding`` column one part and ``block`` rows at a time."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        best = np.full(len(q), -np.inf, np.float32)
+        part = np.full(len(q), -1, np.int32)
+        row = np.full(len(q), -1, np.int64)
+        for p, url in enumerate(self.parts):
+            col = folders.read_parquet([url], columns=["embedding"]).column("embedding").combine_chunks()
+            if not len(col):
+                continue
+            m = col.flatten().to_numpy().reshape(len(col), -1)
+            if m.shape[1] != q.shape[1]:
+                from wit.dedupe.learned import CheckpointError
+
+                raise CheckpointError(f"{url}: {m.shape[1]}-d training embeddings but the detector gives "
+                                      f"{q.shape[1]}-d ones: hash the shards again with this detector")
+            for a in range(0, len(m), block):
+                sims = q @ m[a:a + block].T
+                j = sims.argmax(axis=1)
+                s = sims[np.arange(len(q)), j]
+                better = s > best
+                best[better], part[better], row[better] = s[better], p, a + j[better]
+        return best, part, row
 
     def locate(self, part: int, rows: list[int]) -> list[dict]:
         """(uid, shard, key) of training rows, for the pairs a report shows."""

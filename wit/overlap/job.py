@@ -24,7 +24,7 @@ ITEMS = "items.parquet"
 ITEMS_SCHEMA = pa.schema([
     ("set", pa.string()), ("item", pa.string()), ("label", pa.int32()), ("distance", pa.int16()),
     ("overlap", pa.bool_()), ("correct", pa.bool_()), ("train_uid", pa.string()), ("train_shard", pa.string()),
-    ("train_key", pa.string()),
+    ("train_key", pa.string()), ("cosine", pa.float32()), ("matched_by", pa.string()),
 ])
 
 
@@ -43,9 +43,22 @@ class OverlapJob:
     use_sidecar: bool = True
     pairs: int = 8
     hash_batch: int = 256
+    #: the learned copy detector dedupe uses (a TorchScript checkpoint, or open_clip with ``detector_model``);
+    #: an eval image is in Overlap when its pHash distance or its embedding's cosine says so
+    detector: str | None = None
+    detector_model: str | None = None
+    embed_threshold: float | None = None  # None: the checkpoint's calibrated one (open_clip: 0.95)
 
     def threshold(self, name: str) -> int:
         return int(self.thresholds.get(name, self.default_threshold))
+
+    def embedder(self):
+        """The detector as dedupe builds it, with its threshold (None without a detector)."""
+        if not self.detector:
+            return None
+        from wit.dedupe.detector import make_embedder
+
+        return make_embedder(self.detector_model, self.detector, self.embed_threshold)
 
 
 @dataclass
@@ -59,24 +72,35 @@ class SetResult:
     pairs: list[dict] = field(default_factory=list)
 
 
-def hash_eval_set(path: str, batch: int = 256) -> tuple[list[str], np.ndarray]:
-    """(items, (n, 2) uint64 pHashes of each image and its mirror) of an eval set, in batches."""
+def hash_eval_set(path: str, batch: int = 256, embedder=None) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """(items, (n, 2) uint64 pHashes of each image and its mirror, (n, d) embeddings or None) of an eval
+    set, in batches."""
     from PIL import Image
 
     items: list[str] = []
     hashes: list[np.ndarray] = []
+    embeddings: list[np.ndarray] = []
     buf: list = []
+
+    def flush() -> None:
+        hashes.append(eval_hashes(buf))
+        if embedder is not None:
+            embeddings.append(embedder.embed(buf))
+        buf.clear()
+
     for item, data in iter_eval_images(path):
         im = Image.open(io.BytesIO(data))
         im.load()
         items.append(item)
         buf.append(im)
         if len(buf) >= batch:
-            hashes.append(eval_hashes(buf))
-            buf.clear()
+            flush()
     if buf:
-        hashes.append(eval_hashes(buf))
-    return items, (np.concatenate(hashes) if hashes else np.zeros((0, 2), np.uint64))
+        flush()
+    emb = None
+    if embedder is not None:
+        emb = np.concatenate(embeddings) if embeddings else np.zeros((0, embedder.dim), np.float32)
+    return items, (np.concatenate(hashes) if hashes else np.zeros((0, 2), np.uint64)), emb
 
 
 def imagefolder_labels(path: str, items: list[str]) -> tuple[list[str], np.ndarray] | None:
@@ -114,14 +138,15 @@ def hash_training_shards(job: OverlapJob, **runner_kwargs) -> list[str]:
     out = folders.join(job.out, HASHES_DIR)
     # The overlap analysis reads the final dataset; it decides no candidate's fate, so no ledger.
     runner_kwargs = {**runner_kwargs, "ledger_dir": None}
-    rep = run_stage(TrainHashStage(use_sidecar=job.use_sidecar), tars, out, **runner_kwargs)
+    stage = TrainHashStage(use_sidecar=job.use_sidecar, detector=job.detector, detector_model=job.detector_model)
+    rep = run_stage(stage, tars, out, **runner_kwargs)
     if rep.dropped:
         log.warning("overlap: %d training samples without a usable image: %s", rep.dropped, rep.by_reason)
     return folders.expand(out, (".parquet",))
 
 
 def _items_table(index: TrainIndex, name: str, items: list[str], labels, dist, part, row, overlap,
-                 correct) -> pa.Table:
+                 correct, cosine=None, matched_by=None) -> pa.Table:
     n = len(items)
     uid, shard, key = [None] * n, [None] * n, [None] * n
     for p in np.unique(part[part >= 0]):
@@ -135,6 +160,9 @@ def _items_table(index: TrainIndex, name: str, items: list[str], labels, dist, p
         "correct": pa.array(correct.tolist() if correct is not None else [None] * n, pa.bool_()),
         "train_uid": pa.array(uid, pa.string()), "train_shard": pa.array(shard, pa.string()),
         "train_key": pa.array(key, pa.string()),
+        "cosine": pa.array(cosine.tolist() if cosine is not None else [None] * n, pa.float32()),
+        "matched_by": pa.array(matched_by if matched_by is not None else ["phash" if o else "" for o in overlap],
+                               pa.string()),
     }, schema=ITEMS_SCHEMA)
 
 
@@ -150,15 +178,29 @@ def pick_pairs(items: pa.Table, threshold: int, n: int) -> list[dict]:
 
 
 def analyse_set(index: TrainIndex, name: str, path: str, threshold: int, bundle: tuple | None = None,
-                templates: str | None = None, batch: int = 256, pairs: int = 8) -> SetResult:
-    """Overlap / Clean / All of one eval set against the training index (and the model, if any)."""
-    items, h = hash_eval_set(path, batch)
+                templates: str | None = None, batch: int = 256, pairs: int = 8, embedder=None,
+                embed_threshold: float | None = None) -> SetResult:
+    """Overlap / Clean / All of one eval set against the training index (and the model, if any).
+
+    With a learned ``embedder`` an image is in Overlap when its pHash is within ``threshold`` or its
+    embedding's cosine to the nearest training embedding is at least ``embed_threshold``; the training
+    image shown is the pHash match, else the embedding match, else the pHash nearest."""
+    items, h, emb = hash_eval_set(path, batch, embedder)
     near = index.search(h.reshape(-1))  # each image, then its mirror
     d = near.distance.reshape(-1, 2)
     pick = d.argmin(axis=1)
     take = np.arange(len(items)) * 2 + pick
     dist, part, row = near.distance[take], near.part[take], near.row[take]
     overlap = dist <= threshold
+    cosine = matched_by = None
+    if embedder is not None:
+        cosine, epart, erow = index.nearest_embedding(emb)
+        by_emb = cosine >= embed_threshold
+        matched_by = ["phash+embedding" if a and b else "phash" if a else "embedding" if b else ""
+                      for a, b in zip(overlap.tolist(), by_emb.tolist())]
+        use = by_emb & ~overlap
+        part, row = np.where(use, epart, part), np.where(use, erow, row)
+        overlap = overlap | by_emb
     lab = imagefolder_labels(path, items)
     labels = lab[1] if lab else None
     correct, note = None, "no model"
@@ -168,7 +210,7 @@ def analyse_set(index: TrainIndex, name: str, path: str, threshold: int, bundle:
         else:
             correct, note = zeroshot_correct(bundle, name, path, items, templates), ""
     stats = overlap_stats(overlap, correct)
-    table = _items_table(index, name, items, labels, dist, part, row, overlap, correct)
+    table = _items_table(index, name, items, labels, dist, part, row, overlap, correct, cosine, matched_by)
     log.info("overlap %s: %d of %d within %d bits", name, stats.n_overlap, stats.n_all, threshold)
     return SetResult(name, path, threshold, stats, table, note, pick_pairs(table, threshold, pairs))
 
@@ -181,6 +223,8 @@ def run_overlap(job: OverlapJob, **runner_kwargs) -> dict:
     for name, path in job.eval_sets.items():
         if not folders.exists(path):
             raise FileNotFoundError(f"eval set {name}: {path} not found")
+    embedder = job.embedder()
+    embed_threshold = embedder.describe()["threshold"] if embedder is not None else None
     parts = hash_training_shards(job, **runner_kwargs)
     index = TrainIndex.from_parts(parts)
     bundle = None
@@ -188,11 +232,16 @@ def run_overlap(job: OverlapJob, **runner_kwargs) -> dict:
         from wit.train import zeroshot
 
         bundle = zeroshot.load_model(job.model, job.model_name or "wit-vit-tiny")
-    results = [analyse_set(index, name, path, job.threshold(name), bundle, job.templates, job.hash_batch, job.pairs)
+    results = [analyse_set(index, name, path, job.threshold(name), bundle, job.templates, job.hash_batch, job.pairs,
+                           embedder, embed_threshold)
                for name, path in sorted(job.eval_sets.items())]
     folders.write_parquet(folders.join(job.out, ITEMS),
                           pa.concat_tables([r.items for r in results]) if results else ITEMS_SCHEMA.empty_table())
     meta = {"train_images": len(index), "train_shards": len(parts), "model": job.model,
             "model_name": job.model_name if job.model else None, "detector": {
-                "descriptor": "pHash (64-bit DCT), mirror-aware", "default_threshold": job.default_threshold}}
+                "descriptor": "pHash (64-bit DCT), mirror-aware" + (
+                    f" or learned copy descriptor {job.detector} (cosine >= {embed_threshold:.4f})" if embedder else ""),
+                "default_threshold": job.default_threshold,
+                "learned": {"checkpoint": job.detector, "model": job.detector_model or "torchscript",
+                            "threshold": embed_threshold} if embedder else None}}
     return report.write_report(job.out, results, meta)

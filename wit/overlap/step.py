@@ -27,7 +27,7 @@ def run_step(ctx) -> dict:
         shards=[shards], eval_sets=dict(cfg.eval), out=ctx.output, thresholds=dict(cfg.thresholds),
         default_threshold=_default_threshold(ctx.spec),
         model=ckpt if has_model else None, model_name=ctx.spec.train.model if has_model else None,
-        templates=cfg.templates, use_sidecar=cfg.use_sidecar, pairs=cfg.pairs,
+        templates=cfg.templates, use_sidecar=cfg.use_sidecar, pairs=cfg.pairs, **_detector(ctx.spec),
     )
     result = run_overlap(job, **ctx.runner_kwargs())
     if not has_model:
@@ -43,3 +43,16 @@ def _default_threshold(spec) -> int:
     if spec.overlap.default_threshold is not None:
         return spec.overlap.default_threshold
     return spec.dedupe.phash_threshold
+
+
+def _detector(spec) -> dict:
+    """The learned copy detector of the overlap split: overlap's own keys, else dedupe's, so both steps
+    call the same images copies."""
+    o, d = spec.overlap, spec.dedupe
+    ckpt = o.checkpoint or d.checkpoint
+    if not ckpt:
+        return {}
+    same = not o.checkpoint or o.checkpoint == d.checkpoint
+    return {"detector": ckpt, "detector_model": o.model or (d.model if same else None),
+            "embed_threshold": o.embed_threshold if o.embed_threshold is not None else
+            (d.embed_threshold if same else None)}
