@@ -110,7 +110,8 @@ def run_one(args: argparse.Namespace) -> dict:
         "steps": ["candidates", "match", "balance", "download", "filter", "dedupe", "balance_final", "shard"],
         "candidates": {"inputs": cfg["files"], "format": "parquet"},
         "balance": {"t": cfg["t"], "oversample": 1.0},
-        "download": {"image_size": 64, "timeout": 5.0, "retries": 0, "per_host_concurrency": 64, "threads": 32},
+        "download": {"image_size": 64, "timeout": 5.0, "retries": 0, "per_host_concurrency": 64, "threads": 32,
+                     "allow_private_networks": True},  # the mini-web is on loopback
         "dedupe": {"enabled": False, "within_dataset": True, "within_threshold": 4},
         "balance_final": {"t": cfg["t"]},
         "shard": {"samples_per_shard": 1000},

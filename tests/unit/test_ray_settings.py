@@ -51,3 +51,8 @@ def test_storage_flags_of_a_stage_command(tmp_path):
                                      "--object-store-memory", "lots"])
     with pytest.raises(ConfigError, match="object_store_memory"):
         apply_ray_flags(bad)
+
+
+def test_map_tasks_group_small_inputs_to_bound_the_shuffle_pieces():
+    assert sh.map_groups(list("abcde"), [5, 5, 20, 1, 1], 10) == [("a", "b"), ("c",), ("d", "e")]
+    assert sh.map_groups(["x"], [0], 10) == [("x",)] and sh.map_groups([], [], 10) == []

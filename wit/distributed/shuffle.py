@@ -102,16 +102,50 @@ def _reduce_task(step: str, fn: Callable, j: int, fanout: int, args: tuple, *tab
     return out if fanout == 1 else tuple(out)
 
 
+def _map_group(step: str, fn: Callable, group: tuple, p: int, *args):
+    """``_map_task`` over several inputs, their outputs concatenated partition by partition."""
+    outs = [_map_task(step, fn, item, p, *args) for item in group]
+    if p == 1:
+        return _cat(outs)
+    return tuple(_cat([o[j] for o in outs]) for j in range(p))
+
+
+def _cat(tables: list[pa.Table]) -> pa.Table:
+    kept = [t for t in tables if t.num_rows] or tables[:1]
+    return pa.concat_tables(kept, promote_options="default") if len(kept) > 1 else kept[0]
+
+
+def map_groups(items: list, rows: list[int], rows_per_map: int) -> list[tuple]:
+    """Consecutive ``items`` grouped so each map task reads about ``rows_per_map`` rows: a shuffle has
+    (map tasks x partitions) pieces, each an object the driver owns (~2 KB of driver memory apiece,
+    measured), so many small input files must not each be a map task."""
+    groups: list[tuple] = []
+    cur: list = []
+    n = 0
+    for item, r in zip(items, rows):
+        cur.append(item)
+        n += r
+        if n >= rows_per_map:
+            groups.append(tuple(cur))
+            cur, n = [], 0
+    if cur:
+        groups.append(tuple(cur))
+    return groups
+
+
 def shuffle(step: str, items: list, map_fn: Callable, reduce_fn: Callable, cfg: ShuffleConfig | None, *,
             partitions: int | None = None, map_args: tuple = (), reduce_args: tuple = (), fanout: int = 1) -> list:
     """Object refs of ``reduce_fn(j, [map_fn(item, P)[j] for item in items])`` for j < P.
 
     ``map_fn(item, P, *map_args) -> list[pa.Table]`` of length P; ``reduce_fn(j, tables, *reduce_args)``
-    returns a table (``fanout`` = 1) or ``fanout`` tables, to feed a further shuffle.
+    returns a table (``fanout`` = 1) or ``fanout`` tables, to feed a further shuffle. Items (Parquet
+    files, or ``(index, file)``) are grouped into map tasks of about ``rows_per_partition`` rows.
     """
-    p = partitions or partitions_for(cfg, parquet_rows([i[1] if isinstance(i, tuple) else i for i in items]))
-    mapper = _remote(_map_task, cfg, num_returns=p)
-    maps = [mapper.remote(step, map_fn, item, p, *map_args) for item in items]
+    cfg = resolve(cfg)
+    rows = [parquet_rows([i[1] if isinstance(i, tuple) else i]) for i in items]
+    p = partitions or partitions_for(cfg, sum(rows))
+    mapper = _remote(_map_group, cfg, num_returns=p)
+    maps = [mapper.remote(step, map_fn, group, p, *map_args) for group in map_groups(items, rows, cfg.rows_per_partition)]
     maps = [[m] if p == 1 else m for m in maps]
     reducer = _remote(_reduce_task, cfg, num_returns=fanout)
     return [reducer.remote(step, reduce_fn, j, fanout, reduce_args, *[m[j] for m in maps]) for j in range(p)]
