@@ -29,11 +29,17 @@ class DedupeStage(Stage):
     def setup(self) -> None:
         nd = folders.join(self.out, NEAR_DUPS)
         self._near_url = nd if folders.exists(nd) else None
+        self._near_all = None
+        if self._near_url and "part" not in folders.parquet_schema(nd).names:  # written by an older wit
+            self._near_all = set(folders.read_parquet([nd], columns=["uid"]).column("uid").to_pylist())
 
     def begin_task(self, path: str, index: int) -> None:
         # the pre-pass file is sorted by part: a task reads only its own rows' row groups
-        self.near = set(folders.read_part(self._near_url, index, ["uid"]).column("uid").to_pylist()
-                        if self._near_url else ())
+        if self._near_all is not None:
+            self.near = self._near_all
+        else:
+            self.near = set(folders.read_part(self._near_url, index, ["uid"]).column("uid").to_pylist()
+                            if self._near_url else ())
         d = folders.read_parquet([descriptor_url(self.out, index)])
         self.desc = {r["uid"]: r for r in d.to_pylist()}
 

@@ -141,6 +141,13 @@ def read_parquet(url: str | list[str], columns: list[str] | None = None) -> pa.T
 PART_ROW_GROUP = 65_536
 
 
+def parquet_schema(url: str) -> pa.Schema:
+    """The Arrow schema in a Parquet file's footer (no rows read)."""
+    fs, path = fs_and_path(url)
+    with fs.open(path, "rb") as f:
+        return pq.ParquetFile(f).schema_arrow
+
+
 def read_part(url: str, part: int, columns: list[str] | None = None) -> pa.Table:
     """The rows of ``url`` whose ``part`` column is ``part``. Files sorted by part with bounded row
     groups (``PART_ROW_GROUP``) are read a row group or two at a time: row groups whose statistics
