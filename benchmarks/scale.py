@@ -61,6 +61,7 @@ class Sampler(threading.Thread):
     def __init__(self, period: float = 0.2):
         super().__init__(daemon=True)
         self.period, self.peak, self.stop = period, {}, threading.Event()
+        self.driver: list[tuple[float, int]] = []  # (time, this process's RSS)
 
     def run(self) -> None:
         import psutil
@@ -77,7 +78,19 @@ class Sampler(threading.Thread):
                 if (cmd.startswith("ray::") or "default_worker.py" in cmd) and \
                         rss > self.peak.get(p.pid, (0, ""))[0]:
                     self.peak[p.pid] = (rss, cmd.split()[0])
+            rss = me.memory_info().rss
+            self.driver.append((time.perf_counter(), rss))
             self.stop.wait(self.period)
+
+    def driver_peaks(self, t0: float, steps: list[tuple[str, float]]) -> dict[str, int]:
+        """The driver's peak RSS within each step (steps run one after another from ``t0``)."""
+        out, start = {}, t0
+        for name, seconds in steps:
+            end = start + (seconds or 0)
+            out[name] = max((r for t, r in self.driver if start <= t <= end), default=0)
+            start = end
+        out["after the steps"] = max((r for t, r in self.driver if t > start), default=0)
+        return out
 
 
 def spilled_bytes() -> int:
@@ -133,6 +146,8 @@ def run_one(args: argparse.Namespace) -> dict:
     return {"n": cfg["n"], "seconds": seconds, "driver_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "worker_rss": worker[0], "worker": worker[1], "spilled": spill, "ledger_ok": record.get("ledger_ok"),
             "per_step": {k: v.get("seconds") for k, v in record["stages"].items()},
+            "driver_by_step": {k: round(v / 2**20) for k, v in sampler.driver_peaks(
+                t0, [(k, v.get("seconds")) for k, v in record["stages"].items()]).items()},
             "kept": {k: v.get("kept") for k, v in record["stages"].items()}}
 
 
@@ -183,6 +198,7 @@ def main() -> None:
                   f"largest worker {r['worker_rss'] / 2**20:.0f} MiB ({r['worker']}); spilled "
                   f"{r['spilled'] / 2**20:.0f} MiB; ledger ok {r['ledger_ok']}", flush=True)
             print(f"           per step (s): {r['per_step']}", flush=True)
+            print(f"           driver peak RSS by step (MiB): {r['driver_by_step']}", flush=True)
             print(f"           kept: {r['kept']}", flush=True)
     finally:
         server.stop()

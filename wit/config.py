@@ -196,6 +196,10 @@ class RayConfig(Strict):
     disk_full_fraction: float | None = Field(
         None, gt=0, le=1, description="share of the spill disk past which Ray refuses new objects (Ray's "
                                       "local_fs_capacity_threshold, default 0.95)")
+    max_inline_bytes: int = Field(
+        1024, ge=0, description="task results up to this size stay in the submitting process's memory, larger "
+                                "ones go to the object store (Ray's max_direct_call_object_size; its default "
+                                "100 KiB put whole shuffles in the driver)")
     shuffle_partitions: int | None = Field(
         None, ge=1, description="reduce tasks per global shuffle (none: rows / rows_per_partition, >= 2 x CPUs)")
     rows_per_partition: int = Field(2_000_000, ge=1, description="input rows per reduce task: sets its memory")

@@ -31,6 +31,7 @@ def test_spec_ray_section_sets_start_options_and_shuffle(tmp_path):
     assert json.loads(opts["_system_config"]["object_spilling_config"]) == {
         "type": "filesystem", "params": {"directory_path": str(spill)}}
     assert opts["_system_config"]["local_fs_capacity_threshold"] == 0.9 and spill.is_dir()
+    assert opts["_system_config"]["max_direct_call_object_size"] == 1024
     assert sh.resolve(None) == sh.ShuffleConfig(partitions=12, attempts=5, rows_per_partition=500_000)
     assert "object_store_memory=2.00 GiB" in settings.limits_text()
 
@@ -38,7 +39,8 @@ def test_spec_ray_section_sets_start_options_and_shuffle(tmp_path):
 def test_defaults_leave_ray_its_own_settings():
     from wit.runners.ray import start_options
 
-    assert start_options(settings.from_spec(RunSpec().ray)) == {}
+    # only the inline limit: shuffle pieces go to the object store, not the driver's memory
+    assert start_options(settings.from_spec(RunSpec().ray)) == {"_system_config": {"max_direct_call_object_size": 1024}}
     assert sh.resolve(None) == sh.ShuffleConfig()
 
 

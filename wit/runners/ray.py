@@ -38,7 +38,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, progress
     if address:
         if s.object_store_memory or s.spill_dir or s.disk_full_fraction is not None:
             log.warning("ray: object_store_memory, spill_dir and disk_full_fraction apply when wit starts Ray; "
-                        "a cluster takes them from `ray start` (docs/capacity.md)")
+                        "a cluster takes them, and max_direct_call_object_size, from `ray start` "
+                        "(docs/capacity.md)")
         ray.init(address=address, **kwargs)
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count(), **start_options(s), **kwargs)
@@ -58,15 +59,14 @@ def start_options(s: settings.RaySettings) -> dict:
     out: dict = {}
     if s.object_store_memory:
         out["object_store_memory"] = int(s.object_store_memory)
-    system: dict = {}
+    system: dict = {"max_direct_call_object_size": int(s.max_inline_bytes)}
     if s.spill_dir:
         os.makedirs(s.spill_dir, exist_ok=True)
         system["object_spilling_config"] = json.dumps({"type": "filesystem",
                                                        "params": {"directory_path": s.spill_dir}})
     if s.disk_full_fraction is not None:
         system["local_fs_capacity_threshold"] = float(s.disk_full_fraction)
-    if system:
-        out["_system_config"] = system
+    out["_system_config"] = system
     return out
 
 

@@ -22,6 +22,12 @@ class RaySettings:
     object_store_memory: int | None = None
     spill_dir: str | None = None
     disk_full_fraction: float | None = None
+    #: task results up to this size go into the memory of the process that submitted the task (Ray's
+    #: ``max_direct_call_object_size``, 100 KiB by default), larger ones into the object store. A
+    #: shuffle's pieces are small and all owned by the driver, so Ray's default put a whole shuffle in
+    #: the driver's memory (1.9 GB for the 16M-candidate ledger summary, docs/BENCHMARKS.md); 1 KiB
+    #: keeps them in the object store, which spills to disk.
+    max_inline_bytes: int = 1024
     shuffle: ShuffleConfig = field(default_factory=ShuffleConfig)
 
 
@@ -42,7 +48,7 @@ def current() -> RaySettings:
 def from_spec(ray_cfg) -> RaySettings:
     """Settings from a spec's ``ray:`` section (``wit.config.RayConfig``)."""
     return configure(object_store_memory=ray_cfg.object_store_memory, spill_dir=ray_cfg.spill_dir,
-                     disk_full_fraction=ray_cfg.disk_full_fraction,
+                     disk_full_fraction=ray_cfg.disk_full_fraction, max_inline_bytes=ray_cfg.max_inline_bytes,
                      shuffle=ShuffleConfig(partitions=ray_cfg.shuffle_partitions, attempts=ray_cfg.task_attempts,
                                            rows_per_partition=ray_cfg.rows_per_partition))
 
