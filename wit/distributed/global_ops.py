@@ -283,25 +283,20 @@ def count_by(parts: list[str], column: str, runner: str = "local", address: str 
 
 def _ledger_map(path: str, p: int) -> list[pa.Table]:
     t = _read(path, ["uid", "stage", "status", "reason"])
+    if t is None:
+        return _nothing(p, _LEDGER_SHUFFLE)
     con = duckdb.connect()
     con.register("t", t)
-    # older ledgers carried a detail after a colon; count them under their code, as io.ledger does
-    groups = con.sql("SELECT stage, status, split_part(reason, ':', 1) AS reason, count(*) AS n FROM t GROUP BY ALL"
-                     ).to_arrow_table()
-    kept = con.sql("SELECT stage, uid FROM t WHERE status = 'kept'").to_arrow_table()
-    parts = _split(kept, _hash_mod(kept.column("uid"), p), p)
-    # partition 0 also carries the (stage, status, reason) counts; a kind column keeps them apart
-    out = []
-    for j, k in enumerate(parts):
-        rows = {"kind": ["uid"] * k.num_rows, "stage": k.column("stage").to_pylist(), "status": [""] * k.num_rows,
-                "reason": [""] * k.num_rows, "uid": k.column("uid").to_pylist(), "n": [1] * k.num_rows}
-        if j == 0:
-            g = groups.to_pydict()
-            m = groups.num_rows
-            rows = {"kind": rows["kind"] + ["group"] * m, "stage": rows["stage"] + g["stage"],
-                    "status": rows["status"] + g["status"], "reason": rows["reason"] + g["reason"],
-                    "uid": rows["uid"] + [""] * m, "n": rows["n"] + g["n"]}
-        out.append(pa.table(rows, schema=_LEDGER_SHUFFLE))
+    # partition 0 also carries the (stage, status, reason) counts; a kind column keeps them apart. Older
+    # ledgers carried a detail after a colon; count them under their code, as io.ledger does.
+    groups = con.sql("""SELECT 'group' AS kind, stage, status, split_part(reason, ':', 1) AS reason, '' AS uid,
+                               count(*) AS n FROM t GROUP BY stage, status, split_part(reason, ':', 1)"""
+                     ).to_arrow_table().cast(_LEDGER_SHUFFLE)
+    kept = con.sql("SELECT 'uid' AS kind, stage, '' AS status, '' AS reason, uid, 1::BIGINT AS n FROM t "
+                   "WHERE status = 'kept'").to_arrow_table().cast(_LEDGER_SHUFFLE)
+    con.close()
+    out = _split(kept, _hash_mod(kept.column("uid"), p), p)
+    out[0] = pa.concat_tables([out[0], groups])
     return out
 
 

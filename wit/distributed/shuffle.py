@@ -84,6 +84,12 @@ def _remote(fn: Callable, cfg: ShuffleConfig | None, num_returns: int = 1):
                                   retry_exceptions=True, num_cpus=1)
 
 
+def _release() -> None:
+    """Hand freed Arrow memory back to the system after a task: a pooled worker runs many tasks, and
+    without this its RSS creeps with the number it ran (1.3 GB vs 0.44 GB measured, 16x the tasks)."""
+    pa.default_memory_pool().release_unused()
+
+
 def _map_task(step: str, fn: Callable, item, partitions: int, *args):
     try:
         out = fn(item, partitions, *args)
@@ -99,15 +105,17 @@ def _reduce_task(step: str, fn: Callable, j: int, fanout: int, args: tuple, *tab
             out = out[0]
     except Exception as err:  # noqa: BLE001 - as above
         raise GlobalStepError(step, f"partition {j}", repr(err)) from err
+    del tables
+    _release()
     return out if fanout == 1 else tuple(out)
 
 
 def _map_group(step: str, fn: Callable, group: tuple, p: int, *args):
     """``_map_task`` over several inputs, their outputs concatenated partition by partition."""
     outs = [_map_task(step, fn, item, p, *args) for item in group]
-    if p == 1:
-        return _cat(outs)
-    return tuple(_cat([o[j] for o in outs]) for j in range(p))
+    out = _cat(outs) if p == 1 else tuple(_cat([o[j] for o in outs]) for j in range(p))
+    _release()
+    return out
 
 
 def _cat(tables: list[pa.Table]) -> pa.Table:
