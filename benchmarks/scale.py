@@ -81,6 +81,8 @@ class Sampler(threading.Thread):
         self.peak: dict[int, tuple[int, str]] = {}  # worker pid -> (peak RSS, title)
         self.private: dict[int, tuple[int, str]] = {}  # worker pid -> (peak private, title)
         self.driver: list[tuple[float, int, int]] = []  # (time, this process's RSS, private)
+        self.workers: list[tuple[float, int]] = []  # (time, the largest worker private memory then)
+        self._now: list[tuple[int, str]] = []
 
     def run(self) -> None:
         import psutil
@@ -101,17 +103,20 @@ class Sampler(threading.Thread):
                     self.peak[p.pid] = (rss, title)
                 if anon > self.private.get(p.pid, (0, ""))[0]:
                     self.private[p.pid] = (anon, title)
+                self._now.append((anon, title))
             self.driver.append((time.perf_counter(), *_memory(os.getpid())))
+            self.workers.append((self.driver[-1][0], max((a for a, _ in self._now), default=0)))
+            self._now = []
             self.stop.wait(self.period)
 
-    def driver_peaks(self, t0: float, steps: list[tuple[str, float]]) -> dict[str, int]:
-        """The driver's peak RSS within each step (steps run one after another from ``t0``)."""
+    def by_step(self, t0: float, steps: list[tuple[str, float]], series: list[tuple[float, int]]) -> dict[str, int]:
+        """The peak of ``series`` (time, bytes) within each step (steps run one after another from ``t0``)."""
         out, start = {}, t0
         for name, seconds in steps:
             end = start + (seconds or 0)
-            out[name] = max((r for t, r, _ in self.driver if start <= t <= end), default=0)
+            out[name] = max((r for t, r in series if start <= t <= end), default=0)
             start = end
-        out["after the steps"] = max((r for t, r, _ in self.driver if t > start), default=0)
+        out["after the steps"] = max((r for t, r in series if t > start), default=0)
         return out
 
 
@@ -164,6 +169,7 @@ def run_one(args: argparse.Namespace) -> dict:
     sampler.join()
     spill = spilled_bytes()
     ray.shutdown()
+    steps = [(k, v.get("seconds")) for k, v in record["stages"].items()]
     worker = max(sampler.peak.values(), default=(0, ""))
     private = max(sampler.private.values(), default=(0, ""))
     return {"n": cfg["n"], "seconds": seconds, "driver_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -171,8 +177,9 @@ def run_one(args: argparse.Namespace) -> dict:
             "worker_rss": worker[0], "worker": worker[1], "worker_private": private[0], "worker_p": private[1],
             "spilled": spill, "ledger_ok": record.get("ledger_ok"),
             "per_step": {k: v.get("seconds") for k, v in record["stages"].items()},
-            "driver_by_step": {k: round(v / 2**20) for k, v in sampler.driver_peaks(
-                t0, [(k, v.get("seconds")) for k, v in record["stages"].items()]).items()},
+            "driver_by_step": {k: round(v / 2**20) for k, v in sampler.by_step(
+                t0, steps, [(t, a) for t, _, a in sampler.driver]).items()},
+            "worker_by_step": {k: round(v / 2**20) for k, v in sampler.by_step(t0, steps, sampler.workers).items()},
             "kept": {k: v.get("kept") for k, v in record["stages"].items()}}
 
 
@@ -226,7 +233,8 @@ def main() -> None:
                   f"{r['driver_private'] / 2**20:.0f} MiB, largest worker {r['worker_private'] / 2**20:.0f} MiB "
                   f"({r['worker_p']})", flush=True)
             print(f"           per step (s): {r['per_step']}", flush=True)
-            print(f"           driver peak RSS by step (MiB): {r['driver_by_step']}", flush=True)
+            print(f"           peak private memory by step (MiB): driver {r['driver_by_step']}", flush=True)
+            print(f"           largest worker {r['worker_by_step']}", flush=True)
             print(f"           kept: {r['kept']}", flush=True)
     finally:
         server.stop()

@@ -18,6 +18,8 @@ from wit.io import folders, ledger
 pytestmark = pytest.mark.ray
 
 CFG = ShuffleConfig(partitions=3)
+#: one map task per file, merged in rounds of two (the driver-memory bound of large shuffles)
+ROUNDS = ShuffleConfig(partitions=3, rows_per_partition=1, merge_fanin=2)
 
 
 def _matched_parts(root, parts: int = 5, rows: int = 400, seed: int = 0) -> list[str]:
@@ -38,7 +40,9 @@ def _sorted(t: pa.Table) -> pa.Table:
     return t.sort_by([(c, "ascending") for c in t.column_names])
 
 
-def test_match_and_balance_global_steps_equal_local(tmp_path, ray_session):
+@pytest.mark.parametrize("cfg", [CFG, ROUNDS], ids=["one-round", "merge-rounds"])
+def test_match_and_balance_global_steps_equal_local(tmp_path, ray_session, cfg):
+    CFG = cfg  # noqa: N806 - the shuffle configuration under test
     parts = _matched_parts(tmp_path)
     for runner in ("local", "ray"):
         g.write_later_duplicates(parts, str(tmp_path / f"dups-{runner}.parquet"), runner=runner, cfg=CFG)
@@ -60,7 +64,9 @@ def test_match_and_balance_global_steps_equal_local(tmp_path, ray_session):
     assert g.count_by(parts, "source", runner="ray", cfg=CFG) == g.count_by(parts, "source") != {}
 
 
-def test_shard_chunks_and_ledger_summary_equal_local(tmp_path, ray_session):
+@pytest.mark.parametrize("cfg", [CFG, ROUNDS], ids=["one-round", "merge-rounds"])
+def test_shard_chunks_and_ledger_summary_equal_local(tmp_path, ray_session, cfg):
+    CFG = cfg  # noqa: N806 - the shuffle configuration under test
     parts = _matched_parts(tmp_path / "in", parts=4, rows=333)
     chunks = {r: g.make_chunks(parts, str(tmp_path / r), 250, runner=r, cfg=CFG) for r in ("local", "ray")}
     assert len(chunks["local"]) == len(chunks["ray"]) == 6  # 1332 rows

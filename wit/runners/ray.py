@@ -15,7 +15,7 @@ import warnings
 from wit import console
 from wit.io import folders
 from wit.runners import settings
-from wit.runners.task import run_task
+from wit.runners.task import release_memory, run_task
 from wit.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class _StageActor:
 
     def __call__(self, batch: dict) -> dict:
         stats = [self._attempt(int(i), str(p)) for i, p in zip(batch["index"], batch["path"])]
+        release_memory()  # an actor runs many tasks: what one task freed goes back to the system
         return {"stats": [json.dumps(s) for s in stats]}
 
     def _attempt(self, index: int, path: str, attempts: int = 3) -> dict:
