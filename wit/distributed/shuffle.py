@@ -65,17 +65,9 @@ def partitions_for(cfg: ShuffleConfig | None, rows: int = 0) -> int:
 
 
 def parquet_rows(files: list[str]) -> int:
-    """Rows of Parquet ``files`` from their footers (no data read)."""
-    import pyarrow.parquet as pq
-
     from wit.io import folders
 
-    n = 0
-    for url in files:
-        fs, path = folders.fs_and_path(url)
-        with fs.open(path, "rb") as f:
-            n += pq.ParquetFile(f).metadata.num_rows
-    return n
+    return folders.parquet_rows(files)
 
 
 def _remote(fn: Callable, cfg: ShuffleConfig | None, num_returns: int = 1):

@@ -170,16 +170,7 @@ def reconcile(ledger_dir: str, stage_outputs: dict[str, str] | None = None, chai
 def _count_output_rows(out: str) -> int | None:
     # part-NNNNN.parquet, or NNNNN.parquet beside NNNNN.tar for the shard stage
     files = folders.list_named(out, _OUTPUT_PART) or folders.list_named(out, _SHARD_PART)
-    if not files:
-        return None
-    import pyarrow.parquet as pq
-
-    total = 0
-    for f in files:
-        fs, path = folders.fs_and_path(f)
-        with fs.open(path, "rb") as fh:
-            total += pq.ParquetFile(fh).metadata.num_rows
-    return total
+    return folders.parquet_rows(files) if files else None
 
 
 def as_dict(checks: dict[str, StageCheck]) -> dict:
