@@ -120,7 +120,7 @@ def _cat(tables: list[pa.Table]) -> pa.Table:
 
 def map_groups(items: list, rows: list[int], rows_per_map: int) -> list[tuple]:
     """Consecutive ``items`` grouped so each map task reads about ``rows_per_map`` rows: a shuffle has
-    (map tasks x partitions) pieces, each an object the driver owns (~2 KB of driver memory apiece,
+    (map tasks x partitions) pieces, each an object the driver owns (~2.4 KB of driver memory apiece,
     measured), so many small input files must not each be a map task."""
     groups: list[tuple] = []
     cur: list = []
