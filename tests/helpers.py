@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import subprocess
 from pathlib import Path
 
 import pyarrow as pa
@@ -55,3 +58,22 @@ def make_final(folder: Path, n: int = 7, size: tuple[int, int] = (40, 30)) -> li
     path = str(folder / "final" / "part-00000.parquet")
     folders.write_parquet(path, pa.Table.from_pylist(recs, schema=schemas.DEDUPED))
     return [path]
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str):
+    """A tmpfs of ``size`` (e.g. "8m") mounted at ``path`` for the block, to fill up for real; the test
+    skips where mounting is not allowed (needs root; CI runs as root)."""
+    import pytest
+
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small disk needs root (CI runs as root)")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True,
+                       text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

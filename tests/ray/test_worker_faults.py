@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from tests.conftest import ROOT
-from tests.helpers import make_candidates
+from tests.helpers import make_candidates, small_disk
 from tests.stages_for_tests import KeepEvenLength, kill_once
 from wit import schemas
 from wit.io import folders, ledger
@@ -55,22 +55,11 @@ def test_a_global_step_task_whose_worker_is_killed_is_retried(tmp_path, ray_sess
     assert all(os.path.exists(m) for m in markers)
 
 
-def _tmpfs(path) -> None:
-    path.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small disk for the spill folder needs root (CI runs as root)")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(path)], capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-
-
 @pytest.mark.slow
 def test_spill_disk_exhaustion_stops_the_step_with_one_line_naming_it_and_the_limits(tmp_path):
     """`wit match --runner ray` with an 80 MB object store spilling to an 8 MiB disk: the uid-duplicate
     shuffle (~150 MB of uids in flight) fills both; the command exits 2 with one line."""
-    spill = tmp_path / "spill"
-    _tmpfs(spill)
-    try:
+    with small_disk(tmp_path / "spill", "8m") as spill:
         rng = np.random.default_rng(0)
         for p in range(3):
             n = 1_500_000
@@ -86,8 +75,6 @@ def test_spill_disk_exhaustion_stops_the_step_with_one_line_naming_it_and_the_li
                                "--candidates", str(tmp_path / "cand"), "--out", str(tmp_path / "matched"),
                                "--runner", "ray", "--object-store-memory", "80MB", "--spill-dir", str(spill),
                                "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    finally:
-        subprocess.run(["umount", "-l", str(spill)], check=False)
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("wit: error:")]
     assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-3000:]
     line = errors[0]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from tests.helpers import small_disk
 from tests.stages_for_tests import KeepEvenLength
 from wit import schemas
 from wit.errors import StorageFull
@@ -17,14 +16,7 @@ from wit.runners import run_stage
 
 
 def test_a_full_output_disk_names_the_step_and_the_folder(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small disk needs root (CI runs as root)")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
+    with small_disk(tmp_path / "disk", "1m") as disk:
         rng = np.random.default_rng(0)
         inputs = []
         for p in range(6):  # ~300 kB of zstd-compressed hex per part: the fourth does not fit
@@ -35,8 +27,6 @@ def test_a_full_output_disk_names_the_step_and_the_folder(tmp_path):
                                                         "source": ["t"] * 1000}, schema=schemas.CANDIDATES))
         with pytest.raises(StorageFull) as err:
             run_stage(KeepEvenLength(), inputs, str(disk / "out"), runner="local", progress=False)
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
     msg = str(err.value)
     assert msg.startswith(f"evenlen: no space left on the disk of {disk / 'out'} (") and "MiB free there)" in msg
     assert "\n" not in msg and "rerun to resume" in msg
