@@ -78,9 +78,48 @@ def test_shard_chunks_and_ledger_summary_equal_local(tmp_path, ray_session, cfg)
         t = folders.read_parquet([p])
         drops = pa.table({"uid": t.column("uid").slice(0, 50), "reason": ["too_small"] * 25 + ["duplicate"] * 25})
         ledger.write_part(led, "stage_a", i, ledger.ledger_table("stage_a", t.column("uid").slice(50), drops))
+    # a part whose stage kept nothing, and one with no rows at all
+    ledger.write_part(led, "stage_b", 0, ledger.ledger_table("stage_b", [], pa.table(
+        {"uid": ["x", "y"], "reason": ["too_small", "too_small"]})))
+    ledger.write_part(led, "stage_b", 1, ledger.ledger_table("stage_b", [], pa.table(
+        {"uid": pa.array([], pa.string()), "reason": pa.array([], pa.string())})))
     want, got = ledger.summarize(led), g.summarize_ledger(led, runner="ray", cfg=CFG)
-    assert want["stage_a"].duplicate_kept > 0
+    assert want["stage_a"].duplicate_kept > 0 and want["stage_b"].dropped == 2
     assert {k: vars(v) for k, v in got.items()} == {k: vars(v) for k, v in want.items()}
+    assert not folders.exists(folders.join(led, g.SUMMARY_SCRATCH))  # its shuffle files are gone
+
+
+def _spread(path: str, p: int) -> list[pa.Table]:
+    """Rows to partitions 1 and p - 2 only (the others get none), by the parity of ``x``."""
+    t = folders.read_parquet([path])
+    odd = pa.compute.equal(pa.compute.bit_wise_and(t.column("x"), 1), 1)
+    out = [t.schema.empty_table() for _ in range(p)]
+    out[1], out[p - 2] = t.filter(odd), t.filter(pa.compute.invert(odd))
+    return out
+
+
+def _sorted_x(j: int, tables: list[pa.Table]) -> pa.Table:
+    t = pa.concat_tables(tables)
+    return t.sort_by("x").append_column("j", pa.array([j] * t.num_rows, pa.int64()))
+
+
+@pytest.mark.parametrize("cfg", [CFG, ROUNDS], ids=["one-map", "map-per-file"])
+def test_shuffle_through_files_equals_the_object_store_one(tmp_path, ray_session, cfg):
+    from wit.distributed import shuffle as sh
+
+    files = []
+    for i, n in enumerate([40, 0, 25]):
+        files.append(str(tmp_path / f"in-{i}.parquet"))
+        folders.write_parquet(files[-1], pa.table({"x": pa.array(range(i * 100, i * 100 + n), pa.int64())}))
+    cfg = ShuffleConfig(partitions=5, rows_per_partition=cfg.rows_per_partition)
+    by_objects = list(sh.results("t", sh.shuffle("t", files, _spread, _sorted_x, cfg)))
+    scratch = str(tmp_path / "scratch")
+    by_files = list(sh.results("t", sh.shuffle("t", files, _spread, _sorted_x, cfg, scratch=scratch)))
+    assert [t.num_rows for t in by_files] == [0, 32, 0, 33, 0]
+    assert all(a.equals(b) for a, b in zip(by_objects, by_files)) and len(by_files) == 5
+    # one file per map task (the empty input joins the next one's task)
+    maps = folders.list_named(scratch, __import__("re").compile(r"map-\d+\.parquet"))
+    assert len(maps) == (1 if cfg.rows_per_partition > 100 else 2)
 
 
 def _descriptors(out, parts: int = 4, rows: int = 1500, seed: int = 0) -> None:

@@ -315,6 +315,10 @@ def _ledger_reduce(j: int, tables: list[pa.Table]) -> pa.Table:
                         GROUP BY stage""").to_arrow_table()
 
 
+#: the ledger summary's shuffle files, under the ledger folder while it runs
+SUMMARY_SCRATCH = "_summary-shuffle"
+
+
 def summarize_ledger(ledger_dir: str, runner: str = "local", address: str | None = None,
                      cfg: ShuffleConfig | None = None, **_) -> dict:
     """``io.ledger.summarize``: per-stage counts and uids kept more than once, from the ledger parts."""
@@ -326,13 +330,21 @@ def summarize_ledger(ledger_dir: str, runner: str = "local", address: str | None
     sh.ensure(address)
     groups: list[tuple] = []
     dups: dict[str, int] = {}
-    for t in sh.results("ledger summary", sh.shuffle("ledger summary", files, _ledger_map, _ledger_reduce, cfg)):
-        for kind, stage, status, reason, n in zip(*(t.column(k).to_pylist() for k in
-                                                    ("kind", "stage", "status", "reason", "n"))):
-            if kind == "dups":
-                dups[stage] = dups.get(stage, 0) + n
-            else:
-                groups.append((stage, status, reason, n))
+    # every stage's kept uids go through the shuffle (3 x the candidates and more): its pieces go
+    # through files beside the ledger, so the driver's memory does not grow with their number
+    scratch = folders.join(ledger_dir, SUMMARY_SCRATCH)
+    folders.remove_tree(scratch)
+    try:
+        refs = sh.shuffle("ledger summary", files, _ledger_map, _ledger_reduce, cfg, scratch=scratch)
+        for t in sh.results("ledger summary", refs):
+            for kind, stage, status, reason, n in zip(*(t.column(k).to_pylist() for k in
+                                                        ("kind", "stage", "status", "reason", "n"))):
+                if kind == "dups":
+                    dups[stage] = dups.get(stage, 0) + n
+                else:
+                    groups.append((stage, status, reason, n))
+    finally:
+        folders.remove_tree(scratch)
     out = ledger.checks_from_counts(groups, dups)
     out = dict(sorted(out.items()))
     for c in out.values():

@@ -5,6 +5,11 @@ so rows travel worker to worker through the object store (spilled to disk under 
 the driver holds only object references. Reduce task ``j`` receives partition ``j`` of every map
 output. Task outputs are lineage-reconstructable: a node lost mid-stage costs re-running the
 tasks whose outputs lived there, not the stage.
+
+With ``scratch`` (a folder every node can read: the run folder), the pieces go through storage
+instead: each map task writes one Parquet file holding its partitions as row groups and returns
+only their row counts, so the driver owns one object per map task, not one per (map task,
+partition); its memory no longer grows as the square of the input (docs/capacity.md).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
@@ -137,20 +143,25 @@ def map_groups(items: list, rows: list[int], rows_per_map: int) -> list[tuple]:
 
 
 def shuffle(step: str, items: list, map_fn: Callable, reduce_fn: Callable, cfg: ShuffleConfig | None, *,
-            partitions: int | None = None, map_args: tuple = (), reduce_args: tuple = (), fanout: int = 1) -> list:
+            partitions: int | None = None, map_args: tuple = (), reduce_args: tuple = (), fanout: int = 1,
+            scratch: str | None = None) -> list:
     """Object refs of ``reduce_fn(j, [map_fn(item, P)[j] for item in items])`` for j < P.
 
     ``map_fn(item, P, *map_args) -> list[pa.Table]`` of length P; ``reduce_fn(j, tables, *reduce_args)``
     returns a table (``fanout`` = 1) or ``fanout`` tables, to feed a further shuffle. Items (Parquet
     files, or ``(index, file)``) are grouped into map tasks of about ``rows_per_partition`` rows.
+    With ``scratch``, pieces travel through files there (see the module's note); the map tasks have
+    finished when this returns, and the caller removes ``scratch`` once it has the results.
     """
     import ray
 
     cfg = resolve(cfg)
     rows = [parquet_rows([i[1] if isinstance(i, tuple) else i]) for i in items]
     p = partitions or partitions_for(cfg, sum(rows))
-    mapper = _remote(_map_group, cfg, num_returns=p)
     groups = map_groups(items, rows, cfg.rows_per_partition)
+    if scratch is not None and groups:
+        return _shuffle_via_files(step, groups, map_fn, reduce_fn, cfg, p, scratch, map_args, reduce_args, fanout)
+    mapper = _remote(_map_group, cfg, num_returns=p)
     fanin = max(2, cfg.merge_fanin)
     if len(groups) <= fanin:
         maps = [mapper.remote(step, map_fn, g, p, *map_args) for g in groups]
@@ -174,6 +185,76 @@ def shuffle(step: str, items: list, map_fn: Callable, reduce_fn: Callable, cfg: 
                 ray.wait(done, num_returns=len(done), fetch_local=False)
     reducer = _remote(_reduce_task, cfg, num_returns=fanout)
     return [reducer.remote(step, reduce_fn, j, fanout, reduce_args, *[m[j] for m in pieces]) for j in range(p)]
+
+
+def _map_to_file(step: str, fn: Callable, group: tuple, p: int, url: str, *args) -> list[int]:
+    """``_map_group`` whose P outputs go to one Parquet file at ``url``, one row group per partition
+    that has rows, in partition order; returns the row count of each partition."""
+    from wit.io import folders
+
+    out = _map_group(step, fn, group, p, *args)
+    tables = [out] if p == 1 else list(out)
+    del out
+    try:
+        schema = next((t.schema for t in tables if t.num_rows), tables[0].schema)
+        sink = pa.BufferOutputStream()
+        with pq.ParquetWriter(sink, schema, compression="lz4") as w:
+            for t in tables:
+                if t.num_rows:
+                    w.write_table(t if t.schema == schema else t.select(schema.names).cast(schema),
+                                  row_group_size=t.num_rows)
+        counts = [t.num_rows for t in tables]
+        del tables
+        folders.atomic_write_bytes(url, sink.getvalue().to_pybytes())
+    except Exception as err:  # noqa: BLE001 - as in _map_task
+        raise GlobalStepError(step, url, repr(err)) from err
+    del sink
+    _release()
+    return counts
+
+
+def _map_file(scratch: str, i: int) -> str:
+    from wit.io import folders
+
+    return folders.join(scratch, f"map-{i:05d}.parquet")
+
+
+def _reduce_files(step: str, fn: Callable, j: int, fanout: int, args: tuple, scratch: str, maps, row_groups):
+    """``_reduce_task`` over partition ``j``: row group ``row_groups[k]`` of map file ``maps[k]``
+    (map file 0's schema when no map had rows for ``j``)."""
+    from wit.io import folders
+
+    tables = []
+    try:
+        for i, g in zip(maps, row_groups) if len(maps) else [(0, None)]:
+            fs, path = folders.fs_and_path(_map_file(scratch, int(i)))
+            with fs.open(path, "rb") as f:
+                pf = pq.ParquetFile(f, pre_buffer=False)
+                tables.append(pf.schema_arrow.empty_table() if g is None else pf.read_row_group(int(g)))
+    except Exception as err:  # noqa: BLE001 - as above
+        raise GlobalStepError(step, f"partition {j}", repr(err)) from err
+    return _reduce_task(step, fn, j, fanout, args, *tables)
+
+
+def _shuffle_via_files(step: str, groups: list[tuple], map_fn: Callable, reduce_fn: Callable, cfg: ShuffleConfig,
+                       p: int, scratch: str, map_args: tuple, reduce_args: tuple, fanout: int) -> list:
+    import numpy as np
+
+    from wit.io import folders
+
+    folders.makedirs(scratch)
+    mapper = _remote(_map_to_file, cfg)
+    counts = np.array(list(results(step, [mapper.remote(step, map_fn, g, p, _map_file(scratch, i), *map_args)
+                                          for i, g in enumerate(groups)])), np.int64).reshape(len(groups), p)
+    # row group of (map i, partition j): the partitions of map i before j that had rows
+    group_of = np.cumsum(counts > 0, axis=1) - 1
+    reducer = _remote(_reduce_files, cfg, num_returns=fanout)
+    refs = []
+    for j in range(p):
+        maps = np.flatnonzero(counts[:, j]).astype(np.int32)
+        refs.append(reducer.remote(step, reduce_fn, j, fanout, reduce_args, scratch, maps,
+                                   group_of[maps, j].astype(np.int32)))
+    return refs
 
 
 def _merge_task(step: str, j: int, *tables: pa.Table) -> pa.Table:

@@ -43,6 +43,13 @@ def exists(url: str) -> bool:
     return fs.exists(path)
 
 
+def remove_tree(url: str) -> None:
+    """Remove the folder ``url`` and everything in it, if it exists."""
+    fs, path = fs_and_path(url)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
 def expand(inputs: list[str] | str, suffixes: tuple[str, ...] | None = None) -> list[str]:
     """Expand paths, folders and globs into a sorted list of file URLs (markers/temps excluded)."""
     if isinstance(inputs, str):
