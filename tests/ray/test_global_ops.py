@@ -62,6 +62,7 @@ def test_match_and_balance_global_steps_equal_local(tmp_path, ray_session, cfg):
         assert want.num_rows > 0
         assert g.hardcap_thresholds(parts, counts, cap, seed=7, runner="ray", cfg=CFG).equals(want)
     assert g.count_by(parts, "source", runner="ray", cfg=CFG) == g.count_by(parts, "source") != {}
+    assert not (tmp_path / folders.SHUFFLE).exists()  # each step's shuffle files went with it
 
 
 @pytest.mark.parametrize("cfg", [CFG, ROUNDS], ids=["one-round", "merge-rounds"])
@@ -86,7 +87,7 @@ def test_shard_chunks_and_ledger_summary_equal_local(tmp_path, ray_session, cfg)
     want, got = ledger.summarize(led), g.summarize_ledger(led, runner="ray", cfg=CFG)
     assert want["stage_a"].duplicate_kept > 0 and want["stage_b"].dropped == 2
     assert {k: vars(v) for k, v in got.items()} == {k: vars(v) for k, v in want.items()}
-    assert not folders.exists(folders.join(led, g.SUMMARY_SCRATCH))  # its shuffle files are gone
+    assert not folders.exists(folders.join(led, folders.SHUFFLE))  # its shuffle files are gone
 
 
 def _spread(path: str, p: int) -> list[pa.Table]:
@@ -118,7 +119,7 @@ def test_shuffle_through_files_equals_the_object_store_one(tmp_path, ray_session
     assert [t.num_rows for t in by_files] == [0, 32, 0, 33, 0]
     assert all(a.equals(b) for a, b in zip(by_objects, by_files)) and len(by_files) == 5
     # one file per map task (the empty input joins the next one's task)
-    maps = folders.list_named(scratch, __import__("re").compile(r"map-\d+\.parquet"))
+    maps = folders.list_named(scratch, __import__("re").compile(r"map-\d+\.shuffle"))
     assert len(maps) == (1 if cfg.rows_per_partition > 100 else 2)
 
 
@@ -150,6 +151,7 @@ def test_near_duplicates_equal_single_node_pass(tmp_path, ray_session, threshold
     assert n == want.num_rows
     assert _sorted(got).equals(_sorted(want))
     assert got.column("part").to_pylist() == sorted(got.column("part").to_pylist()) != []
+    assert not (tmp_path / "ray" / folders.SHUFFLE).exists()
 
 
 def _boom(path: str, p: int) -> list:

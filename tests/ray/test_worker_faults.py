@@ -57,13 +57,15 @@ def test_a_global_step_task_whose_worker_is_killed_is_retried(tmp_path, ray_sess
 
 @pytest.mark.slow
 def test_spill_disk_exhaustion_stops_the_step_with_one_line_naming_it_and_the_limits(tmp_path):
-    """`wit match --runner ray` with an 80 MB object store spilling to an 8 MiB disk: the uid-duplicate
-    shuffle (~150 MB of uids in flight) fills both; the command exits 2 with one line."""
+    """`wit match --runner ray` with an 80 MB object store spilling to an 8 MiB disk: the three parts
+    hold the same uids, so the uid-duplicate pass finds 3M later duplicates (~150 MB), whose blocks
+    travel between its reduce tasks through the object store and fill both; the command exits 2 with
+    one line. (The shuffle's own pieces go through files in the output folder.)"""
     with small_disk(tmp_path / "spill", "8m") as spill:
         rng = np.random.default_rng(0)
+        n = 1_500_000
+        uids = pa.array(np.char.mod("%032x", rng.integers(0, 2**62, n)).astype(object), pa.string())
         for p in range(3):
-            n = 1_500_000
-            uids = pa.array(np.char.mod("%032x", rng.integers(0, 2**62, n)).astype(object), pa.string())
             folders.write_parquet(str(tmp_path / "cand" / f"part-{p:05d}.parquet"), pa.table(
                 {"uid": uids, "url": pa.nulls(n, pa.string()), "text": pa.nulls(n, pa.string()),
                  "page_url": pa.nulls(n, pa.string()), "source": pa.nulls(n, pa.string())}, schema=schemas.CANDIDATES))

@@ -32,6 +32,11 @@ def _read(url: str, columns: list[str]) -> pa.Table | None:
         return pf.read(columns=columns)
 
 
+def _folder_of(url: str) -> str:
+    """The folder holding the file ``url``: where a step's shuffle files go (``shuffle.through_files``)."""
+    return url.rstrip("/").rsplit("/", 1)[0]
+
+
 def _nothing(p: int, schema: pa.Schema) -> list[pa.Table]:
     return [schema.empty_table() for _ in range(p)]
 
@@ -133,9 +138,10 @@ def write_later_duplicates(inputs: list[str], url: str, runner: str = "local", a
     sh.ensure(address)
     step = "match: uid duplicates"
     blocks, per = part_blocks(len(inputs), sh.partitions_for(cfg, sh.parquet_rows(inputs)))
-    refs = sh.shuffle(step, list(enumerate(inputs)), _dups_map, _dups_reduce, cfg, reduce_args=(blocks, per),
-                      fanout=blocks)
-    return write_by_part(step, url, refs, DUPLICATES, cfg)
+    with sh.through_files(_folder_of(url)):
+        refs = sh.shuffle(step, list(enumerate(inputs)), _dups_map, _dups_reduce, cfg, reduce_args=(blocks, per),
+                          fanout=blocks)
+        return write_by_part(step, url, refs, DUPLICATES, cfg)
 
 
 # -- entry counts (match, balance pre and final pass) ---------------------------------------------
@@ -167,8 +173,9 @@ def entry_counts(parts: str | list[str], runner: str = "local", address: str | N
     if runner != "ray" or not files:
         return counts.entry_counts(files)
     sh.ensure(address)
-    refs = sh.shuffle("entry counts", files, _counts_map, _counts_reduce, cfg)
-    t = _concat([schemas.conform(r, schemas.ENTRY_COUNTS) for r in sh.results("entry counts", refs)])
+    with sh.through_files(_folder_of(files[0])):
+        refs = sh.shuffle("entry counts", files, _counts_map, _counts_reduce, cfg)
+        t = _concat([schemas.conform(r, schemas.ENTRY_COUNTS) for r in sh.results("entry counts", refs)])
     return schemas.conform(t.sort_by("query_id"), schemas.ENTRY_COUNTS)
 
 
@@ -234,9 +241,10 @@ def hardcap_thresholds(parts: list[str], counts: pa.Table, cap: int, seed: int, 
 
     sh.ensure(address)
     step = "balance: hard-cap thresholds"
-    refs = sh.shuffle(step, parts, _hardcap_map, _hardcap_reduce, cfg, map_args=(ray.put(counts), cap, seed),
-                      reduce_args=(cap,))
-    t = _concat(list(sh.results(step, refs))).sort_by("query_id")
+    with sh.through_files(_folder_of(parts[0])):
+        refs = sh.shuffle(step, parts, _hardcap_map, _hardcap_reduce, cfg, map_args=(ray.put(counts), cap, seed),
+                          reduce_args=(cap,))
+        t = _concat(list(sh.results(step, refs))).sort_by("query_id")
     return pa.table({"query_id": t.column("query_id").cast(pa.int32()),
                      "threshold": t.column("threshold").cast(pa.float64())})
 
@@ -273,9 +281,10 @@ def count_by(parts: list[str], column: str, runner: str = "local", address: str 
         return dict(zip(t.column("value").to_pylist(), t.column("n").to_pylist()))
     sh.ensure(address)
     out: dict = {}
-    for t in sh.results(f"count by {column}", sh.shuffle(f"count by {column}", parts, _by_map, _by_reduce, cfg,
-                                                         map_args=(column,))):
-        out.update(zip(t.column("value").to_pylist(), t.column("n").to_pylist()))
+    with sh.through_files(_folder_of(parts[0])):
+        refs = sh.shuffle(f"count by {column}", parts, _by_map, _by_reduce, cfg, map_args=(column,))
+        for t in sh.results(f"count by {column}", refs):
+            out.update(zip(t.column("value").to_pylist(), t.column("n").to_pylist()))
     return out
 
 
@@ -315,10 +324,6 @@ def _ledger_reduce(j: int, tables: list[pa.Table]) -> pa.Table:
                         GROUP BY stage""").to_arrow_table()
 
 
-#: the ledger summary's shuffle files, under the ledger folder while it runs
-SUMMARY_SCRATCH = "_summary-shuffle"
-
-
 def summarize_ledger(ledger_dir: str, runner: str = "local", address: str | None = None,
                      cfg: ShuffleConfig | None = None, **_) -> dict:
     """``io.ledger.summarize``: per-stage counts and uids kept more than once, from the ledger parts."""
@@ -330,12 +335,8 @@ def summarize_ledger(ledger_dir: str, runner: str = "local", address: str | None
     sh.ensure(address)
     groups: list[tuple] = []
     dups: dict[str, int] = {}
-    # every stage's kept uids go through the shuffle (3 x the candidates and more): its pieces go
-    # through files beside the ledger, so the driver's memory does not grow with their number
-    scratch = folders.join(ledger_dir, SUMMARY_SCRATCH)
-    folders.remove_tree(scratch)
-    try:
-        refs = sh.shuffle("ledger summary", files, _ledger_map, _ledger_reduce, cfg, scratch=scratch)
+    with sh.through_files(ledger_dir):
+        refs = sh.shuffle("ledger summary", files, _ledger_map, _ledger_reduce, cfg)
         for t in sh.results("ledger summary", refs):
             for kind, stage, status, reason, n in zip(*(t.column(k).to_pylist() for k in
                                                         ("kind", "stage", "status", "reason", "n"))):
@@ -343,8 +344,6 @@ def summarize_ledger(ledger_dir: str, runner: str = "local", address: str | None
                     dups[stage] = dups.get(stage, 0) + n
                 else:
                     groups.append((stage, status, reason, n))
-    finally:
-        folders.remove_tree(scratch)
     out = ledger.checks_from_counts(groups, dups)
     out = dict(sorted(out.items()))
     for c in out.values():

@@ -175,12 +175,13 @@ def near_duplicates(out: str, threshold: int, runner: str = "local", address: st
     threshold = min(int(threshold), 64)
     n = sh.parquet_rows(files)
     f = sh.partitions_for(cfg, n)
-    parts = [sh.shuffle(STEP, files, _pixel_map, _pixel_reduce, cfg, reduce_args=(f,), fanout=f)]
-    if threshold >= 0:
-        m, ranges = plan(n, threshold, cfg.rows_per_partition)
-        parts.append(sh.shuffle(STEP, files, _mih_map, _mih_reduce, cfg, partitions=m * ranges,
-                                map_args=(m, ranges, threshold), reduce_args=(m, ranges, threshold, f), fanout=f))
     blocks, per = part_blocks(max(descriptor_part(u) for u in files) + 1, f)
-    refs = sh.regroup(STEP, [r for p in parts for r in p], _final_reduce, cfg, reduce_args=(blocks, per),
-                      fanout=blocks)
-    return write_by_part(STEP, target, refs, near.NEAR, cfg)
+    with sh.through_files(out):
+        parts = [sh.shuffle(STEP, files, _pixel_map, _pixel_reduce, cfg, reduce_args=(f,), fanout=f)]
+        if threshold >= 0:
+            m, ranges = plan(n, threshold, cfg.rows_per_partition)
+            parts.append(sh.shuffle(STEP, files, _mih_map, _mih_reduce, cfg, partitions=m * ranges,
+                                    map_args=(m, ranges, threshold), reduce_args=(m, ranges, threshold, f), fanout=f))
+        refs = sh.regroup(STEP, [r for p in parts for r in p], _final_reduce, cfg, reduce_args=(blocks, per),
+                          fanout=blocks)
+        return write_by_part(STEP, target, refs, near.NEAR, cfg)

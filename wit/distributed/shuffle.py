@@ -6,16 +6,21 @@ the driver holds only object references. Reduce task ``j`` receives partition ``
 output. Task outputs are lineage-reconstructable: a node lost mid-stage costs re-running the
 tasks whose outputs lived there, not the stage.
 
-With ``scratch`` (a folder every node can read: the run folder), the pieces go through storage
-instead: each map task writes one Parquet file holding its partitions as row groups and returns
-only their row counts, so the driver owns one object per map task, not one per (map task,
-partition); its memory no longer grows as the square of the input (docs/capacity.md).
+Inside ``through_files(ROOT)`` (every global step uses it, with ROOT a folder of the run that every
+node can read), the pieces go through storage instead: each map task writes one Parquet file to
+``ROOT/_shuffle/`` holding its partitions as row groups and returns only their row counts, so the
+driver owns one object per map task, not one per (map task, partition): its memory does not grow
+as the square of the input (measured: docs/BENCHMARKS.md, ``scale``). The files are removed when
+the step leaves the block.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -50,6 +55,32 @@ class GlobalStepError(RuntimeError):
 
     def __reduce__(self):
         return GlobalStepError, (*self.failure.values(), self.failures)
+
+
+_scopes: list[str] = []
+_numbers = itertools.count()
+
+
+@contextmanager
+def through_files(root: str):
+    """Shuffles started inside pass their pieces through files in a fresh folder under
+    ``ROOT/_shuffle/`` (removed on leaving, as is ``_shuffle`` once empty). ``root`` must be
+    readable from every node: a folder of the run."""
+    from wit.io import folders
+
+    scratch = folders.join(root, folders.SHUFFLE, uuid.uuid4().hex[:12])
+    _scopes.append(scratch)
+    try:
+        yield scratch
+    finally:
+        _scopes.remove(scratch)
+        folders.remove_tree(scratch)
+        fs, path = folders.fs_and_path(folders.join(root, folders.SHUFFLE))
+        try:
+            if fs.isdir(path) and not fs.ls(path):
+                fs.rmdir(path)
+        except OSError:  # another step's files appeared meanwhile
+            pass
 
 
 def resolve(cfg: ShuffleConfig | None) -> ShuffleConfig:
@@ -150,8 +181,9 @@ def shuffle(step: str, items: list, map_fn: Callable, reduce_fn: Callable, cfg: 
     ``map_fn(item, P, *map_args) -> list[pa.Table]`` of length P; ``reduce_fn(j, tables, *reduce_args)``
     returns a table (``fanout`` = 1) or ``fanout`` tables, to feed a further shuffle. Items (Parquet
     files, or ``(index, file)``) are grouped into map tasks of about ``rows_per_partition`` rows.
-    With ``scratch``, pieces travel through files there (see the module's note); the map tasks have
-    finished when this returns, and the caller removes ``scratch`` once it has the results.
+    With ``scratch``, or inside ``through_files``, pieces travel through files (the module's note);
+    the map tasks have finished when this returns, and the files stay until the caller's results
+    are in (``through_files`` removes them).
     """
     import ray
 
@@ -159,6 +191,10 @@ def shuffle(step: str, items: list, map_fn: Callable, reduce_fn: Callable, cfg: 
     rows = [parquet_rows([i[1] if isinstance(i, tuple) else i]) for i in items]
     p = partitions or partitions_for(cfg, sum(rows))
     groups = map_groups(items, rows, cfg.rows_per_partition)
+    if scratch is None and _scopes:
+        from wit.io import folders
+
+        scratch = folders.join(_scopes[-1], f"{next(_numbers):06d}")
     if scratch is not None and groups:
         return _shuffle_via_files(step, groups, map_fn, reduce_fn, cfg, p, scratch, map_args, reduce_args, fanout)
     mapper = _remote(_map_group, cfg, num_returns=p)
@@ -216,7 +252,7 @@ def _map_to_file(step: str, fn: Callable, group: tuple, p: int, url: str, *args)
 def _map_file(scratch: str, i: int) -> str:
     from wit.io import folders
 
-    return folders.join(scratch, f"map-{i:05d}.parquet")
+    return folders.join(scratch, f"map-{i:05d}.shuffle")
 
 
 def _reduce_files(step: str, fn: Callable, j: int, fanout: int, args: tuple, scratch: str, maps, row_groups):

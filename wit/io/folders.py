@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
 MARKERS = "_markers"
+#: a global step's shuffle files while it runs (``wit.distributed.shuffle.through_files``)
+SHUFFLE = "_shuffle"
 _MARKER_NAME = re.compile(r"part-[0-9]+\.json")
 
 
@@ -68,7 +70,7 @@ def expand(inputs: list[str] | str, suffixes: tuple[str, ...] | None = None) -> 
             raise FileNotFoundError(f"input not found: {item}")
         for p in sorted(found):
             name = p.rsplit("/", 1)[-1]
-            if f"/{MARKERS}/" in p or name.startswith((".", "_")):
+            if f"/{MARKERS}/" in p or f"/{SHUFFLE}/" in p or name.startswith((".", "_")):
                 continue
             if suffixes and not name.endswith(suffixes):
                 continue
