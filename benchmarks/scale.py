@@ -22,6 +22,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -169,7 +170,7 @@ def run_one(args: argparse.Namespace) -> dict:
     sampler.join()
     spill = spilled_bytes()
     ray.shutdown()
-    steps = [(k, v.get("seconds")) for k, v in record["stages"].items()]
+    steps = [(k, record["stages"][k].get("seconds")) for k in spec.steps if k in record["stages"]]
     worker = max(sampler.peak.values(), default=(0, ""))
     private = max(sampler.private.values(), default=(0, ""))
     return {"n": cfg["n"], "seconds": seconds, "driver_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -212,6 +213,7 @@ def main() -> None:
             gen = time.perf_counter() - t0
             # metaclip keeps about entries x t pairs: t grows with n so the kept share stays the same
             t = max(1, round(args.download_share * n / len(concepts)))
+            shutil.rmtree(work / f"run-{n}", ignore_errors=True)  # a fresh run: never resume an earlier one
             cfg = work / f"run-{n}.json"
             cfg.write_text(json.dumps({"n": n, "files": files, "run": str(work / f"run-{n}"), "t": t,
                                        "entries": concepts}))

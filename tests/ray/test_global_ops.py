@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - pa.compute
@@ -104,6 +106,13 @@ def _sorted_x(j: int, tables: list[pa.Table]) -> pa.Table:
     return t.sort_by("x").append_column("j", pa.array([j] * t.num_rows, pa.int64()))
 
 
+def _halves(j: int, tables: list[pa.Table]) -> list[pa.Table]:
+    """Fan-out 2: rows with x < 100, then the rest."""
+    t = pa.concat_tables(tables)
+    low = pa.compute.less(t.column("x"), 100)
+    return [t.filter(low), t.filter(pa.compute.invert(low))]
+
+
 @pytest.mark.parametrize("cfg", [CFG, ROUNDS], ids=["one-map", "map-per-file"])
 def test_shuffle_through_files_equals_the_object_store_one(tmp_path, ray_session, cfg):
     from wit.distributed import shuffle as sh
@@ -118,6 +127,16 @@ def test_shuffle_through_files_equals_the_object_store_one(tmp_path, ray_session
     by_files = list(sh.results("t", sh.shuffle("t", files, _spread, _sorted_x, cfg, scratch=scratch)))
     assert [t.num_rows for t in by_files] == [0, 32, 0, 33, 0]
     assert all(a.equals(b) for a, b in zip(by_objects, by_files)) and len(by_files) == 5
+    # a fan-out regrouped: through files inside through_files, through the object store outside
+    fanned = []
+    for scope in (contextlib.nullcontext(), sh.through_files(str(tmp_path / "fan"))):
+        with scope:
+            refs = sh.shuffle("t", files, _spread, _halves, cfg, fanout=2)
+            fanned.append([t.column("x").to_pylist() for t in sh.results("t", sh.regroup("t", refs, _sorted_x, cfg))])
+            assert isinstance(refs[0], sh.FileFanout) == (len(fanned) == 2)
+    assert fanned[0] == fanned[1] == [sorted(x for x in [*range(40), *range(200, 225)] if x < 100),
+                                      list(range(200, 225))]
+    assert not (tmp_path / "fan" / folders.SHUFFLE).exists()
     # one file per map task (the empty input joins the next one's task)
     maps = folders.list_named(scratch, __import__("re").compile(r"map-\d+\.shuffle"))
     assert len(maps) == (1 if cfg.rows_per_partition > 100 else 2)

@@ -58,8 +58,8 @@ def test_a_global_step_task_whose_worker_is_killed_is_retried(tmp_path, ray_sess
 @pytest.mark.slow
 def test_spill_disk_exhaustion_stops_the_step_with_one_line_naming_it_and_the_limits(tmp_path):
     """`wit match --runner ray` with an 80 MB object store spilling to an 8 MiB disk: the three parts
-    hold the same uids, so the uid-duplicate pass finds 3M later duplicates (~150 MB), whose blocks
-    travel between its reduce tasks through the object store and fill both; the command exits 2 with
+    hold the same uids, so the uid-duplicate pass finds 3M later duplicates (~150 MB), whose sorted
+    blocks come back to the driver through the object store and fill both; the command exits 2 with
     one line. (The shuffle's own pieces go through files in the output folder.)"""
     with small_disk(tmp_path / "spill", "8m") as spill:
         rng = np.random.default_rng(0)

@@ -191,11 +191,8 @@ def shuffle(step: str, items: list, map_fn: Callable, reduce_fn: Callable, cfg: 
     rows = [parquet_rows([i[1] if isinstance(i, tuple) else i]) for i in items]
     p = partitions or partitions_for(cfg, sum(rows))
     groups = map_groups(items, rows, cfg.rows_per_partition)
-    if scratch is None and _scopes:
-        from wit.io import folders
-
-        scratch = folders.join(_scopes[-1], f"{next(_numbers):06d}")
-    if scratch is not None and groups:
+    scratch = _scratch_for(scratch) if groups else None
+    if scratch is not None:
         return _shuffle_via_files(step, groups, map_fn, reduce_fn, cfg, p, scratch, map_args, reduce_args, fanout)
     mapper = _remote(_map_group, cfg, num_returns=p)
     fanin = max(2, cfg.merge_fanin)
@@ -226,50 +223,110 @@ def shuffle(step: str, items: list, map_fn: Callable, reduce_fn: Callable, cfg: 
 def _map_to_file(step: str, fn: Callable, group: tuple, p: int, url: str, *args) -> list[int]:
     """``_map_group`` whose P outputs go to one Parquet file at ``url``, one row group per partition
     that has rows, in partition order; returns the row count of each partition."""
-    from wit.io import folders
-
     out = _map_group(step, fn, group, p, *args)
-    tables = [out] if p == 1 else list(out)
-    del out
     try:
-        schema = next((t.schema for t in tables if t.num_rows), tables[0].schema)
-        sink = pa.BufferOutputStream()
-        with pq.ParquetWriter(sink, schema, compression="lz4") as w:
-            for t in tables:
-                if t.num_rows:
-                    w.write_table(t if t.schema == schema else t.select(schema.names).cast(schema),
-                                  row_group_size=t.num_rows)
-        counts = [t.num_rows for t in tables]
-        del tables
-        folders.atomic_write_bytes(url, sink.getvalue().to_pybytes())
+        return _write_pieces(url, [out] if p == 1 else list(out))
     except Exception as err:  # noqa: BLE001 - as in _map_task
         raise GlobalStepError(step, url, repr(err)) from err
-    del sink
-    _release()
+    finally:
+        del out
+        _release()
+
+
+def _write_pieces(url: str, tables: list[pa.Table]) -> list[int]:
+    """``tables`` as one Parquet file at ``url``, one row group per table with rows, in order;
+    returns each table's row count."""
+    from wit.io import folders
+
+    schema = next((t.schema for t in tables if t.num_rows), tables[0].schema)
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, schema, compression="lz4") as w:
+        for t in tables:
+            if t.num_rows:
+                w.write_table(t if t.schema == schema else t.select(schema.names).cast(schema),
+                              row_group_size=t.num_rows)
+    counts = [t.num_rows for t in tables]
+    del tables
+    folders.atomic_write_bytes(url, sink.getvalue().to_pybytes())
     return counts
 
 
-def _map_file(scratch: str, i: int) -> str:
-    from wit.io import folders
-
-    return folders.join(scratch, f"map-{i:05d}.shuffle")
-
-
-def _reduce_files(step: str, fn: Callable, j: int, fanout: int, args: tuple, scratch: str, maps, row_groups):
-    """``_reduce_task`` over partition ``j``: row group ``row_groups[k]`` of map file ``maps[k]``
-    (map file 0's schema when no map had rows for ``j``)."""
+def _read_pieces(urls: list[str], sources, row_groups) -> list[pa.Table]:
+    """Row group ``row_groups[k]`` of file ``urls[sources[k]]`` for each k (file 0's empty schema when
+    there are none)."""
     from wit.io import folders
 
     tables = []
+    for i, g in zip(sources, row_groups) if len(sources) else [(0, None)]:
+        fs, path = folders.fs_and_path(urls[int(i)])
+        with fs.open(path, "rb") as f:
+            pf = pq.ParquetFile(f, pre_buffer=False)
+            tables.append(pf.schema_arrow.empty_table() if g is None else pf.read_row_group(int(g)))
+    return tables
+
+
+def _reduce_files(step: str, fn: Callable, j: int, fanout: int, args: tuple, urls: list[str], sources, row_groups,
+                  out_url: str | None = None):
+    """``_reduce_task`` over partition ``j``'s pieces (``_read_pieces``); with ``out_url``, its
+    ``fanout`` outputs go to that file (``_write_pieces``) and their row counts are returned."""
     try:
-        for i, g in zip(maps, row_groups) if len(maps) else [(0, None)]:
-            fs, path = folders.fs_and_path(_map_file(scratch, int(i)))
-            with fs.open(path, "rb") as f:
-                pf = pq.ParquetFile(f, pre_buffer=False)
-                tables.append(pf.schema_arrow.empty_table() if g is None else pf.read_row_group(int(g)))
+        tables = _read_pieces(urls, sources, row_groups)
     except Exception as err:  # noqa: BLE001 - as above
         raise GlobalStepError(step, f"partition {j}", repr(err)) from err
-    return _reduce_task(step, fn, j, fanout, args, *tables)
+    out = _reduce_task(step, fn, j, fanout, args, *tables)
+    del tables
+    if out_url is None:
+        return out
+    try:
+        return _write_pieces(out_url, [out] if fanout == 1 else list(out))
+    except Exception as err:  # noqa: BLE001 - as above
+        raise GlobalStepError(step, f"partition {j}", repr(err)) from err
+    finally:
+        del out
+        _release()
+
+
+@dataclass(frozen=True)
+class FileFanout:
+    """A reduce task's ``fanout`` outputs written to the file ``url`` (one row group per output with
+    rows); ``ref`` resolves to their row counts. ``regroup`` reads them back by row group."""
+
+    ref: object
+    url: str
+
+
+def _scratch_for(scratch: str | None) -> str | None:
+    from wit.io import folders
+
+    if scratch is None and _scopes:
+        scratch = folders.join(_scopes[-1], f"{next(_numbers):06d}")
+    if scratch is not None:
+        folders.makedirs(scratch)
+    return scratch
+
+
+def _from_files(step: str, reduce_fn: Callable, cfg: ShuffleConfig, urls: list[str], counts, reduce_args: tuple,
+                fanout: int, scratch: str | None) -> list:
+    """Reduce task j reads piece j of every file (``counts[i, j]`` rows in file i); with ``scratch``
+    and ``fanout`` > 1 its outputs go to files too (``FileFanout``)."""
+    import numpy as np
+    import ray
+
+    from wit.io import folders
+
+    # row group of (file i, piece j): the pieces of file i before j that had rows
+    group_of = np.cumsum(counts > 0, axis=1) - 1
+    to_files = scratch is not None and fanout > 1
+    reducer = _remote(_reduce_files, cfg, num_returns=1 if to_files else fanout)
+    urls_ref = ray.put(urls)  # one object, not one list per task
+    refs = []
+    for j in range(counts.shape[1]):
+        sources = np.flatnonzero(counts[:, j]).astype(np.int32)
+        out_url = folders.join(scratch, f"reduce-{j:05d}.shuffle") if to_files else None
+        ref = reducer.remote(step, reduce_fn, j, fanout, reduce_args, urls_ref, sources,
+                             group_of[sources, j].astype(np.int32), out_url)
+        refs.append(FileFanout(ref, out_url) if to_files else ref)
+    return refs
 
 
 def _shuffle_via_files(step: str, groups: list[tuple], map_fn: Callable, reduce_fn: Callable, cfg: ShuffleConfig,
@@ -278,19 +335,11 @@ def _shuffle_via_files(step: str, groups: list[tuple], map_fn: Callable, reduce_
 
     from wit.io import folders
 
-    folders.makedirs(scratch)
+    urls = [folders.join(scratch, f"map-{i:05d}.shuffle") for i in range(len(groups))]
     mapper = _remote(_map_to_file, cfg)
-    counts = np.array(list(results(step, [mapper.remote(step, map_fn, g, p, _map_file(scratch, i), *map_args)
-                                          for i, g in enumerate(groups)])), np.int64).reshape(len(groups), p)
-    # row group of (map i, partition j): the partitions of map i before j that had rows
-    group_of = np.cumsum(counts > 0, axis=1) - 1
-    reducer = _remote(_reduce_files, cfg, num_returns=fanout)
-    refs = []
-    for j in range(p):
-        maps = np.flatnonzero(counts[:, j]).astype(np.int32)
-        refs.append(reducer.remote(step, reduce_fn, j, fanout, reduce_args, scratch, maps,
-                                   group_of[maps, j].astype(np.int32)))
-    return refs
+    counts = np.array(list(results(step, [mapper.remote(step, map_fn, g, p, u, *map_args)
+                                          for g, u in zip(groups, urls)])), np.int64).reshape(len(groups), p)
+    return _from_files(step, reduce_fn, cfg, urls, counts, reduce_args, fanout, scratch)
 
 
 def _merge_task(step: str, j: int, *tables: pa.Table) -> pa.Table:
@@ -308,6 +357,12 @@ def regroup(step: str, refs: list, reduce_fn: Callable, cfg: ShuffleConfig | Non
             fanout: int = 1) -> list:
     """A further reduce over the fan-out of a previous one: ``refs[i][j]`` is output j of reduce task i;
     with ``fanout`` > 1 its own outputs fan out again, for one more ``regroup``."""
+    if refs and isinstance(refs[0], FileFanout):
+        import numpy as np
+
+        counts = np.array(list(results(step, [r.ref for r in refs])), np.int64).reshape(len(refs), -1)
+        return _from_files(step, reduce_fn, cfg, [r.url for r in refs], counts, reduce_args, fanout,
+                           _scratch_for(None) if fanout > 1 else None)
     reducer = _remote(_reduce_task, cfg, num_returns=fanout)
     fan = len(refs[0]) if refs and isinstance(refs[0], (list, tuple)) else 1
     refs = [[r] if fan == 1 else r for r in refs]
