@@ -202,3 +202,34 @@ def test_a_stage_task_failing_three_times_fails_the_stage_and_keeps_the_others(t
     assert err.value.failure["input"] == str(bad) and "attempts" in err.value.failures[0]
     assert err.value.failures[0]["attempts"] == 3 and "Parquet" in err.value.failure["error"]
     assert sorted(p.name for p in (out / folders.MARKERS).iterdir()) == ["part-00000.json", "part-00002.json", "part-00003.json"]
+
+
+def test_a_full_disk_under_the_shuffle_files_names_the_step_and_the_folder(tmp_path, ray_session):
+    from tests.helpers import small_disk
+    from wit.errors import StorageFull
+
+    rng = np.random.default_rng(0)
+    parts = []
+    for p in range(3):  # ~640 kB of random hex uids each: the map files do not fit in 512 kB
+        parts.append(str(tmp_path / "in" / f"part-{p:05d}.parquet"))
+        folders.write_parquet(parts[-1], pa.table({"uid": [rng.bytes(16).hex() for _ in range(20_000)]}))
+    with small_disk(tmp_path / "disk", "512k") as disk:
+        with pytest.raises(StorageFull) as err:
+            g.write_later_duplicates(parts, str(disk / "matched" / "_duplicates.parquet"), runner="ray",
+                                     cfg=ShuffleConfig(partitions=3, attempts=1))
+    msg = str(err.value)
+    assert msg.startswith(f"match: uid duplicates: no space left on the disk of {disk / 'matched' / folders.SHUFFLE}")
+    assert "MiB free there)" in msg and "\n" not in msg
+
+
+def _arena_max() -> str | None:
+    import os
+
+    return os.environ.get("MALLOC_ARENA_MAX")
+
+
+def test_ray_workers_start_with_the_configured_malloc_arenas(ray_session):
+    import os
+
+    want = os.environ.get("MALLOC_ARENA_MAX") or "2"  # the settings' default, unless the environment sets it
+    assert ray_session.get(ray_session.remote(_arena_max).remote()) == want

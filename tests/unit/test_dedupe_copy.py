@@ -196,6 +196,52 @@ def test_turn_rows_catch_vertical_flips_and_quarter_turns(tmp_path):
     assert found[False].count("") >= 3  # pHash and its mirror alone miss them (a drawing may be symmetric)
 
 
+def test_largest_upright_rect_fits_inside_the_turned_picture_and_is_largest():
+    import math
+
+    from wit.dedupe.index import largest_upright_rect
+
+    rng = random.Random(3)
+    assert largest_upright_rect(100, 100, 45) == pytest.approx((100 / math.sqrt(2),) * 2)
+    assert largest_upright_rect(200, 100, 0) == pytest.approx((200, 100))
+    for _ in range(300):
+        w, h, deg = rng.uniform(20, 400), rng.uniform(20, 400), rng.uniform(-360, 360)
+        rw, rh = largest_upright_rect(w, h, deg)
+        a = math.radians(deg)
+
+        def inside(rw, rh) -> bool:  # every corner, turned back, lies in the picture
+            return all(abs(x * math.cos(a) + y * math.sin(a)) <= w / 2 + 1e-6 and
+                       abs(-x * math.sin(a) + y * math.cos(a)) <= h / 2 + 1e-6
+                       for x in (-rw / 2, rw / 2) for y in (-rh / 2, rh / 2))
+        assert rw > 0 and rh > 0 and inside(rw, rh)
+        # no upright rectangle of larger area fits: scan aspect ratios around the one found
+        best = rw * rh
+        for k in range(1, 40):
+            t = (rw / rh) * 1.08 ** (k - 20)
+            lo, hi = 0.0, 2 * max(w, h)
+            for _ in range(40):  # the largest height of aspect t that fits
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if inside(t * mid, mid) else (lo, mid)
+            assert t * lo * lo <= best * (1 + 1e-6)
+
+
+def test_turn_rows_catch_rotations_all_round_framed_to_the_corner_free_rectangle(tmp_path):
+    from wit.dedupe.index import rotate_framed
+
+    evals = _drawings(6, seed=11)
+    folder = _save_all(evals, tmp_path / "eval")
+    angles = [37.0, 61.5, 123.0, 201.0, 250.5, 322.0]  # between the indexed 4-degree steps
+    copies = [rotate_framed(im.convert("RGB"), a) for im, a in zip(evals, angles)]
+    found = {}
+    for turns in (False, True):
+        EvalIndex.build({"e": str(folder)}, dihedral_variants=turns).save(str(tmp_path / f"ix{turns}"))
+        stage = DescribeStage(index_dir=str(tmp_path / f"ix{turns}"))
+        stage.setup()
+        found[turns] = stage.process_batch(_rows(copies)).kept.column("eval_match").to_pylist()
+    assert found[True] == [f"e:{i:03d}.png" for i in range(6)]
+    assert found[False].count("") >= 5
+
+
 def test_augly_suite_on_real_photos(shared_data):
     pytest.importorskip("augly")
     from wit.dedupe.augly_suite import FAMILIES, suite, transform_names

@@ -192,3 +192,15 @@ def test_query_list_with_repeated_strings_or_ids_is_refused(tmp_path, capsys):
     assert not (tmp_path / "matched").exists()
     assert main(["match", "--queries", str(bad), "--candidates", inputs[0], "--out", str(tmp_path / "m")]) == 2
     assert "duplicate query value(s): 'red', 'dog'" in capsys.readouterr().err
+
+
+def test_candidates_without_a_caption_are_dropped_as_no_match(tmp_path):
+    """A user's own candidate Parquet may carry null captions: counted, not a crash."""
+    cand = tmp_path / "candidates"
+    t = pa.table({"uid": ["a", "b", "c"], "url": ["http://x/1.jpg"] * 3, "text": ["a red dog", None, "nothing"],
+                  "page_url": [None] * 3, "source": ["mine"] * 3})
+    folders.write_parquet(str(cand / folders.part_name(0)), t)
+    rep = match_folder(_queries(tmp_path, ["red"]), str(cand), str(tmp_path / "matched"),
+                       ledger_dir=str(tmp_path / "ledger"), progress=False)
+    assert rep["kept"] == 1 and rep["by_reason"] == {"no_match": 2}
+    assert ledger.reconcile(str(tmp_path / "ledger"), {"match": str(tmp_path / "matched")})["match"].ok

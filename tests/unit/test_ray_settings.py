@@ -58,3 +58,15 @@ def test_storage_flags_of_a_stage_command(tmp_path):
 def test_map_tasks_group_small_inputs_to_bound_the_shuffle_pieces():
     assert sh.map_groups(list("abcde"), [5, 5, 20, 1, 1], 10) == [("a", "b"), ("c",), ("d", "e")]
     assert sh.map_groups(["x"], [0], 10) == [("x",)] and sh.map_groups([], [], 10) == []
+
+
+def test_ray_workers_get_two_malloc_arenas_unless_the_environment_says_otherwise(tmp_path, monkeypatch):
+    from wit.runners.ray import worker_runtime_env
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert worker_runtime_env(settings.current()) == {"env_vars": {"MALLOC_ARENA_MAX": "2"}}
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("ray:\n  malloc_arenas: null\n")
+    assert worker_runtime_env(settings.from_spec(load_yaml(spec, RunSpec).ray)) is None
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert worker_runtime_env(settings.current()) == {"env_vars": {"MALLOC_ARENA_MAX": "4"}}

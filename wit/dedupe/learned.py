@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,7 +79,9 @@ class CopyDescriptor:
 
         extra = {META: ""}
         try:
-            model = torch.jit.load(self.checkpoint, map_location=self.device, _extra_files=extra)
+            with warnings.catch_warnings():  # a damaged file's loader warning would repeat the one line below
+                warnings.simplefilter("ignore")
+                model = torch.jit.load(self.checkpoint, map_location=self.device, _extra_files=extra)
         except Exception as err:  # noqa: BLE001 - any loader failure is the same user error
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise CheckpointError(f"copy detector checkpoint {self.checkpoint} does not load as TorchScript: "

@@ -58,6 +58,8 @@ class GlobalStepError(RuntimeError):
 
 
 _scopes: list[str] = []
+#: how a task's full disk reads in its error text (str or repr of an ENOSPC OSError)
+_ENOSPC = ("[Errno 28]", "OSError(28,", "No space left on device")
 _numbers = itertools.count()
 
 
@@ -72,6 +74,12 @@ def through_files(root: str):
     _scopes.append(scratch)
     try:
         yield scratch
+    except GlobalStepError as err:
+        if any(e in f["error"] for f in err.failures for e in _ENOSPC):
+            from wit.errors import StorageFull, disk_full_message
+
+            raise StorageFull(disk_full_message(err.failure["step"], folders.join(root, folders.SHUFFLE))) from None
+        raise
     finally:
         _scopes.remove(scratch)
         folders.remove_tree(scratch)

@@ -50,7 +50,8 @@ class MatchStage(Stage):
     def process_batch(self, batch: pa.Table) -> BatchResult:
         batch = schemas.conform(batch, schemas.CANDIDATES).select(schemas.CANDIDATES.names)
         dup = pc.is_in(batch.column("uid"), value_set=getattr(self, "_drop", pa.array([], pa.string())))
-        ids = self.matcher.match_batch(batch.column("text").combine_chunks().to_pylist())
+        # a missing caption (null, in a user's own candidates) matches nothing: dropped as no_match
+        ids = self.matcher.match_batch(pc.fill_null(batch.column("text").combine_chunks(), "").to_pylist())
         matched = batch.append_column(schemas.MATCHED.field("query_ids"), ids)
         has = pc.greater(pc.list_value_length(ids), 0)
         keep = pc.and_(has, pc.invert(dup))

@@ -40,9 +40,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, progress
             log.warning("ray: object_store_memory, spill_dir and disk_full_fraction apply when wit starts Ray; "
                         "a cluster takes them, and max_direct_call_object_size, from `ray start` "
                         "(docs/capacity.md)")
-        ray.init(address=address, **kwargs)
+        ray.init(address=address, runtime_env=worker_runtime_env(s), **kwargs)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), **start_options(s), **kwargs)
+        ray.init(num_cpus=num_cpus or os.cpu_count(), runtime_env=worker_runtime_env(s), **start_options(s), **kwargs)
     try:
         from ray.data import DataContext
 
@@ -52,6 +52,13 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, progress
     except Exception:  # noqa: BLE001 - progress settings are cosmetic
         pass
     console.route_ray_logs(log_dir)
+
+
+def worker_runtime_env(s: settings.RaySettings) -> dict | None:
+    """The environment of this job's Ray workers: ``MALLOC_ARENA_MAX`` (read by glibc when a worker
+    starts) from the settings, unless this process's own environment sets it."""
+    n = os.environ.get("MALLOC_ARENA_MAX") or (str(s.malloc_arenas) if s.malloc_arenas else None)
+    return {"env_vars": {"MALLOC_ARENA_MAX": n}} if n else None
 
 
 def start_options(s: settings.RaySettings) -> dict:
