@@ -138,7 +138,9 @@ class DedupeConfig(Strict):
     crop_variants: bool = Field(True, description="index pHashes of 19 crops of each eval image")
     rotation_variants: bool = Field(True, description="index pHashes of +-4/8 degree rotations of each eval image")
     centre_hash: bool = Field(True, description="match centre-region pHashes too (overlays, borders); decodes the JPEG")
-    dihedral_variants: bool = Field(False, description="index pHashes of vflip/90/180/270-degree turns and 15-30 degree rotations")
+    dihedral_variants: bool = Field(False, description="index pHashes of vflip/90/180/270-degree turns and "
+                                                       "rotations all round (4-degree steps, framed to the "
+                                                       "corner-free rectangle)")
     model: str | None = Field(None, description="open_clip model name for embedding matching (with checkpoint)")
     checkpoint: str | None = Field(None, description="local open_clip checkpoint; without it no embeddings")
     embed_threshold: float | None = Field(None, ge=-1, le=1, description="cosine; None: the index's")
@@ -201,9 +203,9 @@ class RayConfig(Strict):
                                 "ones go to the object store (Ray's max_direct_call_object_size; its default "
                                 "100 KiB put whole shuffles in the driver)")
     malloc_arenas: int | None = Field(
-        2, ge=1, description="glibc malloc arenas per Ray worker (MALLOC_ARENA_MAX; none: glibc's 8 x cores): "
-                             "a download actor's threads otherwise leave memory spread over many arenas, and "
-                             "the actor grows with the tasks it has run")
+        2, ge=1, description="glibc malloc arenas a stage actor's threads share (M_ARENA_MAX; none: glibc's "
+                             "8 x cores): a download actor's threads otherwise leave memory spread over many "
+                             "arenas, and the actor grows with the tasks it has run")
     shuffle_partitions: int | None = Field(
         None, ge=1, description="reduce tasks per global shuffle (none: rows / rows_per_partition, >= 2 x CPUs)")
     rows_per_partition: int = Field(2_000_000, ge=1, description="input rows per reduce task: sets its memory")

@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="(index) cosine at or above which a candidate is an eval copy (stored in the index); "
                         "default: the checkpoint's calibrated one, 0.95 for open_clip")
     p.add_argument("--turns", action="store_true",
-                   help="(index) also index vflip/90/180/270-degree turns and 15-30 degree rotations of each image")
+                   help="(index) also index vflip/90/180/270-degree turns and rotations all round (every "
+                        "4 degrees, framed to the corner-free rectangle) of each image")
     p.add_argument("--images", default=None, help="(train-/calibrate-detector) photos to train on / eval-like references")
     p.add_argument("--distractors", default=None,
                    help="(train-/calibrate-detector) photos that are no copies, for the threshold")

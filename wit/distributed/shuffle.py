@@ -313,6 +313,19 @@ def _scratch_for(scratch: str | None) -> str | None:
     return scratch
 
 
+def _count_matrix(step: str, refs: list, width: int | None):
+    """The row counts each task returned, as a (tasks x pieces) int32 matrix filled one task at a time
+    (not a Python list of lists: at 2,500 x 2,500 that would be ~200 MB in the driver)."""
+    import numpy as np
+
+    out = None
+    for i, c in enumerate(results(step, refs)):
+        if out is None:
+            out = np.zeros((len(refs), width or len(c)), np.int32)
+        out[i] = c
+    return out if out is not None else np.zeros((0, width or 0), np.int32)
+
+
 def _from_files(step: str, reduce_fn: Callable, cfg: ShuffleConfig, urls: list[str], counts, reduce_args: tuple,
                 fanout: int, scratch: str | None) -> list:
     """Reduce task j reads piece j of every file (``counts[i, j]`` rows in file i); with ``scratch``
@@ -323,7 +336,7 @@ def _from_files(step: str, reduce_fn: Callable, cfg: ShuffleConfig, urls: list[s
     from wit.io import folders
 
     # row group of (file i, piece j): the pieces of file i before j that had rows
-    group_of = np.cumsum(counts > 0, axis=1) - 1
+    group_of = np.cumsum(counts > 0, axis=1, dtype=np.int32) - 1
     to_files = scratch is not None and fanout > 1
     reducer = _remote(_reduce_files, cfg, num_returns=1 if to_files else fanout)
     urls_ref = ray.put(urls)  # one object, not one list per task
@@ -339,14 +352,11 @@ def _from_files(step: str, reduce_fn: Callable, cfg: ShuffleConfig, urls: list[s
 
 def _shuffle_via_files(step: str, groups: list[tuple], map_fn: Callable, reduce_fn: Callable, cfg: ShuffleConfig,
                        p: int, scratch: str, map_args: tuple, reduce_args: tuple, fanout: int) -> list:
-    import numpy as np
-
     from wit.io import folders
 
     urls = [folders.join(scratch, f"map-{i:05d}.shuffle") for i in range(len(groups))]
     mapper = _remote(_map_to_file, cfg)
-    counts = np.array(list(results(step, [mapper.remote(step, map_fn, g, p, u, *map_args)
-                                          for g, u in zip(groups, urls)])), np.int64).reshape(len(groups), p)
+    counts = _count_matrix(step, [mapper.remote(step, map_fn, g, p, u, *map_args) for g, u in zip(groups, urls)], p)
     return _from_files(step, reduce_fn, cfg, urls, counts, reduce_args, fanout, scratch)
 
 
@@ -366,9 +376,7 @@ def regroup(step: str, refs: list, reduce_fn: Callable, cfg: ShuffleConfig | Non
     """A further reduce over the fan-out of a previous one: ``refs[i][j]`` is output j of reduce task i;
     with ``fanout`` > 1 its own outputs fan out again, for one more ``regroup``."""
     if refs and isinstance(refs[0], FileFanout):
-        import numpy as np
-
-        counts = np.array(list(results(step, [r.ref for r in refs])), np.int64).reshape(len(refs), -1)
+        counts = _count_matrix(step, [r.ref for r in refs], None)
         return _from_files(step, reduce_fn, cfg, [r.url for r in refs], counts, reduce_args, fanout,
                            _scratch_for(None) if fanout > 1 else None)
     reducer = _remote(_reduce_task, cfg, num_returns=fanout)

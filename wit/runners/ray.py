@@ -15,7 +15,7 @@ import warnings
 from wit import console
 from wit.io import folders
 from wit.runners import settings
-from wit.runners.task import release_memory, run_task
+from wit.runners.task import limit_malloc_arenas, release_memory, run_task
 from wit.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, progress
             log.warning("ray: object_store_memory, spill_dir and disk_full_fraction apply when wit starts Ray; "
                         "a cluster takes them, and max_direct_call_object_size, from `ray start` "
                         "(docs/capacity.md)")
-        ray.init(address=address, runtime_env=worker_runtime_env(s), **kwargs)
+        ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), runtime_env=worker_runtime_env(s), **start_options(s), **kwargs)
+        ray.init(num_cpus=num_cpus or os.cpu_count(), **start_options(s), **kwargs)
     try:
         from ray.data import DataContext
 
@@ -52,13 +52,6 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, progress
     except Exception:  # noqa: BLE001 - progress settings are cosmetic
         pass
     console.route_ray_logs(log_dir)
-
-
-def worker_runtime_env(s: settings.RaySettings) -> dict | None:
-    """The environment of this job's Ray workers: ``MALLOC_ARENA_MAX`` (read by glibc when a worker
-    starts) from the settings, unless this process's own environment sets it."""
-    n = os.environ.get("MALLOC_ARENA_MAX") or (str(s.malloc_arenas) if s.malloc_arenas else None)
-    return {"env_vars": {"MALLOC_ARENA_MAX": n}} if n else None
 
 
 def start_options(s: settings.RaySettings) -> dict:
@@ -78,8 +71,10 @@ def start_options(s: settings.RaySettings) -> dict:
 
 
 class _StageActor:
-    def __init__(self, stage: Stage, out: str, ledger_dir: str | None):
+    def __init__(self, stage: Stage, out: str, ledger_dir: str | None, malloc_arenas: int | None = None):
         self.stage, self.out, self.ledger_dir = stage, out, ledger_dir
+        if malloc_arenas:  # before setup starts the stage's threads (download: 32)
+            limit_malloc_arenas(malloc_arenas)
         stage.setup()
 
     def __call__(self, batch: dict) -> dict:
@@ -165,7 +160,8 @@ def _run_pool(stage: Stage, pending: list[tuple[int, str]], out: str, ledger_dir
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
         ds = ds.map_batches(
             _StageActor,
-            fn_constructor_kwargs={"stage": stage, "out": out, "ledger_dir": ledger_dir},
+            fn_constructor_kwargs={"stage": stage, "out": out, "ledger_dir": ledger_dir,
+                                   "malloc_arenas": settings.current().malloc_arenas},
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=n),
             num_cpus=res.cpus,
