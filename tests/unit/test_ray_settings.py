@@ -60,23 +60,13 @@ def test_map_tasks_group_small_inputs_to_bound_the_shuffle_pieces():
     assert sh.map_groups(["x"], [0], 10) == [("x",)] and sh.map_groups([], [], 10) == []
 
 
-def test_stage_actors_limit_malloc_arenas_before_the_stage_starts_its_threads(tmp_path, monkeypatch):
-    import platform
+def test_a_local_ray_starts_with_two_malloc_arenas_unless_the_environment_says_otherwise(tmp_path, monkeypatch):
+    from wit.runners.ray import worker_env
 
-    from tests.stages_for_tests import KeepEvenLength
-    from wit.runners import ray as ray_runner
-    from wit.runners.task import limit_malloc_arenas
-
-    if platform.libc_ver()[0] == "glibc":
-        assert limit_malloc_arenas(8)  # glibc takes it (8 x cores is its own default ceiling)
-    calls = []
-    monkeypatch.setattr(ray_runner, "limit_malloc_arenas", lambda n: calls.append(n))
-    stage = KeepEvenLength()
-    monkeypatch.setattr(stage, "setup", lambda: calls.append("setup"))
-    ray_runner._StageActor(stage, str(tmp_path), None, malloc_arenas=2)
-    ray_runner._StageActor(stage, str(tmp_path), None, malloc_arenas=None)
-    assert calls == [2, "setup", "setup"]
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert worker_env(settings.current()) == {"MALLOC_ARENA_MAX": "2"}
     spec = tmp_path / "spec.yaml"
     spec.write_text("ray:\n  malloc_arenas: null\n")
-    assert settings.from_spec(load_yaml(spec, RunSpec).ray).malloc_arenas is None
-    assert settings.RaySettings().malloc_arenas == 2
+    assert worker_env(settings.from_spec(load_yaml(spec, RunSpec).ray)) == {}
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # the workers inherit the user's own setting
+    assert worker_env(settings.RaySettings()) == {}

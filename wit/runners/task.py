@@ -101,18 +101,6 @@ def release_memory() -> None:
 
 
 _TRIM: list = []
-_M_ARENA_MAX = -8  # glibc's mallopt parameter number
-
-
-def limit_malloc_arenas(n: int) -> bool:
-    """Let the threads this process starts from now on share at most ``n`` glibc malloc arenas (what
-    ``MALLOC_ARENA_MAX`` sets at start-up); False where the C library is not glibc."""
-    try:
-        import ctypes
-
-        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, int(n)))
-    except (OSError, AttributeError):
-        return False
 
 
 def _malloc_trim():
