@@ -66,3 +66,24 @@ class UpperText(Stage):
 
     def process_batch(self, batch: pa.Table) -> BatchResult:
         return BatchResult(kept=batch.set_column(2, "text", pc.utf8_upper(batch["text"])))
+
+
+@dataclass
+class ArenaProbe(KeepEvenLength):
+    """A threaded stage that records its worker's MALLOC_ARENA_MAX as each dropped row's detail."""
+
+    name: str = "arenaprobe"
+    threaded = True
+
+    def process_batch(self, batch: pa.Table) -> BatchResult:
+        res = super().process_batch(batch)
+        uids = res.dropped.column("uid").to_pylist()
+        env = os.environ.get("MALLOC_ARENA_MAX", "unset")
+        return BatchResult(kept=res.kept, dropped=BatchResult.drops(uids, ["odd_length"] * len(uids), [env] * len(uids)))
+
+
+@dataclass
+class UnthreadedArenaProbe(ArenaProbe):
+    """``ArenaProbe`` of a stage without threads: its actors start with Ray's own environment."""
+
+    threaded = False

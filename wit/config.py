@@ -203,9 +203,9 @@ class RayConfig(Strict):
                                 "ones go to the object store (Ray's max_direct_call_object_size; its default "
                                 "100 KiB put whole shuffles in the driver)")
     malloc_arenas: int | None = Field(
-        2, ge=1, description="MALLOC_ARENA_MAX of the processes of a local Ray (none: glibc's 8 x cores; a "
-                             "cluster sets it where it runs `ray start`): a download actor's threads otherwise "
-                             "leave memory spread over many arenas, and the actor grows with the tasks it ran")
+        2, ge=1, description="MALLOC_ARENA_MAX of a threaded stage's Ray actors (download; none: glibc's 8 x "
+                             "cores): its threads otherwise leave memory spread over many arenas, and the actor "
+                             "grows with the tasks it runs")
     shuffle_partitions: int | None = Field(
         None, ge=1, description="reduce tasks per global shuffle (none: rows / rows_per_partition, >= 2 x CPUs)")
     rows_per_partition: int = Field(2_000_000, ge=1, description="input rows per reduce task: sets its memory")

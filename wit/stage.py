@@ -62,6 +62,10 @@ class Stage:
 
     #: what one worker of this stage needs (the ray runner reserves it)
     resources: ClassVar[Resources] = Resources()
+    #: a worker runs a pool of threads (download): on Ray its actors start with the configured
+    #: ``MALLOC_ARENA_MAX`` (``ray.malloc_arenas``), so what the threads free is not spread over many
+    #: glibc arenas and the actor does not grow with the tasks it runs
+    threaded: ClassVar[bool] = False
     #: runner name -> "module:function" of a context manager that sets up what that runner's workers
     #: share (see ``wit.runners.run_stage``); the stage itself never imports the runner's libraries
     runner_hooks: ClassVar[dict[str, str]] = {}

@@ -220,16 +220,3 @@ def test_a_full_disk_under_the_shuffle_files_names_the_step_and_the_folder(tmp_p
     msg = str(err.value)
     assert msg.startswith(f"match: uid duplicates: no space left on the disk of {disk / 'matched' / folders.SHUFFLE}")
     assert "MiB free there)" in msg and "\n" not in msg
-
-
-def _arena_max() -> str | None:
-    import os
-
-    return os.environ.get("MALLOC_ARENA_MAX")
-
-
-def test_ray_workers_start_with_the_configured_malloc_arenas(ray_session):
-    import os
-
-    # the session's Ray was started by wit (ensure_ray): 2 unless the test environment set its own
-    assert ray_session.get(ray_session.remote(_arena_max).remote()) == (os.environ.get("MALLOC_ARENA_MAX") or "2")

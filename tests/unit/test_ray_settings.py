@@ -60,13 +60,17 @@ def test_map_tasks_group_small_inputs_to_bound_the_shuffle_pieces():
     assert sh.map_groups(["x"], [0], 10) == [("x",)] and sh.map_groups([], [], 10) == []
 
 
-def test_a_local_ray_starts_with_two_malloc_arenas_unless_the_environment_says_otherwise(tmp_path, monkeypatch):
-    from wit.runners.ray import worker_env
+def test_threaded_stages_actors_get_two_malloc_arenas_unless_the_environment_says_otherwise(tmp_path, monkeypatch):
+    from tests.stages_for_tests import ArenaProbe, KeepEvenLength
+    from wit.download.stage import DownloadStage
+    from wit.runners.ray import actor_options
 
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    assert worker_env(settings.current()) == {"MALLOC_ARENA_MAX": "2"}
+    assert DownloadStage.threaded and not KeepEvenLength.threaded
+    assert actor_options(ArenaProbe(), settings.current()) == {"runtime_env": {"env_vars": {"MALLOC_ARENA_MAX": "2"}}}
+    assert actor_options(KeepEvenLength(), settings.current()) == {}
     spec = tmp_path / "spec.yaml"
     spec.write_text("ray:\n  malloc_arenas: null\n")
-    assert worker_env(settings.from_spec(load_yaml(spec, RunSpec).ray)) == {}
+    assert actor_options(ArenaProbe(), settings.from_spec(load_yaml(spec, RunSpec).ray)) == {}
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # the workers inherit the user's own setting
-    assert worker_env(settings.RaySettings()) == {}
+    assert actor_options(ArenaProbe(), settings.RaySettings()) == {}

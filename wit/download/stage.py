@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 class DownloadStage(Stage):
     """Fetches each row's URL with per-host politeness, then resizes and re-encodes the image."""
 
+    threaded: ClassVar[bool] = True  # a pool of ``cfg.threads`` fetch/decode threads per worker
     cfg: DownloadConfig = field(default_factory=DownloadConfig)
     name: str = "download"
     output_schema = schemas.DOWNLOADED

@@ -42,7 +42,6 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, progress
                         "(docs/capacity.md)")
         ray.init(address=address, **kwargs)
     else:
-        os.environ.update(worker_env(s))  # the raylet and its workers start from this environment
         ray.init(num_cpus=num_cpus or os.cpu_count(), **start_options(s), **kwargs)
     try:
         from ray.data import DataContext
@@ -55,13 +54,15 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, progress
     console.route_ray_logs(log_dir)
 
 
-def worker_env(s: settings.RaySettings) -> dict[str, str]:
-    """Environment variables a local Ray's processes inherit from this one: ``MALLOC_ARENA_MAX``
-    (glibc reads it when a process starts) from the settings, unless this environment sets it. Set
-    here rather than as a Ray runtime env, which made every stage's actors start ~1 s slower."""
-    if not s.malloc_arenas or os.environ.get("MALLOC_ARENA_MAX"):
+def actor_options(stage: Stage, s: settings.RaySettings) -> dict:
+    """Extra ``ray_remote_args`` of a stage's actors: a threaded stage's start with ``MALLOC_ARENA_MAX``
+    (glibc reads it when a process starts; a running one keeps the arenas it has) unless this
+    process's environment sets it, which Ray's workers inherit anyway. Only threaded stages: a Ray
+    runtime env makes an actor start ~1 s later, and 2 arenas made the global steps' DuckDB and Arrow
+    threads ~15 % slower (benchmarks/scale.py)."""
+    if not stage.threaded or not s.malloc_arenas or os.environ.get("MALLOC_ARENA_MAX"):
         return {}
-    return {"MALLOC_ARENA_MAX": str(s.malloc_arenas)}
+    return {"runtime_env": {"env_vars": {"MALLOC_ARENA_MAX": str(s.malloc_arenas)}}}
 
 
 def start_options(s: settings.RaySettings) -> dict:
@@ -175,6 +176,7 @@ def _run_pool(stage: Stage, pending: list[tuple[int, str]], out: str, ledger_dir
             **({"num_gpus": res.gpus} if res.gpus else {}),
             **({"memory": res.memory} if res.memory else {}),
             max_restarts=0,
+            **actor_options(stage, settings.current()),
         )
     for r in ds.iter_rows():
         yield json.loads(r["stats"])

@@ -28,11 +28,10 @@ class RaySettings:
     #: the driver's memory (1.9 GB for the 16M-candidate ledger summary, docs/BENCHMARKS.md); 1 KiB
     #: keeps them in the object store, which spills to disk.
     max_inline_bytes: int = 1024
-    #: glibc malloc arenas per process of a local Ray (``MALLOC_ARENA_MAX``; None: glibc's default of 8
-    #: per core; a cluster sets it in the environment of ``ray start``). A download actor's 32 threads
-    #: otherwise spread what they free over many arenas, which ``malloc_trim`` does not give back, and
-    #: the actor grows with the tasks it has run (benchmarks/scale.py: the largest worker's private
-    #: memory 1.18-1.21x from 1M to 16M candidates with glibc's default, 1.08x with 2).
+    #: glibc malloc arenas of a threaded stage's actors (``MALLOC_ARENA_MAX``; None: glibc's default of
+    #: 8 per core). A download actor's 32 threads otherwise spread what they free over many arenas,
+    #: which ``malloc_trim`` does not give back, and the actor grows with the tasks it has run
+    #: (benchmarks/scale.py: download actors 1M -> 16M candidates 383-449 -> 655-672 MiB by default).
     malloc_arenas: int | None = 2
     shuffle: ShuffleConfig = field(default_factory=ShuffleConfig)
 
