@@ -157,7 +157,9 @@ def run_one(args: argparse.Namespace) -> dict:
         "balance_final": {"t": cfg["t"]},
         "shard": {"samples_per_shard": 1000},
         # reduce tasks of a fixed size at every size (the configured batch that bounds their memory)
-        "ray": {"object_store_memory": args.object_store_mb * 2**20, "rows_per_partition": args.rows_per_partition},
+        "ray": {"object_store_memory": args.object_store_mb * 2**20, "rows_per_partition": args.rows_per_partition,
+                **({"malloc_arenas": None if args.malloc_arenas == 0 else args.malloc_arenas}
+                   if args.malloc_arenas is not None else {})},
     })
     settings.from_spec(spec.ray)  # as `wit run` does: the spec's ray: section sizes the local Ray
     ensure_ray(num_cpus=os.cpu_count(), progress=False)
@@ -192,6 +194,8 @@ def main() -> None:
     ap.add_argument("--object-store-mb", type=int, default=1024)
     ap.add_argument("--rows-per-partition", type=int, default=250_000,
                     help="input rows per reduce task of the global shuffles (ray.rows_per_partition)")
+    ap.add_argument("--malloc-arenas", type=int, default=None,
+                    help="ray.malloc_arenas of the download actors (0: glibc's default; none: the spec's default, 2)")
     ap.add_argument("--work", default=None)
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -220,7 +224,9 @@ def main() -> None:
             env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0", "TQDM_DISABLE": "1"}
             proc = subprocess.run([sys.executable, __file__, "--one", str(cfg),
                                    "--object-store-mb", str(args.object_store_mb),
-                                   "--rows-per-partition", str(args.rows_per_partition)],
+                                   "--rows-per-partition", str(args.rows_per_partition),
+                                   *(["--malloc-arenas", str(args.malloc_arenas)] if args.malloc_arenas is not None
+                                     else [])],
                                   env=env, capture_output=True, text=True)
             line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
             if proc.returncode or not line:

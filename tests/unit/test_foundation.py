@@ -147,8 +147,12 @@ def test_expand_skips_markers_and_temp_files(tmp_path):
     inputs = make_candidates(tmp_path / "in", parts=2)
     run_stage(KeepEvenLength(), inputs, str(tmp_path / "out"), progress=False)
     (tmp_path / "out" / ".tmp-abc-part-00009.parquet").write_bytes(b"junk")
-    found = folders.expand(str(tmp_path / "out"), (".parquet",))
-    assert [Path(p).name for p in found] == ["part-00000.parquet", "part-00001.parquet"]
+    # a killed run's global-step shuffle files
+    (tmp_path / "out" / folders.SHUFFLE / "0a1b" / "000001").mkdir(parents=True)
+    (tmp_path / "out" / folders.SHUFFLE / "0a1b" / "000001" / "part-00007.parquet").write_bytes(b"junk")
+    for suffixes in ((".parquet",), None):
+        found = folders.expand(str(tmp_path / "out"), suffixes)
+        assert [Path(p).name for p in found if p.endswith(".parquet")] == ["part-00000.parquet", "part-00001.parquet"]
 
 
 def test_stage_commands_put_the_ledger_beside_out_unless_told():
