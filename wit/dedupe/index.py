@@ -219,7 +219,7 @@ class EvalIndex:
         """Index every image of ``eval_sets`` (name -> path). Besides each image's pixel hash and pHash:
         with ``crop_variants`` the pHashes of 19 crops, with ``rotation_variants`` of 8 small rotations
         (black corners, and cropped to the unrotated area), with ``centre`` the centre-region pHash,
-        with ``dihedral_variants`` 6 turns/mirrors (DIHEDRAL) and 86 rotations all round, framed to
+        with ``dihedral_variants`` 6 turns/mirrors (DIHEDRAL) and 88 rotations all round, framed to
         their corner-free rectangle (WIDE_ROTATIONS);
         with an ``embedder`` (``wit.dedupe.embed.Embedder``) each image's L2-normalised embedding."""
         from PIL import Image
