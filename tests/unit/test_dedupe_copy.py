@@ -181,17 +181,23 @@ def test_cli_train_and_calibrate_detector(tmp_path, capsys):
 
 # --- cheap wins: turned and mirrored copies ----------------------------------------------------
 
-def test_turn_rows_catch_vertical_flips_and_quarter_turns(tmp_path):
-    evals = _drawings(4, seed=7)
-    folder = _save_all(evals, tmp_path / "eval")
-    copies = [evals[0].transpose(Image.Transpose.FLIP_TOP_BOTTOM), evals[1].transpose(Image.Transpose.ROTATE_90),
-              evals[2].transpose(Image.Transpose.ROTATE_180), evals[3].transpose(Image.Transpose.TRANSPOSE)]
+def _found_without_and_with_turns(folder, copies, tmp_path) -> dict[bool, list[str]]:
+    """The eval match of each copy, against an index of ``folder`` without and with turn rows."""
     found = {}
     for turns in (False, True):
         EvalIndex.build({"e": str(folder)}, dihedral_variants=turns).save(str(tmp_path / f"ix{turns}"))
         stage = DescribeStage(index_dir=str(tmp_path / f"ix{turns}"))
         stage.setup()
         found[turns] = stage.process_batch(_rows(copies)).kept.column("eval_match").to_pylist()
+    return found
+
+
+def test_turn_rows_catch_vertical_flips_and_quarter_turns(tmp_path):
+    evals = _drawings(4, seed=7)
+    folder = _save_all(evals, tmp_path / "eval")
+    copies = [evals[0].transpose(Image.Transpose.FLIP_TOP_BOTTOM), evals[1].transpose(Image.Transpose.ROTATE_90),
+              evals[2].transpose(Image.Transpose.ROTATE_180), evals[3].transpose(Image.Transpose.TRANSPOSE)]
+    found = _found_without_and_with_turns(folder, copies, tmp_path)
     assert found[True] == [f"e:{i:03d}.png" for i in range(4)]
     assert found[False].count("") >= 3  # pHash and its mirror alone miss them (a drawing may be symmetric)
 
@@ -232,12 +238,7 @@ def test_turn_rows_catch_rotations_all_round_framed_to_the_corner_free_rectangle
     folder = _save_all(evals, tmp_path / "eval")
     angles = [37.0, 61.5, 123.0, 201.0, 250.5, 322.0]  # between the indexed 4-degree steps
     copies = [rotate_framed(im.convert("RGB"), a) for im, a in zip(evals, angles)]
-    found = {}
-    for turns in (False, True):
-        EvalIndex.build({"e": str(folder)}, dihedral_variants=turns).save(str(tmp_path / f"ix{turns}"))
-        stage = DescribeStage(index_dir=str(tmp_path / f"ix{turns}"))
-        stage.setup()
-        found[turns] = stage.process_batch(_rows(copies)).kept.column("eval_match").to_pylist()
+    found = _found_without_and_with_turns(folder, copies, tmp_path)
     assert found[True] == [f"e:{i:03d}.png" for i in range(6)]
     assert found[False].count("") >= 5
 
