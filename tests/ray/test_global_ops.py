@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -138,7 +139,7 @@ def test_shuffle_through_files_equals_the_object_store_one(tmp_path, ray_session
                                       list(range(200, 225))]
     assert not (tmp_path / "fan" / folders.SHUFFLE).exists()
     # one file per map task (the empty input joins the next one's task)
-    maps = folders.list_named(scratch, __import__("re").compile(r"map-\d+\.shuffle"))
+    maps = folders.list_named(scratch, re.compile(r"map-\d+\.shuffle"))
     assert len(maps) == (1 if cfg.rows_per_partition > 100 else 2)
 
 

@@ -110,7 +110,7 @@ def _tmp_name(final: str) -> str:
     return f"{head}/.tmp-{uuid.uuid4().hex[:12]}-{tail}" if head else f".tmp-{uuid.uuid4().hex[:12]}-{tail}"
 
 
-def atomic_write_bytes(url: str, data: bytes) -> None:
+def atomic_write_bytes(url: str, data: bytes | memoryview | pa.Buffer) -> None:
     fs, path = fs_and_path(url)
     parent = path.rpartition("/")[0]
     if parent:
