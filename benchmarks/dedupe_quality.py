@@ -124,7 +124,7 @@ def _rows(images: list[Image.Image], prefix: str) -> pa.Table:
         p = prepare(b.getvalue(), image_size=256)
         rows.append({"uid": f"{prefix}{i}", "jpg": p.jpg, "phash": p.phash, "phash_flip": p.phash_flip,
                      "pixel_sha256": p.pixel_sha256, "phash_centre": p.phash_centre,
-                     "phash_centre_flip": p.phash_centre_flip})
+                     "phash_centre_flip": p.phash_centre_flip, "phash_trimmed": p.phash_trimmed})
     return pa.Table.from_pylist(rows, schema=pa.schema([("uid", pa.string()), ("jpg", pa.binary())]
                                                        + schemas.DESCRIPTOR_FIELDS))
 
@@ -136,6 +136,8 @@ CONFIGS = {  # name: (index flags, describe flags)
     "+centre (default)": (dict(crop_variants=True, rotation_variants=True, centre=True), dict(centre_hash=True)),
     "+turns": (dict(crop_variants=True, rotation_variants=True, centre=True, dihedral_variants=True),
                dict(centre_hash=True)),
+    "+turns +warps": (dict(crop_variants=True, rotation_variants=True, centre=True, dihedral_variants=True,
+                           warp_variants=True), dict(centre_hash=True)),
 }
 EMBEDDING_CONFIGS = {
     "learned only": (dict(crop_variants=False, rotation_variants=False, centre=False),
@@ -264,17 +266,20 @@ def evaluate(threshold: int = 10, folds: int = 2, embedder=None, embed_only: boo
 
 
 def matrix(out: dict) -> str:
-    """One row per perturbation / AugLy transform, one recall column per descriptor configuration."""
+    """One row per perturbation / AugLy transform, one recall column per descriptor configuration.
+
+    Recall counts a copy found as its own original; a copy matched to another eval image counts as
+    missed, and as a false match in the precision row (beside every distractor matched)."""
     from wit.dedupe.augly_suite import FAMILIES
 
     res, names = out["results"], list(out["results"])
     lines = ["| copy | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for k in out["kinds"]:
-        lines.append(f"| {k} | " + " | ".join(f"{res[c][k]['tp'] / max(1, res[c][k]['n']):.3f}" for c in names) + " |")
+        lines.append(f"| {k} | " + " | ".join(f"{res[c][k]['right'] / max(1, res[c][k]['n']):.3f}" for c in names) + " |")
     augly = [k for k in out["kinds"] if k.startswith(AUGLY)]
 
     def recall(c, ks):
-        return sum(res[c][k]["tp"] for k in ks) / max(1, sum(res[c][k]["n"] for k in ks))
+        return sum(res[c][k]["right"] for k in ks) / max(1, sum(res[c][k]["n"] for k in ks))
 
     if augly:
         lines.append("| **AugLy, all** | " + " | ".join(f"**{recall(c, augly):.3f}**" for c in names) + " |")
@@ -284,8 +289,11 @@ def matrix(out: dict) -> str:
     lines.append("| false matches (FPR) | " + " | ".join(
         f"{res[c]['_fp']} ({res[c]['_fp'] / max(1, res[c]['_neg']):.4f})" for c in names) + " |")
     tp_all = {c: sum(res[c][k]["tp"] for k in out["kinds"]) for c in names}
+    right_all = {c: sum(res[c][k]["right"] for k in out["kinds"]) for c in names}
+    lines.append("| copies matched to another eval image | " + " | ".join(
+        f"{tp_all[c] - right_all[c]}" for c in names) + " |")
     lines.append("| precision (all copies) | " + " | ".join(
-        f"{tp_all[c] / max(1, tp_all[c] + res[c]['_fp']):.4f}" for c in names) + " |")
+        f"{right_all[c] / max(1, tp_all[c] + res[c]['_fp']):.4f}" for c in names) + " |")
     lines.append("| describe ms/image | " + " | ".join(
         f"{out['timing'][c]['describe_ms_per_image']}" for c in names) + " |")
     lines.append(f"\ndescriptor cost (ms/image, one process): {json.dumps(out['costs'])}")

@@ -141,6 +141,8 @@ class DedupeConfig(Strict):
     dihedral_variants: bool = Field(False, description="index pHashes of vflip/90/180/270-degree turns and "
                                                        "rotations all round (4-degree steps, framed to the "
                                                        "corner-free rectangle)")
+    warp_variants: bool = Field(False, description="index pHashes of large crops (half of each side, 9 places) "
+                                                   "and shears (factors 0.2-0.7) of each eval image")
     model: str | None = Field(None, description="open_clip model name for embedding matching (with checkpoint)")
     checkpoint: str | None = Field(None, description="local open_clip checkpoint; without it no embeddings")
     embed_threshold: float | None = Field(None, ge=-1, le=1, description="cosine; None: the index's")

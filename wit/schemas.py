@@ -68,7 +68,9 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 # resized image as phash), which dedupe's centre matching reads instead of decoding the JPEG.
 DESCRIPTOR_FIELDS = [pa.field("phash", pa.uint64()), pa.field("phash_flip", pa.uint64()),
                      pa.field("pixel_sha256", pa.string()),
-                     pa.field("phash_centre", pa.uint64()), pa.field("phash_centre_flip", pa.uint64())]
+                     pa.field("phash_centre", pa.uint64()), pa.field("phash_centre_flip", pa.uint64()),
+                     # pHash inside the edge bands (padding, caption bands); null where the image has none
+                     pa.field("phash_trimmed", pa.uint64())]
 DOWNLOADED = pa.schema(list(BALANCED) + [
     pa.field("key", pa.string()), pa.field("jpg", pa.binary()),
     pa.field("width", pa.int32()), pa.field("height", pa.int32()),

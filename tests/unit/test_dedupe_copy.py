@@ -181,11 +181,12 @@ def test_cli_train_and_calibrate_detector(tmp_path, capsys):
 
 # --- cheap wins: turned and mirrored copies ----------------------------------------------------
 
-def _found_without_and_with_turns(folder, copies, tmp_path) -> dict[bool, list[str]]:
-    """The eval match of each copy, against an index of ``folder`` without and with turn rows."""
+def _found_without_and_with_turns(folder, copies, tmp_path, rows="dihedral_variants") -> dict[bool, list[str]]:
+    """The eval match of each copy, against an index of ``folder`` without and with turn rows (or the
+    index option ``rows``)."""
     found = {}
     for turns in (False, True):
-        EvalIndex.build({"e": str(folder)}, dihedral_variants=turns).save(str(tmp_path / f"ix{turns}"))
+        EvalIndex.build({"e": str(folder)}, **{rows: turns}).save(str(tmp_path / f"ix{turns}"))
         stage = DescribeStage(index_dir=str(tmp_path / f"ix{turns}"))
         stage.setup()
         found[turns] = stage.process_batch(_rows(copies)).kept.column("eval_match").to_pylist()
@@ -243,6 +244,20 @@ def test_turn_rows_catch_rotations_all_round_framed_to_the_corner_free_rectangle
     assert found[False].count("") >= 5
 
 
+def test_warp_rows_catch_large_crops_and_shears(tmp_path):
+    from wit.dedupe.index import crops, shear
+
+    evals = _drawings(6, seed=21)
+    folder = _save_all(evals, tmp_path / "eval")
+    # half of each side (at the centre, a corner, an edge) and shears between and on the rows' factors
+    copies = [crops(evals[0], [(0.5, 0.5, 0.5)])[0], crops(evals[1], [(0.5, 0, 1)])[0],
+              crops(evals[2], [(0.5, 1, 0.5)])[0], shear(evals[3], 0.5, 0), shear(evals[4], -0.33, 1),
+              shear(evals[5], 0.62, 0)]
+    found = _found_without_and_with_turns(folder, copies, tmp_path, rows="warp_variants")
+    assert found[True] == [f"e:{i:03d}.png" for i in range(6)]
+    assert found[False].count("") >= 5
+
+
 def test_augly_suite_on_real_photos(shared_data):
     pytest.importorskip("augly")
     from wit.dedupe.augly_suite import FAMILIES, suite, transform_names
@@ -255,12 +270,16 @@ def test_augly_suite_on_real_photos(shared_data):
     assert np.array_equal(np.asarray(out["VFlip"]), np.asarray(a)[::-1])
     assert out["MemeFormat"].height > a.height and out["Pad"].width > a.width
     assert not np.array_equal(np.asarray(out["PerspectiveTransform"]), np.asarray(a))
+    # the caption band holds the text: the picture under it is untouched (as AugLy under Pillow 9 drew it)
+    meme = np.asarray(out["MemeFormat"])
+    assert np.array_equal(meme[meme.shape[0] - a.height:], np.asarray(a))
+    assert (meme[: meme.shape[0] - a.height] < 64).any()  # and there is text in it
 
 
 def test_border_trimming_finds_padded_copies(tmp_path):
     from PIL import ImageOps
 
-    from wit.dedupe.borders import trim_border
+    from wit.imagehash.borders import trim_border
 
     evals = _drawings(3, seed=11)
     folder = _save_all(evals, tmp_path / "eval")
@@ -268,8 +287,8 @@ def test_border_trimming_finds_padded_copies(tmp_path):
     assert trim_border(im) is im
     padded = ImageOps.expand(im, border=(im.width // 4, im.height // 4), fill=(0, 0, 0))
     assert trim_border(padded).size == im.size
-    squared = Image.new("RGB", (max(im.size),) * 2, (0, 0, 0))
-    squared.paste(evals[1], (0, (squared.height - evals[1].height) // 2))
+    squared = Image.new("RGB", (max(evals[1].size),) * 2, (0, 0, 0))
+    squared.paste(evals[1], ((squared.width - evals[1].width) // 2, (squared.height - evals[1].height) // 2))
     EvalIndex.build({"e": str(folder)}).save(str(tmp_path / "ix"))
     copies = [padded, squared]
     found = {}
@@ -342,3 +361,71 @@ def test_overlap_step_takes_the_dedupe_detector():
     assert _detector(d) == {"detector": "/m/copy.pt", "detector_model": None, "embed_threshold": 0.8}
     own = RunSpec(dedupe={"checkpoint": "/m/copy.pt", "embed_threshold": 0.8}, overlap={"checkpoint": "/m/other.pt"})
     assert _detector(own) == {"detector": "/m/other.pt", "detector_model": None, "embed_threshold": None}
+
+
+def _meme(im: Image.Image, band: int, text: str = "LOL") -> Image.Image:
+    """``im`` under a white caption band of ``band`` px with black text in it (blank lines around it)."""
+    from PIL import ImageDraw, ImageFont
+
+    out = Image.new("RGB", (im.width, im.height + band), (255, 255, 255))
+    out.paste(im.convert("RGB"), (0, band))
+    font = ImageFont.load_default(size=max(8, band // 2))
+    ImageDraw.Draw(out).text((im.width // 8, band // 5), text, fill=(0, 0, 0), font=font)
+    return out
+
+
+def test_band_box_finds_padding_and_caption_bands():
+    from wit.imagehash.borders import band_box, trim_border
+
+    rng = np.random.default_rng(3)
+    pic = rng.integers(40, 220, (120, 90), dtype=np.uint8)  # no line of it is one colour
+    assert band_box(pic) is None
+    padded = np.zeros((200, 150), np.uint8)
+    padded[40:160, 30:120] = pic
+    assert band_box(padded) == (30, 40, 120, 160)
+    # a caption band taller than the picture itself, with text lines in it
+    meme = np.asarray(_meme(Image.fromarray(pic), band=140).convert("L"))
+    assert band_box(meme) == (0, 140, 90, 260)
+    assert trim_border(Image.fromarray(meme)).size == (90, 120)
+    assert band_box(np.full((50, 50), 255, np.uint8)) is None  # one colour: no picture inside
+    thin = np.full((200, 200), 255, np.uint8)
+    thin[90:110, 90:110] = pic[:20, :20]
+    assert band_box(thin) is None  # bands leaving < 25 % of the area are the picture
+
+
+def test_download_trimmed_phash_finds_padded_and_captioned_copies_without_decoding(tmp_path):
+    from PIL import ImageOps
+
+    from wit import schemas
+    from wit.download.image import prepare
+    from wit.imagehash.borders import trim_border
+    from wit.imagehash.descriptors import phash64
+
+    evals = _drawings(3, seed=13)
+    folder = _save_all(evals, tmp_path / "eval")
+    EvalIndex.build({"e": str(folder)}).save(str(tmp_path / "ix"))
+    copies = [ImageOps.expand(evals[0].convert("RGB"), border=(40, 30), fill=(0, 0, 0)),
+              _meme(evals[1], band=90), evals[2]]
+    rows = []
+    for i, im in enumerate(copies):
+        b = io.BytesIO()
+        im.convert("RGB").save(b, "PNG")
+        p = prepare(b.getvalue(), image_size=128)
+        stored = Image.open(io.BytesIO(p.jpg))
+        # download's hash is trim_border's on the resized picture; a picture without bands has none
+        assert p.phash_trimmed == (None if i == 2 else phash64(trim_border(stored)))
+        rows.append({"uid": f"q{i}", "jpg": b"not decodable: describe must use download's columns",
+                     "phash": p.phash, "phash_flip": p.phash_flip, "pixel_sha256": p.pixel_sha256,
+                     "phash_centre": p.phash_centre, "phash_centre_flip": p.phash_centre_flip,
+                     "phash_trimmed": p.phash_trimmed})
+    schema = pa.schema([("uid", pa.string()), ("jpg", pa.binary())] + schemas.DESCRIPTOR_FIELDS)
+    stage = DescribeStage(index_dir=str(tmp_path / "ix"))
+    stage.setup()
+    d = stage.process_batch(pa.Table.from_pylist(rows, schema=schema)).kept
+    assert d.column("eval_match").to_pylist() == ["e:000.png", "e:001.png", "e:002.png"]
+    assert d.column("eval_match_by").to_pylist()[:2] == ["trimmed:image", "trimmed:image"]
+    assert d.column("error").to_pylist() == ["", "", ""]
+    off = DescribeStage(index_dir=str(tmp_path / "ix"), trim_borders=False)
+    off.setup()
+    assert off.process_batch(pa.Table.from_pylist(rows, schema=schema)).kept.column("eval_match").to_pylist()[:2] \
+        == ["", ""]

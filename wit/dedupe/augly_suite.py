@@ -30,9 +30,19 @@ FAMILIES = {
 SKIPPED = ("ApplyLambda", "Compose", "OneOf")
 
 
-def _getsize_multiline(self, text, *args, **kwargs):
-    box = ImageDraw.Draw(Image.new("L", (1, 1))).multiline_textbbox((0, 0), text, font=self)
-    return box[2] - box[0], box[3] - box[1]
+def _getsize(font, text: str) -> tuple[int, int]:
+    """Pillow 9's ``FreeTypeFont.getsize``: the text's extent from the drawing origin (the offset above
+    and left of the ink included), which is ``getbbox``'s right and bottom."""
+    box = font.getbbox(text)
+    return box[2], box[3]
+
+
+def _getsize_multiline(self, text, direction=None, spacing=4, *args, **kwargs):
+    """Pillow 9's ``getsize_multiline``: the widest line, and one line height (that of "A") plus
+    ``spacing`` per line. A tighter box (the ink only) makes MemeFormat pick a larger font whose text
+    spills over the picture's top rows, which AugLy under Pillow 9 never did."""
+    lines = text.split("\n")
+    return max(_getsize(self, line)[0] for line in lines), len(lines) * (_getsize(self, "A")[1] + spacing) - spacing
 
 
 @contextlib.contextmanager

@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--turns", action="store_true",
                    help="(index) also index vflip/90/180/270-degree turns and rotations all round (every "
                         "4 degrees, framed to the corner-free rectangle) of each image")
+    p.add_argument("--warps", action="store_true",
+                   help="(index) also index large crops (half of each side, 9 places) and shears (factors "
+                        "0.2-0.7 both ways, both axes) of each image")
     p.add_argument("--images", default=None, help="(train-/calibrate-detector) photos to train on / eval-like references")
     p.add_argument("--distractors", default=None,
                    help="(train-/calibrate-detector) photos that are no copies, for the threshold")
@@ -62,7 +65,8 @@ def _main(args: argparse.Namespace) -> int:
             print("wit dedupe index: give at least one --eval NAME=PATH", file=sys.stderr)
             return 2
         index = build_index_cli(args.eval, args.out, model=args.model, checkpoint=args.checkpoint,
-                                embed_threshold=args.embed_threshold, dihedral_variants=args.turns)
+                                embed_threshold=args.embed_threshold, dihedral_variants=args.turns,
+                                warp_variants=args.warps)
         print(json.dumps({"images": index.n_images, "rows": len(index), "rows_per_image": index.rows_per_image(),
                           "sets": sorted(set(index.sets.tolist())),
                           "embeddings": index.model or "off (no --checkpoint)", "out": args.out}))

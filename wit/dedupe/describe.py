@@ -1,7 +1,7 @@
 """Dedupe's first job: each image's descriptors and its nearest eval image, written per part.
 
-``DescribeStage`` takes each image's pixel hash, pHash, mirror image's pHash and centre-region pHashes
-from the columns download wrote (decoding the stored JPEG only for rows without them, and for
+``DescribeStage`` takes each image's pixel hash, pHash, mirror image's pHash, centre-region pHashes and
+pHash inside its edge bands from the columns download wrote (decoding the stored JPEG only for rows without them, and for
 embeddings when those are on) and looks them up in the eval index; it writes
 ``OUT/_descriptors/_desc-NNNNN.parquet`` (no ledger rows: it drops nothing).
 """
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 CORE = ("pixel_sha256", "phash", "phash_flip")
 CENTRE = ("phash_centre", "phash_centre_flip")
+TRIMMED = "phash_trimmed"  # null where the image has no edge band: never a reason to decode
 DESCRIPTORS = pa.schema([("uid", pa.string()), ("pixel_sha256", pa.string()), ("phash", pa.uint64()),
                          ("eval_match", pa.string()), ("eval_match_by", pa.string()), ("error", pa.string())])
 
@@ -73,7 +74,7 @@ class DescribeStage(Stage):
     embed_threshold: float | None = None
     embed_thresholds: dict[str, float] = field(default_factory=dict)
     embed_batch: int = 64
-    trim_borders: bool = True  # rows decoded anyway (embeddings on) also match their border-trimmed pHash
+    trim_borders: bool = True  # also match the pHash inside the edge bands (padding, caption bands)
     name: str = "dedupe_describe"
     output_schema = DESCRIPTORS
     batch_rows: int = 1024
@@ -110,7 +111,7 @@ class DescribeStage(Stage):
         with fsspec.open(path, "rb") as f:
             pf = pq.ParquetFile(f)
             names = pf.schema_arrow.names
-            have = [n for n in CORE + CENTRE if n in names]
+            have = [n for n in CORE + CENTRE + (TRIMMED,) if n in names]
             missing = [c for c in ("uid", "jpg") if c not in names]
             if "uid" in missing or (missing and (self.embedder is not None or set(CORE) - set(have))):
                 raise ValueError(f"{path}: no column {missing[0]!r}: dedupe reads downloaded images "
@@ -128,6 +129,8 @@ class DescribeStage(Stage):
         n = batch.num_rows
         cols = {name: batch.column(name).to_pylist() if name in batch.column_names else [None] * n
                 for name in CORE + CENTRE}
+        # download's inside-the-bands pHash; without the column (older input) it is taken from pixels
+        trimmed = batch.column(TRIMMED).to_pylist() if TRIMMED in batch.column_names else None
         jpgs = batch.column("jpg").to_pylist() if "jpg" in batch.column_names else [None] * n
         px, ph, phf, err, imgs = [], [], [], [], []
         centre = [(c, cf) if c is not None and cf is not None else None
@@ -144,26 +147,28 @@ class DescribeStage(Stage):
             px.append(a), ph.append(b), phf.append(c), err.append("" if have or img is not None else "decode_failed")
         match, by = [""] * n, [""] * n
         if self.index is not None and len(self.index) and n:
-            self._match(px, ph, phf, centre, imgs, err, match, by)
+            self._match(px, ph, phf, centre, imgs, err, match, by, trimmed)
         kept = pa.table({"uid": batch.column("uid"), "pixel_sha256": pa.array(px, pa.string()),
                          "phash": pa.array(ph, pa.uint64()), "eval_match": pa.array(match, pa.string()),
                          "eval_match_by": pa.array(by, pa.string()), "error": pa.array(err, pa.string())},
                         schema=DESCRIPTORS)
         return BatchResult(kept=kept)
 
-    def _match(self, px, ph, phf, centre, imgs, err, match, by) -> None:
+    def _match(self, px, ph, phf, centre, imgs, err, match, by, trimmed=None) -> None:
         """Fill ``match`` (set:item) and ``by`` (descriptor) for rows that have an eval copy.
 
         ``centre`` holds download's (centre pHash, mirror's) per row, None where the row has none:
-        those are computed from the decoded stored JPEG."""
+        those are computed from the decoded stored JPEG. ``trimmed`` holds download's pHash inside the
+        edge bands (None: no band), or is None where the input has no such column: then rows with
+        pixels are trimmed here."""
         index = self.index
         per_set = {s: self.thresholds.get(s, self.threshold) for s in set(index.sets.tolist())}
 
-        def nearest(hashes, flips, region, label):
-            m = index.query(np.array(hashes, np.uint64), per_set, region=region)
+        def nearest(hashes, flips, region, label, variants=None):
+            m = index.query(np.array(hashes, np.uint64), per_set, region=region, variants=variants)
             dist, idx = m.distance.astype(np.int32), m.index
             how = np.full(len(idx), label, dtype=object)
-            if self.match_flips:
+            if self.match_flips and flips is not None:
                 # mirror images against the unaltered rows only: a flipped crop or rotation is a double
                 # edit, and searching mirrors against 27 variants per image doubles the false matches
                 mf = index.query(np.array(flips, np.uint64), per_set, region=region, variants=("image", "centre"))
@@ -190,18 +195,9 @@ class DescribeStage(Stage):
             for i, j, h in zip(rows, cidx.tolist(), chow):
                 if j >= 0:
                     found[i] = (j, h)
+        if self.trim_borders:
+            self._match_trimmed([i for i in open_rows if found[i] is None], imgs, trimmed, nearest, found)
         with_pixels = [i for i in open_rows if found[i] is None and imgs[i] is not None]
-        if self.trim_borders and with_pixels:
-            from wit.dedupe.borders import trim_border
-
-            trimmed = {i: t for i in with_pixels if (t := trim_border(imgs[i])) is not imgs[i]}
-            if trimmed:
-                th, thf = phash64_batch(list(trimmed.values()), with_flip=True)
-                tidx, thow = nearest(th.tolist(), thf.tolist(), "full", "trimmed")
-                for i, j, h in zip(trimmed, tidx.tolist(), thow):
-                    if j >= 0:
-                        found[i] = (j, f"{h}:{index.variants[j]}")
-            with_pixels = [i for i in with_pixels if found[i] is None]
         if self.embedder is not None and with_pixels:
             m = index.query_embeddings(self.embedder.embed([imgs[i] for i in with_pixels]), self.embed_per_set)
             for i, j in zip(with_pixels, m.index.tolist()):
@@ -210,6 +206,30 @@ class DescribeStage(Stage):
         for i, f in enumerate(found):
             if f is not None and not err[i]:
                 match[i], by[i] = f"{index.sets[f[0]]}:{index.items[f[0]]}", f[1]
+
+    def _match_trimmed(self, rows, imgs, trimmed, nearest, found) -> None:
+        """Match the pHash inside each row's edge bands (download's, or from its pixels)."""
+        if trimmed is not None:
+            hashes = {i: trimmed[i] for i in rows if trimmed[i] is not None}
+        else:
+            from wit.imagehash.borders import band_box
+
+            hashes = {}
+            for i in (i for i in rows if imgs[i] is not None):
+                grey = imgs[i].convert("L")
+                if (box := band_box(np.asarray(grey))) is not None:
+                    hashes[i] = grey.crop(box)
+            if hashes:
+                hashes = dict(zip(hashes, phash64_batch(list(hashes.values())).tolist()))
+        if not hashes:
+            return
+        # against the image rows only, no mirror: a padded crop, turn or mirror is two edits, and the
+        # inside of a screenshot's or a page's bands lies near some eval image's crop row more often
+        # than a copy does (measured: benchmarks/dedupe_quality.py)
+        tidx, thow = nearest(list(hashes.values()), None, "full", "trimmed", variants=("image",))
+        for i, j, h in zip(hashes, tidx.tolist(), thow):
+            if j >= 0:
+                found[i] = (j, f"{h}:{self.index.variants[j]}")
 
     def write_output(self, kept: pa.Table, out: str, index: int) -> int:
         """``out/_desc-NNNNN.parquet`` (``out`` is the descriptors folder the job runs this stage into)."""

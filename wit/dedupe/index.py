@@ -36,7 +36,8 @@ ROTATIONS = (-8.0, -4.0, 4.0, 8.0)
 # Bits off the threshold on rows that are not the image itself: with 8 rotations per eval image the
 # chance that some variant lies near an unrelated photo grows, and true rotated copies sit at <= 8 bits
 # while the nearest distractors reach 10 (benchmarks/dedupe_quality.py). Crop rows keep the full threshold.
-VARIANT_MARGINS = {"rotate": 2, "rotate_crop": 2, "centre": 2, "dihedral": 2, "rotate_wide": 2}
+VARIANT_MARGINS = {"rotate": 2, "rotate_crop": 2, "centre": 2, "dihedral": 2, "rotate_wide": 2,
+                   "crop_large": 2, "shear": 2}
 # Turns and mirrors besides the horizontal mirror (which the candidate's mirror hash covers): vertical
 # flip, 90/180/270 degrees and the two diagonal mirrors.
 DIHEDRAL = ("FLIP_TOP_BOTTOM", "ROTATE_90", "ROTATE_180", "ROTATE_270", "TRANSPOSE", "TRANSVERSE")
@@ -45,6 +46,15 @@ DIHEDRAL = ("FLIP_TOP_BOTTOM", "ROTATE_90", "ROTATE_180", "ROTATE_270", "TRANSPO
 # RandomRotation and most editors frame a rotation). pHash tolerates ~2 degrees off a row (measured:
 # 93-100 % of AugLy rotations within 10 bits at 2 degrees off), so 4-degree steps leave no gap.
 WIDE_ROTATIONS = tuple(float(a) for a in range(4, 360, 4) if a % 90)
+# Large crops (warp rows): half of each side, at the centre, the corners and the edge midpoints (a
+# quarter of the area, like AugLy's default Crop); pHash finds crops of up to ~10-15 % per side itself,
+# CROP_VARIANTS those of 15-25 %.
+LARGE_CROPS = tuple((0.5, x, y) for y in (0, 0.5, 1) for x in (0, 0.5, 1))
+# Shears (warp rows): factor f moves a row at height y by f * (y - h/2) pixels (axis 0, horizontal
+# shear; axis 1 the same for columns), the picture's own size, black where nothing maps (how AugLy's
+# Skew and an editor's shear without canvas growth frame it). pHash holds a shear within ~0.05 of a row
+# (measured: 99 % of AugLy's Skew(0.5) within 8 bits of a 0.45 row, 90 % of a 0.4 row).
+SHEARS = tuple((s * f, axis) for f in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7) for s in (1, -1) for axis in (0, 1))
 EMBEDDINGS = "embeddings.parquet"
 MODEL_JSON = "model.json"
 
@@ -76,6 +86,16 @@ def rotate_framed(img, degrees: float):
     cx, cy = out.width / 2, out.height / 2
     box = (int(cx - rw / 2), int(cy - rh / 2), int(cx + rw / 2), int(cy + rh / 2))
     return out.crop(box) if box[2] > box[0] and box[3] > box[1] else out
+
+
+def shear(img, factor: float, axis: int):
+    """``img`` sheared by ``factor`` about its centre along ``axis`` (0: rows slide sideways, 1: columns
+    slide up and down), the same size, black where nothing maps."""
+    from PIL import Image
+
+    w, h = img.size
+    data = (1, factor, -factor * h / 2, 0, 1, 0) if axis == 0 else (1, 0, 0, factor, 1, -factor * w / 2)
+    return img.transform((w, h), Image.Transform.AFFINE, data, resample=Image.Resampling.BILINEAR)
 
 
 def crops(img, variants=CROP_VARIANTS) -> list:
@@ -148,17 +168,21 @@ class Matches:
 
 
 def _describe_rows(img, crop_variants: bool, rotation_variants: bool, centre: bool,
-                   dihedral: bool = False) -> tuple[list[str], list[int]]:
+                   dihedral: bool = False, warps: bool = False) -> tuple[list[str], list[int]]:
     """(variant, pHash) of the rows indexed for one eval image besides the image itself."""
     from PIL import Image
 
     rgb = img.convert("RGB")
     groups: list[tuple[str, list]] = []
+    small = rgb.copy() if dihedral or warps else rgb
+    if small is not rgb:
+        small.thumbnail((256, 256))  # pHash sees 32 x 32: turning a thumbnail is the same hash, faster
     if dihedral:
         groups.append(("dihedral", [rgb.transpose(Image.Transpose[t]) for t in DIHEDRAL]))
-        small = rgb.copy()
-        small.thumbnail((256, 256))  # pHash sees 32 x 32: turning a thumbnail is the same hash, faster
         groups.append(("rotate_wide", [rotate_framed(small, a) for a in WIDE_ROTATIONS]))
+    if warps:
+        groups.append(("crop_large", crops(small, LARGE_CROPS)))
+        groups.append(("shear", [shear(small, f, axis) for f, axis in SHEARS]))
     if crop_variants:
         groups.append(("crop", crops(rgb)))
     if rotation_variants:
@@ -215,12 +239,13 @@ class EvalIndex:
     @classmethod
     def build(cls, eval_sets: dict[str, str], batch: int = 256, crop_variants: bool = True,
               rotation_variants: bool = True, centre: bool = True, embedder=None,
-              dihedral_variants: bool = False) -> "EvalIndex":
+              dihedral_variants: bool = False, warp_variants: bool = False) -> "EvalIndex":
         """Index every image of ``eval_sets`` (name -> path). Besides each image's pixel hash and pHash:
         with ``crop_variants`` the pHashes of 19 crops, with ``rotation_variants`` of 8 small rotations
         (black corners, and cropped to the unrotated area), with ``centre`` the centre-region pHash,
         with ``dihedral_variants`` 6 turns/mirrors (DIHEDRAL) and 88 rotations all round, framed to
-        their corner-free rectangle (WIDE_ROTATIONS);
+        their corner-free rectangle (WIDE_ROTATIONS), with ``warp_variants`` 9 crops of half of each side
+        (LARGE_CROPS) and 24 shears (SHEARS);
         with an ``embedder`` (``wit.dedupe.embed.Embedder``) each image's L2-normalised embedding."""
         from PIL import Image
 
@@ -238,7 +263,8 @@ class EvalIndex:
                     emb_parts.append(embedder.embed(imgs))
                 for (item, _), im, h in zip(buf, imgs, phash64_batch(imgs).tolist()):
                     emb_rows.append(len(sets))
-                    v, hs = _describe_rows(im, crop_variants, rotation_variants, centre, dihedral_variants)
+                    v, hs = _describe_rows(im, crop_variants, rotation_variants, centre, dihedral_variants,
+                                           warp_variants)
                     sets.extend([name] * (1 + len(v)))
                     items.extend([item] * (1 + len(v)))
                     pxs.extend([pixel_hash(im)] + [""] * len(v))
@@ -389,13 +415,14 @@ class EvalIndex:
 
 
 def build_index_cli(pairs: list[str], out: str, model: str | None = None, checkpoint: str | None = None,
-                    embed_threshold: float | None = None, dihedral_variants: bool = False) -> EvalIndex:
+                    embed_threshold: float | None = None, dihedral_variants: bool = False,
+                    warp_variants: bool = False) -> EvalIndex:
     """`NAME=PATH` pairs -> a saved index (with embeddings when a checkpoint is given)."""
     from wit.cli_args import parse_pairs
 
     sets = parse_pairs(pairs, "--eval", existing_path=True)
     index = EvalIndex.build(sets, embedder=make_embedder(model, checkpoint, embed_threshold),
-                            dihedral_variants=dihedral_variants)
+                            dihedral_variants=dihedral_variants, warp_variants=warp_variants)
     index.save(out)
     return index
 

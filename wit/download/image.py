@@ -4,9 +4,10 @@ Geometry follows img2dataset's Resizer (same modes, same rounding) so outputs ar
 The image is decoded once, at full resolution, because the pixel hash must be the one the eval
 index computes (``descriptors.pixel_hash``: sha256 of the full-resolution pixels after
 ``convert("RGB")``), so an exact web copy of an eval image is recognised. The pHash and its mirror
-image's pHash, and the centre-region pHash and its mirror's (``descriptors.image_hashes``, the
-function the eval index uses), are computed from the resized image (before any crop or border) while
-it is in memory: pHash is resolution-robust, and filter and dedupe then need not decode the stored JPEG.
+image's pHash, the centre-region pHash and its mirror's, and the pHash inside the image's edge bands
+(padding, caption bands) (``descriptors.image_hashes``, the function the eval index uses) are computed
+from the resized image (before any crop or border) while it is in memory: pHash is resolution-robust,
+and filter and dedupe then need not decode the stored JPEG.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Prepared:
     pixel_sha256: str = ""
     phash_centre: int = 0
     phash_centre_flip: int = 0
+    phash_trimmed: int | None = None
 
     @property
     def sha256(self) -> str:
@@ -153,7 +155,7 @@ def _prepare(img: Image.Image, image_size: int, resize_mode: str, quality: int) 
 
 def _prepared(jpg: bytes, w: int, h: int, ow: int, oh: int, hashes: ImageHashes, pixel_sha256: str) -> Prepared:
     return Prepared(jpg, w, h, ow, oh, phash=hashes.phash, phash_flip=hashes.phash_flip, pixel_sha256=pixel_sha256,
-                    phash_centre=hashes.centre, phash_centre_flip=hashes.centre_flip)
+                    phash_centre=hashes.centre, phash_centre_flip=hashes.centre_flip, phash_trimmed=hashes.trimmed)
 
 
 def prepare_img2dataset(body: bytes, resizer, *, max_pixels: int = 50_000_000, content_type: str = "",

@@ -97,5 +97,6 @@ class DownloadStage(Stage):
         kept = kept.append_column("pixel_sha256", pa.array([r.pixel_sha256 for r in good], pa.string()))
         kept = kept.append_column("phash_centre", pa.array([r.phash_centre for r in good], pa.uint64()))
         kept = kept.append_column("phash_centre_flip", pa.array([r.phash_centre_flip for r in good], pa.uint64()))
+        kept = kept.append_column("phash_trimmed", pa.array([r.phash_trimmed for r in good], pa.uint64()))
         return BatchResult(kept=kept, dropped=BatchResult.drops([uids[i] for i in bad],
                                                                 [results[i].reason for i in bad]))

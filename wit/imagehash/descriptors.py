@@ -2,7 +2,8 @@
 
 ``centre_phash_batch`` hashes the central region only (``CENTRE_MARGIN`` off each side): captions,
 bars, logos and borders near the edges leave it intact, so it finds overlaid copies the full pHash misses.
-``image_hashes`` is every pHash download stores for one decoded image (whole, centre, and their mirrors).
+``image_hashes`` is every pHash download stores for one decoded image (whole, centre, and their mirrors,
+and inside its edge bands: padding, caption bands).
 
 ``phash64`` is the classic pHash: greyscale, 32x32, 2-D DCT, the 8x8 lowest frequencies,
 one bit per coefficient above their median. Bit i (MSB first) is coefficient (i // 8, i % 8)
@@ -95,23 +96,30 @@ def centre_phash_batch(images: list[Image.Image], with_flip: bool = False):
 
 @dataclass(frozen=True)
 class ImageHashes:
-    """The pHashes of one image and of its centre region, each with its mirror image's."""
+    """The pHashes of one image and of its centre region, each with its mirror image's, and of what
+    is left inside its edge bands (None when it has none: ``borders.band_box``)."""
 
     phash: int
     phash_flip: int
     centre: int
     centre_flip: int
+    trimmed: int | None = None
 
 
 def image_hashes(img: Image.Image) -> ImageHashes:
-    """``phash64_batch`` and ``centre_phash_batch`` (with mirrors) of one decoded image, same values.
+    """``phash64_batch`` and ``centre_phash_batch`` (with mirrors) of one decoded image, same values,
+    and the pHash of the image inside its edge bands (``borders.trim_border``'s, same value).
 
-    One greyscale conversion and one DCT serve both: greyscale is per pixel, so the centre of the
-    grey image is the grey of the centre, and each row of the batch is hashed on its own.
+    One greyscale conversion and one DCT serve all: greyscale is per pixel, so the centre (or the
+    inside of the bands) of the grey image is the grey of the centre, and each row of the batch is
+    hashed on its own.
     """
+    from wit.imagehash.borders import band_box
+
     grey = img if img.mode == "L" else img.convert("L")
-    h, hf = phash64_batch([grey, centre_crop(grey)], with_flip=True)
-    return ImageHashes(int(h[0]), int(hf[0]), int(h[1]), int(hf[1]))
+    box = band_box(np.asarray(grey))
+    h, hf = phash64_batch([grey, centre_crop(grey)] + ([grey.crop(box)] if box else []), with_flip=True)
+    return ImageHashes(int(h[0]), int(hf[0]), int(h[1]), int(hf[1]), int(h[2]) if box else None)
 
 
 def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
