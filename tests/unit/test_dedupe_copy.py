@@ -429,3 +429,16 @@ def test_download_trimmed_phash_finds_padded_and_captioned_copies_without_decodi
     off.setup()
     assert off.process_batch(pa.Table.from_pylist(rows, schema=schema)).kept.column("eval_match").to_pylist()[:2] \
         == ["", ""]
+
+
+def test_cli_index_turns_and_warps_add_their_rows(tmp_path, capsys):
+    from wit.dedupe.index import DIHEDRAL, LARGE_CROPS, SHEARS, WIDE_ROTATIONS
+
+    folder = _save_all(_drawings(2, seed=5), tmp_path / "eval")
+    assert cli_main(["dedupe", "index", "--eval", f"e={folder}", "--out", str(tmp_path / "a")]) == 0
+    plain = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows_per_image"]
+    assert cli_main(["dedupe", "index", "--eval", f"e={folder}", "--turns", "--warps", "--out", str(tmp_path / "b")]) == 0
+    more = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows_per_image"]
+    assert "shear" not in plain and "crop_large" not in plain and "dihedral" not in plain
+    assert more == plain | {"dihedral": len(DIHEDRAL), "rotate_wide": len(WIDE_ROTATIONS),
+                            "crop_large": len(LARGE_CROPS), "shear": len(SHEARS)}
