@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import dataclass
 from typing import Iterator
 
 import fsspec
@@ -26,16 +25,23 @@ _GZ_MAGIC = b"\x1f\x8b\x08"
 _WARC_START = re.compile(rb"WARC/1\.[01]\r?\n")
 _CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*([0-9]+)", re.I)
 _SCAN = 1 << 20
-_GARBLED = object()
 
 
-@dataclass
 class RawRecord:
-    target_uri: str
-    body: bytes
-    content_type: str
-    charset: str | None
-    position: int
+    """One wanted record: its body, HTTP content type and charset (responses), offset, and target URI
+    (read from the WARC header on first use: the lookup costs ~2.5 us, a WAT record rarely needs it)."""
+
+    __slots__ = ("_headers", "_uri", "body", "content_type", "charset", "position")
+
+    def __init__(self, headers, body: bytes, content_type: str, charset: str | None, position: int) -> None:
+        self._headers, self._uri = headers, None
+        self.body, self.content_type, self.charset, self.position = body, content_type, charset, position
+
+    @property
+    def target_uri(self) -> str:
+        if self._uri is None:
+            self._uri = target_uri(self._headers.get("WARC-Target-URI", ""))
+        return self._uri
 
 
 def _count(errors: dict[str, int], reason: str) -> None:
@@ -99,10 +105,13 @@ def _next_start(f, after: int, gz: bool) -> int | None:
         pos += _SCAN
 
 
-def iter_records(path: str, kind: str, errors: dict[str, int]) -> Iterator[RawRecord]:
-    """Complete records of ``kind`` ("metadata" for WAT, "response" for WARC) in ``path``."""
+def iter_records(path: str, kind: str, errors: dict[str, int], needle: bytes | None = None) -> Iterator[RawRecord]:
+    """Complete records of ``kind`` ("metadata" for WAT, "response" for WARC) in ``path``; with ``needle``,
+    only those whose body holds it (the others are read, checked for damage and passed over)."""
     gz = path.endswith(".gz")
     cut = "truncated_gz" if gz else "truncated_record"
+    response = kind == "response"
+    wanted = WarcRecordType.response if response else WarcRecordType.metadata
     with fsspec.open(path, "rb") as f:
         size = f.seek(0, 2)
         start = 0
@@ -114,14 +123,28 @@ def iter_records(path: str, kind: str, errors: dict[str, int]) -> Iterator[RawRe
             damaged = False
             f.seek(start)
             try:
-                for rec, raw in _records(f, kind, errors, cut):
-                    if raw is False or raw is _GARBLED:
-                        short_at = rec.stream_pos
-                        counted_short = raw is False
+                # one loop, no inner generator of (record, RawRecord) pairs: this runs once per record
+                for rec in ArchiveIterator(f, parse_http=False, fsspec_args=False):  # HTTP: wanted records only
+                    rtype = rec.record_type
+                    if rtype != wanted:
+                        if rtype == WarcRecordType.unknown or rtype == WarcRecordType.no_type:
+                            short_at = rec.stream_pos  # a garbled header: no type
+                            break
+                        last = rec.stream_pos
+                        continue
+                    if response and rec.is_http:
+                        rec.parse_http()
+                    body = rec.reader.read()
+                    length = rec.content_length
+                    if length is not None and len(body) < length and _short(rec, body):
+                        _count(errors, cut)
+                        short_at, counted_short = rec.stream_pos, True
                         break
                     last = rec.stream_pos
-                    if raw is None:
+                    if needle is not None and needle not in body:
                         continue
+                    raw = RawRecord(rec.headers, body, (rec.http_content_type or "").lower() if response else "",
+                                    rec.http_charset if response else None, last)
                     if pending is not None:
                         yield pending
                     pending = raw
@@ -168,29 +191,6 @@ def _reaches_eof_cut(f, end: int | None, size: int, gz: bool) -> bool:
     f.seek(end)
     tail = f.read(16)
     return tail.startswith(_GZ_MAGIC) if gz else tail.startswith(b"WARC/")
-
-
-def _records(f, kind: str, errors: dict[str, int], cut: str):
-    """(record, RawRecord) from the current offset of ``f``; None for other types, False for a short body
-    (counted here), ``_GARBLED`` for a record whose header names no type."""
-    wanted = WarcRecordType.metadata if kind == "metadata" else WarcRecordType.response
-    for rec in ArchiveIterator(f, parse_http=False, fsspec_args=False):  # HTTP headers: wanted records only
-        if rec.record_type != wanted:
-            yield rec, _GARBLED if rec.record_type in (WarcRecordType.unknown, WarcRecordType.no_type) else None
-            continue
-        if kind == "response" and rec.is_http:
-            rec.parse_http()
-        body = rec.reader.read()
-        if rec.content_length is not None and _short(rec, body):
-            _count(errors, cut)
-            yield rec, False
-            continue
-        ctype, charset = "", None
-        if kind == "response":
-            ctype = (rec.http_content_type or "").lower()
-            charset = rec.http_charset
-        yield rec, RawRecord(target_uri(rec.headers.get("WARC-Target-URI", "")), body, ctype, charset,
-                             rec.stream_pos)
 
 
 def target_uri(value: str | None) -> str:
