@@ -18,6 +18,7 @@ REASONS: dict[str, tuple[str, str]] = {
     "empty_text": ("candidates", "no alt text"),
     "text_too_long": ("candidates", "alt text above max_text_chars"),
     "invalid_utf8": ("candidates", "alt text or URL that is not valid UTF-8"),
+    "empty_url": ("candidates", "an image without a URL (an empty src; in a WAT, a URL that is not a string)"),
     "data_uri": ("candidates", "a data: URI instead of an image URL"),
     "bad_scheme": ("candidates", "a URL scheme other than http(s)"),
     "relative_url": ("candidates", "a URL without scheme and host"),

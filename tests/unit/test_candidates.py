@@ -166,6 +166,46 @@ def test_warc_img_variants_and_invalid_utf8(tmp_path):
     assert sorted(drops) == ["empty_text", "invalid_utf8"] and errors == {}
 
 
+def test_images_without_a_url_are_dropped_not_resolved_to_the_page(tmp_path):
+    buf = io.BytesIO()
+    w = WARCWriter(buf, gzip=True)
+    _warc_response(w, "http://b.test/page.html", b'<img alt="No source at all"><img src="  " alt="Blank source">'
+                                                 b'<img src="ok.jpg" alt="A real one">')
+    path = tmp_path / "nosrc.warc.gz"
+    path.write_bytes(buf.getvalue())
+    kept, drops, errors = _run("warc", path)
+    assert [(k["url"], k["text"]) for k in kept] == [("http://b.test/ok.jpg", "A real one")]
+    assert drops == ["empty_url", "empty_url"] and errors == {}
+
+
+def test_wat_fields_of_the_wrong_type_are_read_as_missing(tmp_path):
+    # every document below once stopped the whole file (AttributeError) or kept a list as alt text
+    def doc(links: str, head: str = "", header: str = '{"WARC-Target-URI":"http://a.test/p"}') -> bytes:
+        return ('{"Envelope":{"WARC-Header-Metadata":' + header + ',"Payload-Metadata":{"HTTP-Response-Metadata":'
+                '{"HTML-Metadata":{' + head + '"Links":' + links + '}}}}}').encode()
+
+    img = '{"path":"IMG@/src","url":"a.jpg","alt":"kept"}'
+    raws = [doc('[{"path":"IMG@/src","url":5,"alt":"number url"}]'),
+            doc('["IMG@/src",{"path":"IMG@/src","url":"b.jpg","alt":["list","alt"]},' + img + ']'),
+            doc('[' + img + ']', head='"Head":"not an object",'),
+            doc('[' + img + ']', header='"IMG@/src"'),
+            doc('{"path":"IMG@/src","url":"c.jpg","alt":"links as an object"}'),
+            doc('[' + img + ']', head='"Head":{"Base":7},'),
+            doc('[{"path":"IMG@/src","url":"","alt":"empty url"}]')]
+    buf = io.BytesIO()
+    w = WARCWriter(buf, gzip=True)
+    for raw in raws:
+        _wat_record(w, "http://a.test/p", [], raw=raw)
+    path = tmp_path / "types.warc.wat.gz"
+    path.write_bytes(buf.getvalue())
+    kept, drops, errors = _run("wat", path)
+    # the record header's WARC-Target-URI stands in where the JSON's is not a string
+    assert sorted((k["url"], k["text"]) for k in kept) == [("http://a.test/a.jpg", "kept")]
+    assert sorted(drops) == sorted(["empty_url", "empty_text", "duplicate", "duplicate", "duplicate",
+                                    "empty_url"])
+    assert errors == {}
+
+
 def test_url_lists_parquet_and_csv_with_configured_columns(tmp_path):
     t = pa.table({"URL": ["http://c.test/1.jpg", "relative.jpg", "http://c.test/1.jpg", None],
                   "caption": ["one", "two", "one", "four"]})
@@ -174,7 +214,7 @@ def test_url_lists_parquet_and_csv_with_configured_columns(tmp_path):
     for fmt in ("parquet", "csv"):
         kept, drops, _ = _run(fmt, tmp_path / f"l.{fmt}", url_col="URL", text_col="caption")
         assert [(k["url"], k["text"], k["source"]) for k in kept] == [("http://c.test/1.jpg", "one", fmt)]
-        assert sorted(drops) == ["duplicate", "relative_url", "relative_url"]
+        assert sorted(drops) == ["duplicate", "empty_url", "relative_url"]  # the empty URL has none
 
 
 def test_stage_under_runner_reconciles_and_counts_errors_in_markers(tmp_path, shared_data):
@@ -218,7 +258,8 @@ def test_wat_json_edge_cases_parse_as_the_standard_parser_does(tmp_path):
 
 
 def test_resolve_equals_urljoin_on_random_references():
-    # resolve joins plain references by concatenation; it must give what urljoin gives, always.
+    # resolve joins plain references by concatenation; it must give what urljoin gives, always (but for
+    # an empty reference, which stays empty).
     import random
     from urllib.parse import urljoin
 
@@ -226,6 +267,8 @@ def test_resolve_equals_urljoin_on_random_references():
 
     def reference(base: str, src: str) -> str:
         src = src.strip()
+        if not src:  # an image without a URL stays without one (urljoin would give the base)
+            return ""
         if not base or src.startswith(("http://", "https://", "data:")):
             return src
         try:

@@ -27,6 +27,8 @@ def drop_reason(url: str, text: str, max_text_chars: int) -> str | None:
         return "text_too_long"
     if "\ufffd" in text or "\ufffd" in url:
         return "invalid_utf8"
+    if not url.strip():
+        return "empty_url"
     if url.startswith("data:"):
         return "data_uri"
     if url.startswith(("http://", "https://")):

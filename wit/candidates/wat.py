@@ -18,43 +18,54 @@ _IMG_MARK = b'"IMG@/src"'
 
 
 def page_images(meta: dict) -> tuple[str, str, list[tuple[str, str]]]:
-    """(page URL, base URL, [(src, alt)]) of one WAT metadata document; src as written in the page."""
-    env = meta.get("Envelope") or {}
-    page_url = (env.get("WARC-Header-Metadata") or {}).get("WARC-Target-URI") or ""
-    html = ((env.get("Payload-Metadata") or {}).get("HTTP-Response-Metadata") or {}).get("HTML-Metadata") or {}
-    base = ((html.get("Head") or {}).get("Base")) or ""
-    links = html.get("Links") or []
-    pairs = [(link.get("url") or "", link.get("alt") or "") for link in links
-             if isinstance(link, dict) and link.get("path") == "IMG@/src"]
+    """(page URL, base URL, [(src, alt)]) of one WAT metadata document; src as written in the page.
+
+    The document is untrusted: a level that is not an object reads as empty, a URL or alt that is
+    not a string as "" (an image without a URL is then dropped as ``empty_url``)."""
+    env = _object(meta.get("Envelope"))
+    page_url = _string(_object(env.get("WARC-Header-Metadata")).get("WARC-Target-URI"))
+    html = _object(_object(_object(env.get("Payload-Metadata")).get("HTTP-Response-Metadata")).get("HTML-Metadata"))
+    base = _string(_object(html.get("Head")).get("Base"))
+    links = html.get("Links")
+    pairs = [(_string(link.get("url")), _string(link.get("alt"))) for link in links
+             if isinstance(link, dict) and link.get("path") == "IMG@/src"] if isinstance(links, list) else []
     return page_url, _base_url(page_url, base), pairs
+
+
+def _object(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _string(value) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _simd_page_images(parser, body: bytes) -> tuple[str, str, list[tuple[str, str]]] | None:
     """``page_images`` of the JSON document ``body``, reading only the fields it needs (simdjson builds
     no Python object for the rest: ~1.5x orjson + ``page_images`` on a CC page); None where the document
-    is not the plain case (not JSON simdjson takes, not UTF-8, a level of the path missing, a field of
-    another type than a string or an object where one is expected), which the full parse then decides
-    as before. Duplicate keys are the one difference: simdjson takes a key's first value, the standard
+    is not the plain case (not JSON simdjson takes, not UTF-8, a level of the path missing or not an
+    object), which the full parse then decides as before; a URL or alt that is not a string reads as ""
+    on both paths. Duplicate keys are the one difference: simdjson takes a key's first value, the standard
     parser its last."""
     try:
         doc = parser.parse(body)
         html = doc.at_pointer(_HTML)
-        page_url = _text(doc.at_pointer(_URI))
+        page_url = _string(doc.at_pointer(_URI))
         if not isinstance(html, simdjson.Object):
             return None
         head = html.get("Head")
         if head and not isinstance(head, simdjson.Object):
             return None
         # a missing key costs simdjson's .get ~2.5 us (an exception inside); a look at the keys ~0.25
-        base = _text(head.get("Base")) if head and "Base" in head.keys() else ""
+        base = _string(head.get("Base")) if head and "Base" in head.keys() else ""
         links = html.get("Links")
         pairs = []
         if links:
             for link in links:  # .get on a link that is no object: AttributeError, the full parse decides
                 if link.get("path") == "IMG@/src":
                     img = link.as_dict()  # a few keys, some may be missing
-                    pairs.append((_text(img.get("url")), _text(img.get("alt"))))
-    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError, _NotPlain):
+                    pairs.append((_string(img.get("url")), _string(img.get("alt"))))
+    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError):
         return None  # simdjson: KeyError for a missing field, RuntimeError for big integers
     return page_url, _base_url(page_url, base), pairs
 
@@ -63,17 +74,6 @@ _HTML = "/Envelope/Payload-Metadata/HTTP-Response-Metadata/HTML-Metadata"
 _URI = "/Envelope/WARC-Header-Metadata/WARC-Target-URI"
 
 
-class _NotPlain(Exception):
-    pass
-
-
-def _text(value) -> str:
-    """``value or ""`` where value is a string or empty; _NotPlain otherwise."""
-    if not value:
-        return ""
-    if not isinstance(value, str):
-        raise _NotPlain
-    return value
 
 
 def _base_url(page_url: str, base: str) -> str:
@@ -116,6 +116,8 @@ def resolve(base: str, src: str) -> str:
     which gives what ``urljoin`` gives (tests compare the two); anything else goes to ``urljoin``.
     """
     src = src.strip()
+    if not src:  # no URL: an empty src is not the page itself (browsers fetch nothing)
+        return ""
     if not base or src.startswith(("http://", "https://", "data:")):
         return src
     if _PLAIN_CHARS(src) and (plain := _plain_base(base)) is not None:
