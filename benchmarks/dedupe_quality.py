@@ -143,6 +143,7 @@ EMBEDDING_CONFIGS = {
     "learned only": (dict(crop_variants=False, rotation_variants=False, centre=False),
                      dict(centre_hash=False, threshold=-1, match_flips=False)),
     "+turns +learned": (CONFIGS["+turns"][0], dict(centre_hash=True)),
+    "+turns +warps +learned": (CONFIGS["+turns +warps"][0], dict(centre_hash=True)),
 }
 
 

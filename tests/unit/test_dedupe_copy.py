@@ -418,13 +418,19 @@ def test_download_trimmed_phash_finds_padded_and_captioned_copies_without_decodi
                      "phash": p.phash, "phash_flip": p.phash_flip, "pixel_sha256": p.pixel_sha256,
                      "phash_centre": p.phash_centre, "phash_centre_flip": p.phash_centre_flip,
                      "phash_trimmed": p.phash_trimmed})
+    # input written before download stored descriptors: nulls (filter adds the columns), a real JPEG
+    b = io.BytesIO()
+    copies[0].convert("RGB").save(b, "JPEG", quality=90)
+    rows.append({"uid": "legacy", "jpg": b.getvalue()})
     schema = pa.schema([("uid", pa.string()), ("jpg", pa.binary())] + schemas.DESCRIPTOR_FIELDS)
     stage = DescribeStage(index_dir=str(tmp_path / "ix"))
     stage.setup()
     d = stage.process_batch(pa.Table.from_pylist(rows, schema=schema)).kept
-    assert d.column("eval_match").to_pylist() == ["e:000.png", "e:001.png", "e:002.png"]
+    assert d.column("eval_match").to_pylist() == ["e:000.png", "e:001.png", "e:002.png", "e:000.png"]
     assert d.column("eval_match_by").to_pylist()[:2] == ["trimmed:image", "trimmed:image"]
-    assert d.column("error").to_pylist() == ["", "", ""]
+    assert d.column("eval_match_by").to_pylist()[3] == "trimmed:image"  # from the decoded pixels
+    assert d.column("error").to_pylist() == ["", "", "", ""]
+    rows.pop()
     off = DescribeStage(index_dir=str(tmp_path / "ix"), trim_borders=False)
     off.setup()
     assert off.process_batch(pa.Table.from_pylist(rows, schema=schema)).kept.column("eval_match").to_pylist()[:2] \
@@ -437,7 +443,8 @@ def test_cli_index_turns_and_warps_add_their_rows(tmp_path, capsys):
     folder = _save_all(_drawings(2, seed=5), tmp_path / "eval")
     assert cli_main(["dedupe", "index", "--eval", f"e={folder}", "--out", str(tmp_path / "a")]) == 0
     plain = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows_per_image"]
-    assert cli_main(["dedupe", "index", "--eval", f"e={folder}", "--turns", "--warps", "--out", str(tmp_path / "b")]) == 0
+    assert cli_main(["dedupe", "index", "--eval", f"e={folder}", "--turns", "--warps",
+                     "--out", str(tmp_path / "b")]) == 0
     more = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows_per_image"]
     assert "shear" not in plain and "crop_large" not in plain and "dihedral" not in plain
     assert more == plain | {"dihedral": len(DIHEDRAL), "rotate_wide": len(WIDE_ROTATIONS),

@@ -1,8 +1,8 @@
 """Dedupe's first job: each image's descriptors and its nearest eval image, written per part.
 
 ``DescribeStage`` takes each image's pixel hash, pHash, mirror image's pHash, centre-region pHashes and
-pHash inside its edge bands from the columns download wrote (decoding the stored JPEG only for rows without them, and for
-embeddings when those are on) and looks them up in the eval index; it writes
+pHash inside its edge bands from the columns download wrote (decoding the stored JPEG only for rows
+without them, and for embeddings when those are on) and looks them up in the eval index; it writes
 ``OUT/_descriptors/_desc-NNNNN.parquet`` (no ledger rows: it drops nothing).
 """
 
@@ -208,19 +208,18 @@ class DescribeStage(Stage):
                 match[i], by[i] = f"{index.sets[f[0]]}:{index.items[f[0]]}", f[1]
 
     def _match_trimmed(self, rows, imgs, trimmed, nearest, found) -> None:
-        """Match the pHash inside each row's edge bands (download's, or from its pixels)."""
-        if trimmed is not None:
-            hashes = {i: trimmed[i] for i in rows if trimmed[i] is not None}
-        else:
-            from wit.imagehash.borders import band_box
+        """Match the pHash inside each row's edge bands: download's, else (no column, a null one from
+        input written before download stored it) from the pixels where the row was decoded anyway."""
+        from wit.imagehash.borders import band_box
 
-            hashes = {}
-            for i in (i for i in rows if imgs[i] is not None):
-                grey = imgs[i].convert("L")
-                if (box := band_box(np.asarray(grey))) is not None:
-                    hashes[i] = grey.crop(box)
-            if hashes:
-                hashes = dict(zip(hashes, phash64_batch(list(hashes.values())).tolist()))
+        hashes = {i: trimmed[i] for i in rows if trimmed[i] is not None} if trimmed is not None else {}
+        inside = {}
+        for i in (i for i in rows if i not in hashes and imgs[i] is not None):
+            grey = imgs[i].convert("L")
+            if (box := band_box(np.asarray(grey))) is not None:
+                inside[i] = grey.crop(box)
+        if inside:
+            hashes |= dict(zip(inside, phash64_batch(list(inside.values())).tolist()))
         if not hashes:
             return
         # against the image rows only, no mirror: a padded crop, turn or mirror is two edits, and the
