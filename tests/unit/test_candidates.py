@@ -108,6 +108,16 @@ def _wat_record(w: WARCWriter, page: str | None, links: list[dict], raw: bytes |
     w.write_record(rec)
 
 
+def _wat_file(path, raws: list[bytes]):
+    """A gzipped WAT at ``path`` holding one metadata record per raw JSON document (page http://a.test/p)."""
+    buf = io.BytesIO()
+    w = WARCWriter(buf, gzip=True)
+    for raw in raws:
+        _wat_record(w, "http://a.test/p", [], raw=raw)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
 def _img(url: str, alt: str) -> dict:
     return {"path": "IMG@/src", "url": url, "alt": alt}
 
@@ -192,13 +202,7 @@ def test_wat_fields_of_the_wrong_type_are_read_as_missing(tmp_path):
             doc('{"path":"IMG@/src","url":"c.jpg","alt":"links as an object"}'),
             doc('[' + img + ']', head='"Head":{"Base":7},'),
             doc('[{"path":"IMG@/src","url":"","alt":"empty url"}]')]
-    buf = io.BytesIO()
-    w = WARCWriter(buf, gzip=True)
-    for raw in raws:
-        _wat_record(w, "http://a.test/p", [], raw=raw)
-    path = tmp_path / "types.warc.wat.gz"
-    path.write_bytes(buf.getvalue())
-    kept, drops, errors = _run("wat", path)
+    kept, drops, errors = _run("wat", _wat_file(tmp_path / "types.warc.wat.gz", raws))
     # the record header's WARC-Target-URI stands in where the JSON's is not a string
     assert sorted((k["url"], k["text"]) for k in kept) == [("http://a.test/a.jpg", "kept")]
     assert sorted(drops) == sorted(["empty_url", "empty_text", "duplicate", "duplicate", "duplicate",
@@ -244,12 +248,7 @@ def test_wat_json_edge_cases_parse_as_the_standard_parser_does(tmp_path):
     raws = [doc('"caf\\u00e9 \\ud83d\\ude00"'), doc('"lone \\ud800 surrogate"'), doc('"nan"', '"n":NaN,'),
             doc('"big"', '"n":123456789012345678901234567890,'),
             doc('"東京 \\"quoted\\""'), doc('"x"', '"deep":' + "[" * 50 + "]" * 50 + ",")]
-    buf = io.BytesIO()
-    w = WARCWriter(buf, gzip=True)
-    for raw in raws:
-        _wat_record(w, "http://a.test/p", [], raw=raw)
-    path = tmp_path / "edge.warc.wat.gz"
-    path.write_bytes(buf.getvalue())
+    path = _wat_file(tmp_path / "edge.warc.wat.gz", raws)
     errors: dict[str, int] = {}
     got = list(wat_pairs(str(path), errors))
     want = [("http://a.test/x.jpg", json.loads(r.decode("utf-8", "replace"))["Envelope"]["Payload-Metadata"]
