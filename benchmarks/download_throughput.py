@@ -146,7 +146,7 @@ def image_work(folder: Path, names: list[str], image_size: int, rounds_: int) ->
     def scaled_prepare():
         """What ``prepare`` would cost with a scaled decode and a file-bytes signature (not wired in:
         the eval index's exact-copy signature is the sha256 of full-resolution pixels)."""
-        from wit.dedupe.descriptors import image_hashes
+        from wit.imagehash.descriptors import image_hashes
 
         for b in bodies:
             img = Image.open(io.BytesIO(b))

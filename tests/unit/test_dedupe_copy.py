@@ -391,6 +391,12 @@ def test_band_box_finds_padding_and_caption_bands():
     thin = np.full((200, 200), 255, np.uint8)
     thin[90:110, 90:110] = pic[:20, :20]
     assert band_box(thin) is None  # bands leaving < 25 % of the area are the picture
+    # the quick pre-check download runs never hides a band band_box would find
+    from wit.imagehash.borders import may_have_bands
+
+    for a in (pic, padded, meme, thin, np.full((50, 50), 255, np.uint8), pic[:1], padded[:, :1]):
+        assert may_have_bands(Image.fromarray(a)) or band_box(a) is None
+    assert may_have_bands(Image.fromarray(padded)) and not may_have_bands(Image.fromarray(pic))
 
 
 def test_download_trimmed_phash_finds_padded_and_captioned_copies_without_decoding(tmp_path):

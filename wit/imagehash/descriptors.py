@@ -114,10 +114,10 @@ def image_hashes(img: Image.Image) -> ImageHashes:
     inside of the bands) of the grey image is the grey of the centre, and each row of the batch is
     hashed on its own.
     """
-    from wit.imagehash.borders import band_box
+    from wit.imagehash.borders import band_box, may_have_bands
 
     grey = img if img.mode == "L" else img.convert("L")
-    box = band_box(np.asarray(grey))
+    box = band_box(np.asarray(grey)) if may_have_bands(grey) else None
     h, hf = phash64_batch([grey, centre_crop(grey)] + ([grey.crop(box)] if box else []), with_flip=True)
     return ImageHashes(int(h[0]), int(hf[0]), int(h[1]), int(hf[1]), int(h[2]) if box else None)
 
