@@ -74,8 +74,6 @@ _HTML = "/Envelope/Payload-Metadata/HTTP-Response-Metadata/HTML-Metadata"
 _URI = "/Envelope/WARC-Header-Metadata/WARC-Target-URI"
 
 
-
-
 def _base_url(page_url: str, base: str) -> str:
     return urljoin(page_url, base) if base and page_url else (base or page_url)
 
