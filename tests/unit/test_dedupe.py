@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import tarfile
 
@@ -210,7 +211,8 @@ def test_rotated_and_overlaid_copies_matched_by_their_descriptor(tmp_path, share
     # without the variant rows and the centre hash, pHash alone misses all three
     bare = DescribeStage(index_dir=str(tmp_path / "ix"), centre_hash=False)
     bare.setup()
-    bare.index = EvalIndex(bare.index.table.filter(pa.compute.equal(bare.index.table.column("variant"), "image")))
+    images_only = EvalIndex(bare.index.table.filter(pa.compute.equal(bare.index.table.column("variant"), "image")))
+    bare.index, bare.matcher = images_only, dataclasses.replace(bare.matcher, index=images_only)
     assert not any(r["eval_match"] for r in bare.process_batch(batch).kept.to_pylist()[:3])
 
 

@@ -91,7 +91,7 @@ def test_copies_matched_by_embedding(tmp_path, eval_dir, checkpoint):
                       "phash_flip": pa.array([0] * len(jpgs), pa.uint64())})
     stage = DescribeStage(index_dir=str(tmp_path / "ix"), threshold=-1, centre_hash=False)
     stage.setup()
-    assert stage.embedder is not None and stage.embed_per_set == {"e": THRESHOLD}
+    assert stage.embedder is not None and stage.matcher.embed_per_set == {"e": THRESHOLD}
     d = stage.process_batch(batch).kept.to_pylist()
     assert [r["eval_match"] for r in d[:2]] == [f"e:{photos[1].name}", f"e:{photos[2].name}"]
     assert [r["eval_match_by"] for r in d[:2]] == ["embedding", "embedding"]

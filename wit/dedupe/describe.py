@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from wit.imagehash.descriptors import centre_phash_batch, phash64_batch, pixel_hash
+from wit.imagehash.descriptors import phash64_batch, pixel_hash
 from wit.io import folders
 from wit.stage import BatchResult, Stage
 
@@ -60,9 +60,8 @@ def descriptor_url(out: str, index: int) -> str:
 class DescribeStage(Stage):
     """Descriptors of every image plus its nearest eval image (within the per-set thresholds).
 
-    Matching order: identical pixels, then the whole-image pHash (and its mirror's) against the image,
-    crop and rotation rows, then the centre-region pHash, then (when the index holds them) the
-    open_clip embedding. ``eval_match_by`` records which descriptor matched.
+    The matching is ``wit.dedupe.matcher.CopyMatcher``'s (the overlap analysis runs the same one);
+    ``eval_match_by`` records which descriptor matched.
     """
 
     index_dir: str | None = None
@@ -80,22 +79,18 @@ class DescribeStage(Stage):
     batch_rows: int = 1024
 
     def setup(self) -> None:
-        from wit.dedupe.detector import embedder_for_index
         from wit.dedupe.index import EvalIndex
+        from wit.dedupe.matcher import CopyMatcher
 
         self.index = EvalIndex.load(self.index_dir) if self.index_dir else None
-        self.embedder = None
-        self.use_centre = bool(self.centre_hash and self.index is not None and (self.index.variants == "centre").any())
+        self.matcher = self.embedder = None
+        self.use_centre = False
         if self.index is None:
             return
-        if self.index.embeddings is not None and self.embeddings:
-            m = self.index.model
-            self.embedder = embedder_for_index(m, self.embed_batch, dim=self.index.embeddings.shape[1])
-            default = m.get("threshold", 0.95) if self.embed_threshold is None else self.embed_threshold
-            self.embed_per_set = {s: self.embed_thresholds.get(s, default) for s in set(self.index.sets.tolist())}
-        else:
-            log.info("dedupe: embedding matching off (%s)", "disabled" if self.index.embeddings is not None
-                     else "the eval index holds no embeddings")
+        self.matcher = CopyMatcher(self.index, self.threshold, self.thresholds, self.match_flips, self.centre_hash,
+                                   self.trim_borders, self.embeddings, self.embed_threshold, self.embed_thresholds,
+                                   self.embed_batch)
+        self.embedder, self.use_centre = self.matcher.embedder, self.matcher.use_centre
 
     @property
     def _needed(self) -> tuple[str, ...]:
@@ -146,89 +141,15 @@ class DescribeStage(Stage):
                 a, b, c = "", 0, 0
             px.append(a), ph.append(b), phf.append(c), err.append("" if have or img is not None else "decode_failed")
         match, by = [""] * n, [""] * n
-        if self.index is not None and len(self.index) and n:
-            self._match(px, ph, phf, centre, imgs, err, match, by, trimmed)
+        if self.matcher is not None:
+            for i, f in enumerate(self.matcher.match(px, ph, phf, centre, imgs, err, trimmed)):
+                if f is not None:
+                    match[i], by[i] = f"{self.matcher.index.sets[f[0]]}:{self.matcher.index.items[f[0]]}", f[1]
         kept = pa.table({"uid": batch.column("uid"), "pixel_sha256": pa.array(px, pa.string()),
                          "phash": pa.array(ph, pa.uint64()), "eval_match": pa.array(match, pa.string()),
                          "eval_match_by": pa.array(by, pa.string()), "error": pa.array(err, pa.string())},
                         schema=DESCRIPTORS)
         return BatchResult(kept=kept)
-
-    def _match(self, px, ph, phf, centre, imgs, err, match, by, trimmed=None) -> None:
-        """Fill ``match`` (set:item) and ``by`` (descriptor) for rows that have an eval copy.
-
-        ``centre`` holds download's (centre pHash, mirror's) per row, None where the row has none:
-        those are computed from the decoded stored JPEG. ``trimmed`` holds download's pHash inside the
-        edge bands (None: no band), or is None where the input has no such column: then rows with
-        pixels are trimmed here."""
-        index = self.index
-        per_set = {s: self.thresholds.get(s, self.threshold) for s in set(index.sets.tolist())}
-
-        def nearest(hashes, flips, region, label, variants=None):
-            m = index.query(np.array(hashes, np.uint64), per_set, region=region, variants=variants)
-            dist, idx = m.distance.astype(np.int32), m.index
-            how = np.full(len(idx), label, dtype=object)
-            if self.match_flips and flips is not None:
-                # mirror images against the unaltered rows only: a flipped crop or rotation is a double
-                # edit, and searching mirrors against 27 variants per image doubles the false matches
-                mf = index.query(np.array(flips, np.uint64), per_set, region=region, variants=("image", "centre"))
-                better = mf.distance < dist
-                dist, idx, how = (np.where(better, mf.distance, dist), np.where(better, mf.index, idx),
-                                  np.where(better, label + "_flip", how))
-            return idx, how
-
-        idx, how = nearest(ph, phf, "full", "phash")
-        found = [(j, f"{h}:{index.variants[j]}") if j >= 0 else None for j, h in zip(idx.tolist(), how)]
-        for i, j in enumerate(index.exact(px).tolist()):
-            if j >= 0:
-                found[i] = (j, "exact")
-        open_rows = [i for i in range(len(found)) if found[i] is None and not err[i]]
-        if self.use_centre and open_rows:
-            todo = [i for i in open_rows if centre[i] is None and imgs[i] is not None]
-            if todo:
-                ch, chf = centre_phash_batch([imgs[i] for i in todo], with_flip=True)
-                centre = list(centre)
-                for i, c, cf in zip(todo, ch.tolist(), chf.tolist()):
-                    centre[i] = (c, cf)
-            rows = [i for i in open_rows if centre[i] is not None]
-            cidx, chow = nearest([centre[i][0] for i in rows], [centre[i][1] for i in rows], "centre", "centre")
-            for i, j, h in zip(rows, cidx.tolist(), chow):
-                if j >= 0:
-                    found[i] = (j, h)
-        if self.trim_borders:
-            self._match_trimmed([i for i in open_rows if found[i] is None], imgs, trimmed, nearest, found)
-        with_pixels = [i for i in open_rows if found[i] is None and imgs[i] is not None]
-        if self.embedder is not None and with_pixels:
-            m = index.query_embeddings(self.embedder.embed([imgs[i] for i in with_pixels]), self.embed_per_set)
-            for i, j in zip(with_pixels, m.index.tolist()):
-                if j >= 0:
-                    found[i] = (j, "embedding")
-        for i, f in enumerate(found):
-            if f is not None and not err[i]:
-                match[i], by[i] = f"{index.sets[f[0]]}:{index.items[f[0]]}", f[1]
-
-    def _match_trimmed(self, rows, imgs, trimmed, nearest, found) -> None:
-        """Match the pHash inside each row's edge bands: download's, else (no column, a null one from
-        input written before download stored it) from the pixels where the row was decoded anyway."""
-        from wit.imagehash.borders import band_box
-
-        hashes = {i: trimmed[i] for i in rows if trimmed[i] is not None} if trimmed is not None else {}
-        inside = {}
-        for i in (i for i in rows if i not in hashes and imgs[i] is not None):
-            grey = imgs[i].convert("L")
-            if (box := band_box(np.asarray(grey))) is not None:
-                inside[i] = grey.crop(box)
-        if inside:
-            hashes |= dict(zip(inside, phash64_batch(list(inside.values())).tolist()))
-        if not hashes:
-            return
-        # against the image rows only, no mirror: a padded crop, turn or mirror is two edits, and the
-        # inside of a screenshot's or a page's bands lies near some eval image's crop row more often
-        # than a copy does (measured: benchmarks/dedupe_quality.py)
-        tidx, thow = nearest(list(hashes.values()), None, "full", "trimmed", variants=("image",))
-        for i, j, h in zip(hashes, tidx.tolist(), thow):
-            if j >= 0:
-                found[i] = (j, f"{h}:{self.index.variants[j]}")
 
     def write_output(self, kept: pa.Table, out: str, index: int) -> int:
         """``out/_desc-NNNNN.parquet`` (``out`` is the descriptors folder the job runs this stage into)."""
