@@ -180,7 +180,11 @@ class OverlapConfig(Strict):
     thresholds: dict[str, int] = Field(default_factory=dict, description="per eval set pHash distance")
     default_threshold: int | None = Field(None, ge=0, le=64, description="None: the detector's calibrated value")
     templates: str | None = Field(None, description="zero-shot prompt templates JSON (CLIP_benchmark format)")
-    use_sidecar: bool = Field(True, description="read pHashes from the Parquet beside each shard tar")
+    use_sidecar: bool = Field(True, description="read pHashes from the Parquet beside each shard tar "
+                                                "(copy_detector false only: the detector decodes every image)")
+    copy_detector: bool = Field(True, description="also run dedupe's copy detector (its eval index rows per "
+                                                  "dedupe's settings, mirrors, centre region, edge bands) on every "
+                                                  "training image; false: the nearest pHash alone")
     pairs: int = Field(8, ge=0, description="closest and borderline pairs shown per set in report.html")
     checkpoint: str | None = Field(None, description="learned copy detector (none: dedupe.checkpoint, so the "
                                                      "overlap split and the dedupe use one detector)")

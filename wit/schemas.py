@@ -99,3 +99,6 @@ SHARD = pa.schema([
 
 # overlap: one row per training image of the shards analysed (its pHash, 16-digit hex, and where it lives).
 TRAIN_HASHES = pa.schema([("uid", pa.string()), ("shard", pa.string()), ("key", pa.string()), ("phash", pa.string())])
+# with dedupe's copy detector: the eval image each training image copies ("" where none) and the descriptor
+TRAIN_MATCH_FIELDS = [pa.field("eval_set", pa.string()), pa.field("eval_item", pa.string()),
+                      pa.field("eval_match_by", pa.string())]

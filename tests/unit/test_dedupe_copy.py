@@ -363,6 +363,18 @@ def test_overlap_step_takes_the_dedupe_detector():
     assert _detector(own) == {"detector": "/m/other.pt", "detector_model": None, "embed_threshold": None}
 
 
+def test_overlap_step_takes_the_dedupe_copy_detector():
+    from wit.config import RunSpec
+    from wit.overlap.step import _copy_detector, _thresholds
+
+    spec = RunSpec(dedupe={"warp_variants": True, "match_flips": False, "thresholds": {"a": 6, "z": 4}},
+                   overlap={"eval": {"a": "/e/a", "b": "/e/b"}, "thresholds": {"b": 8}})
+    assert _copy_detector(spec) == {"variant_rows": True, "crop_variants": True, "rotation_variants": True,
+                                    "centre": True, "turns": False, "warps": True, "match_flips": False}
+    assert _thresholds(spec) == {"a": 6, "b": 8}
+    assert _copy_detector(RunSpec(overlap={"copy_detector": False})) == {"variant_rows": False}
+
+
 def _meme(im: Image.Image, band: int, text: str = "LOL") -> Image.Image:
     """``im`` under a white caption band of ``band`` px with black text in it (blank lines around it)."""
     from PIL import ImageDraw, ImageFont
@@ -455,3 +467,88 @@ def test_cli_index_turns_and_warps_add_their_rows(tmp_path, capsys):
     assert "shear" not in plain and "crop_large" not in plain and "dihedral" not in plain
     assert more == plain | {"dihedral": len(DIHEDRAL), "rotate_wide": len(WIDE_ROTATIONS),
                             "crop_large": len(LARGE_CROPS), "shear": len(SHEARS)}
+
+
+def _write_shard(path, samples) -> None:
+    import webdataset as wds
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wds.TarWriter(str(path)) as sink:
+        for key, im in samples:
+            buf = io.BytesIO()
+            im.convert("RGB").save(buf, format="JPEG", quality=92)
+            sink.write({"__key__": key, "jpg": buf.getvalue(), "txt": key})
+
+
+def test_overlap_and_dedupe_run_one_copy_detector(tmp_path, capsys):
+    """Copies the nearest pHash misses (a 20 % crop, an 8-degree rotation, a 25 % pad, a caption band) are
+    Overlap exactly where dedupe calls them eval copies, by the same descriptor; --phash-only misses them."""
+    from PIL import ImageOps
+
+    from wit.dedupe.index import rotate
+    from wit.io import folders
+    from wit.overlap.job import OverlapJob, run_overlap
+
+    evals = _drawings(8, seed=21)
+    eval_dir = _save_all(evals, tmp_path / "eval")
+    e = [im.convert("RGB") for im in evals]
+    w, h = e[0].size
+    copies = [e[0].crop((int(w * 0.2), int(h * 0.2), w, h)), rotate(e[1], 8, crop=False),
+              ImageOps.expand(e[2], border=(e[2].width // 4, e[2].height // 4), fill=(0, 0, 0)), _meme(e[3], 40),
+              e[4].resize((e[4].width // 2, e[4].height // 2))]
+    others = _drawings(10, seed=22)
+    _write_shard(tmp_path / "shards" / "00000.tar", [(f"copy{i}", im) for i, im in enumerate(copies)]
+                 + [(f"other{i}", im) for i, im in enumerate(others)])
+    EvalIndex.build({"e": str(eval_dir)}).save(str(tmp_path / "ix"))
+    stage = DescribeStage(index_dir=str(tmp_path / "ix"))
+    stage.setup()
+    d = stage.process_batch(_rows(copies + others)).kept.to_pylist()
+    dedupe_found = {r["eval_match"].split(":", 1)[1]: r["eval_match_by"] for r in d if r["eval_match"]}
+    assert set(dedupe_found) == {f"{i:03d}.png" for i in range(5)}, dedupe_found
+
+    def overlap(name, **kw):
+        out = tmp_path / name
+        run_overlap(OverlapJob([str(tmp_path / "shards")], {"e": str(eval_dir)}, str(out), **kw), progress=False)
+        return {r["item"]: r for r in folders.read_parquet(str(out / "items.parquet")).to_pylist() if r["overlap"]}
+
+    same = overlap("built")
+    assert set(same) == set(dedupe_found)
+    for item, r in same.items():
+        assert r["train_key"] == f"copy{int(item[:3])}"
+        # the pHash nearest finds the resized copy itself; the rest carry dedupe's descriptor
+        assert r["matched_by"] == ("phash" if dedupe_found[item].startswith("phash:image") else dedupe_found[item])
+    assert set(overlap("given", index_dir=str(tmp_path / "ix"))) == set(dedupe_found)
+    plain = overlap("plain", variant_rows=False)
+    assert set(plain) < set(same) and "004.png" in plain
+    doc = json.loads((tmp_path / "built" / "report.json").read_text())
+    assert doc["meta"]["detector"]["copy_detector"]["rows_per_image"]["crop"] == 19
+    assert sum(doc["sets"]["e"]["matched_by"].values()) == len(same)
+    assert "dedupe's copy detector" in (tmp_path / "built" / "report.md").read_text()
+
+    args = ["overlap", "--shards", str(tmp_path / "shards"), "--out", str(tmp_path / "cli"), "--no-progress"]
+    assert cli_main(args + ["--eval", f"e={eval_dir}", "--index", str(tmp_path / "ix")]) == 0
+    assert json.loads(capsys.readouterr().out)["n_overlap"] == {"e": len(same)}
+    assert cli_main(args + ["--eval", f"other={eval_dir}", "--index", str(tmp_path / "ix")]) == 2
+    assert "holds no set 'other'" in capsys.readouterr().err
+    assert cli_main(args + ["--eval", f"e={eval_dir}", "--phash-only", "--warps"]) == 2
+
+
+def test_overlap_hashes_again_when_the_detector_changes(tmp_path):
+    """OUT/_train_hashes is reused only under the settings it was written with."""
+    from wit.io import folders
+    from wit.overlap.job import HASHES_DIR, OverlapJob, run_overlap
+
+    evals = _drawings(3, seed=31)
+    eval_dir = _save_all(evals, tmp_path / "eval")
+    from wit.dedupe.index import rotate
+
+    _write_shard(tmp_path / "shards" / "00000.tar", [("copy0", rotate(evals[0].convert("RGB"), 8, crop=False))])
+    out = tmp_path / "out"
+    n = {}
+    for rows in (False, True, False):
+        run_overlap(OverlapJob([str(tmp_path / "shards")], {"e": str(eval_dir)}, str(out), variant_rows=rows),
+                    progress=False)
+        parts = folders.expand(str(out / HASHES_DIR), (".parquet",))
+        assert ("eval_set" in folders.parquet_schema(parts[0]).names) == rows
+        n[rows] = json.loads((out / "report.json").read_text())["sets"]["e"]["n_overlap"]
+    assert n == {False: 0, True: 1}

@@ -1,7 +1,9 @@
 """`wit overlap --shards DIR --eval NAME=PATH ... [--model CKPT] --out DIR`: CLIP §5 overlap analysis.
 
 Hashes every training shard (webdataset tars from wit or any other tool, e.g. img2dataset), finds
-each eval image's nearest training image by pHash, splits each eval set into Overlap / Clean, and
+each eval image's nearest training image by pHash and runs dedupe's copy detector (the eval images'
+crop, rotation and centre rows, edge bands; `--index` takes dedupe's own eval index) on every training
+image, splits each eval set into Overlap / Clean, and
 writes report.json, report.md, report.html and plots under --out. With --model, zero-shot accuracy
 on All / Clean / Overlap, the one-tailed binomial p-value and the 99.5% Clopper-Pearson interval.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +39,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detector-model", default=None, help="open_clip model name of --detector")
     p.add_argument("--embed-threshold", type=float, default=None,
                    help="cosine for --detector (default: the checkpoint's calibrated one; open_clip 0.95)")
+    p.add_argument("--index", default=None, metavar="DIR",
+                   help="the eval index dedupe used (`wit dedupe index --out DIR`, or a run's dedupe/eval_index): "
+                        "match training images against its rows, so the overlap split and the dedupe agree; "
+                        "default: build one from --eval with dedupe's default rows (and --turns / --warps)")
+    p.add_argument("--turns", action="store_true",
+                   help="(no --index) also index vflip/90/180/270-degree turns and rotations all round, as "
+                        "`wit dedupe index --turns`")
+    p.add_argument("--warps", action="store_true",
+                   help="(no --index) also index large crops and shears, as `wit dedupe index --warps`")
+    p.add_argument("--phash-only", action="store_true",
+                   help="only the nearest pHash (and its mirror's): no variant rows, centre region or edge bands; "
+                        "reads wit shards' pHash column without decoding (faster, misses crops and rotations)")
     p.add_argument("--rehash", action="store_true",
                    help="decode every training image even when the shard's Parquet has a phash column")
     add_runner_args(p)
@@ -51,8 +66,13 @@ def _main(args: argparse.Namespace) -> int:
         thresholds=parse_pairs(args.threshold, "--threshold", int), default_threshold=args.default_threshold,
         model=args.model, model_name=args.model_name if args.model else None, templates=args.templates,
         use_sidecar=not args.rehash, pairs=args.pairs, detector=args.detector, detector_model=args.detector_model,
-        embed_threshold=args.embed_threshold,
+        embed_threshold=args.embed_threshold, variant_rows=not args.phash_only, index_dir=args.index,
+        turns=args.turns, warps=args.warps,
     )
+    if args.phash_only and (args.index or args.turns or args.warps):
+        print("wit overlap: --phash-only leaves out the copy detector; drop --index / --turns / --warps",
+              file=sys.stderr)
+        return 2
     summary = run_overlap(job, runner=args.runner, address=args.address, workers=args.workers, progress=args.progress)
     print(json.dumps(summary, indent=2))
     return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
@@ -69,24 +69,67 @@ class TrainHashStage(Stage):
     detector: str | None = None
     detector_model: str | None = None
     embed_batch: int = 64
+    #: dedupe's copy detector (``wit.dedupe.matcher.CopyMatcher``) over the eval index saved here: every
+    #: image is decoded, described as download describes it and matched as dedupe matches it (columns
+    #: ``eval_set``, ``eval_item``, ``eval_match_by``); None: the pHash alone
+    index_dir: str | None = None
+    threshold: int = DEFAULT_THRESHOLD
+    thresholds: dict[str, int] = field(default_factory=dict)
+    match_flips: bool = True
+    centre_hash: bool = True
+    trim_borders: bool = True
     name: str = "overlap"
     output_schema = schemas.TRAIN_HASHES
     batch_rows: int = 512
 
     def __post_init__(self) -> None:
+        fields = list(schemas.TRAIN_HASHES)
+        if self.index_dir:
+            fields += schemas.TRAIN_MATCH_FIELDS
         if self.detector:
-            self.output_schema = schemas.TRAIN_HASHES.append(pa.field("embedding", pa.list_(pa.float32())))
+            fields.append(pa.field("embedding", pa.list_(pa.float32())))
+        self.output_schema = pa.schema(fields)
 
     def setup(self) -> None:
         from wit.dedupe.detector import make_embedder
 
         self._embedder = (make_embedder(self.detector_model, self.detector, threshold=0.0, batch=self.embed_batch)
                           if self.detector else None)
+        self._matcher = None
+        if self.index_dir:
+            from wit.dedupe.index import EvalIndex
+            from wit.dedupe.matcher import CopyMatcher
+
+            # the learned embedding is searched training-side by the job (TrainIndex.nearest_embedding)
+            self._matcher = CopyMatcher(EvalIndex.load(self.index_dir), self.threshold, self.thresholds,
+                                        self.match_flips, self.centre_hash, self.trim_borders, embeddings=False)
+
+    def _matches(self, images: list) -> dict[str, list]:
+        """eval_set, eval_item, eval_match_by per image (None: no image) by dedupe's detector."""
+        from wit.imagehash.descriptors import image_hashes, pixel_hash
+
+        n = len(images)
+        px, ph, phf, centre, trimmed, err = [""] * n, [0] * n, [0] * n, [None] * n, [None] * n, ["none"] * n
+        for i, img in enumerate(images):
+            if img is None:
+                continue
+            rgb = img.convert("RGB")
+            h = image_hashes(rgb)
+            px[i], ph[i], phf[i], centre[i], trimmed[i], err[i] = (pixel_hash(rgb), h.phash, h.phash_flip,
+                                                                   (h.centre, h.centre_flip), h.trimmed, "")
+        index = self._matcher.index
+        cols: dict[str, list] = {"eval_set": [""] * n, "eval_item": [""] * n, "eval_match_by": [""] * n}
+        for i, f in enumerate(self._matcher.match(px, ph, phf, centre, images, err, trimmed)):
+            if f is not None:
+                cols["eval_set"][i], cols["eval_item"][i], cols["eval_match_by"][i] = (
+                    index.sets[f[0]], index.items[f[0]], f[1])
+        return cols
 
     def read_task(self, path: str) -> Iterator[pa.Table]:
         side = sidecar_parquet(path)
         embedder = getattr(self, "_embedder", None)
-        if self.use_sidecar and embedder is None and folders.exists(side):
+        matcher = getattr(self, "_matcher", None)
+        if self.use_sidecar and embedder is None and matcher is None and folders.exists(side):
             t = folders.read_parquet([side])
             if "phash" in t.column_names and t.column("phash").null_count == 0:
                 t = metadata.upgrade(t)
@@ -108,6 +151,9 @@ class TrainHashStage(Stage):
             rows["phash"] = metadata.phash_hex(rows["phash"]).to_pylist()
             t = pa.table({k: pa.array(v, schemas.TRAIN_HASHES.field(k).type if k != "error" else pa.string())
                           for k, v in rows.items()})
+            if matcher is not None:
+                for name, values in self._matches(images).items():
+                    t = t.append_column(name, pa.array(values, pa.string()))
             if embedder is not None:
                 vecs: list = [None] * len(images)
                 if ok:

@@ -20,6 +20,7 @@ from wit.overlap.stats import OverlapStats, overlap_stats
 log = logging.getLogger(__name__)
 
 HASHES_DIR = "_train_hashes"
+INDEX_DIR = "_eval_index"
 ITEMS = "items.parquet"
 ITEMS_SCHEMA = pa.schema([
     ("set", pa.string()), ("item", pa.string()), ("label", pa.int32()), ("distance", pa.int16()),
@@ -48,6 +49,20 @@ class OverlapJob:
     detector: str | None = None
     detector_model: str | None = None
     embed_threshold: float | None = None  # None: the checkpoint's calibrated one (open_clip: 0.95)
+    #: dedupe's copy detector (``wit.dedupe.matcher.CopyMatcher``): every training image is decoded and
+    #: matched against an eval index with dedupe's rows (crops, rotations, centre region, and with
+    #: ``turns`` / ``warps`` those rows), mirrors and edge bands; an eval image any training image copies
+    #: is in Overlap. False: the pHash nearest only (wit's shards' sidecar pHash, nothing decoded).
+    variant_rows: bool = True
+    #: a saved eval index (`wit dedupe index`, or a run's dedupe/eval_index) to match against instead of
+    #: building one from ``eval_sets`` with the options below; it must hold every eval set by name
+    index_dir: str | None = None
+    crop_variants: bool = True
+    rotation_variants: bool = True
+    centre: bool = True
+    turns: bool = False
+    warps: bool = False
+    match_flips: bool = True
 
     def threshold(self, name: str) -> int:
         return int(self.thresholds.get(name, self.default_threshold))
@@ -128,8 +143,42 @@ def zeroshot_correct(bundle: tuple, name: str, path: str, items: list[str], temp
     return np.array([by_item[it] for it in items], dtype=bool)
 
 
-def hash_training_shards(job: OverlapJob, **runner_kwargs) -> list[str]:
-    """Run TrainHashStage over the training tars (one task each); return the hash part files."""
+def eval_index(job: OverlapJob) -> str | None:
+    """The eval index dedupe's copy detector matches against: ``job.index_dir`` (checked to hold every
+    eval set), else one built from the eval sets into OUT/_eval_index; None with ``variant_rows`` off."""
+    from wit.dedupe.index import EvalIndex
+
+    if not job.variant_rows:
+        return None
+    if job.index_dir:
+        if not folders.exists(folders.join(job.index_dir, "index.parquet")):
+            raise FileNotFoundError(f"eval index {job.index_dir}: no index.parquet (build it with `wit dedupe index`)")
+        sets = set(folders.read_parquet([folders.join(job.index_dir, "index.parquet")], columns=["set"])
+                   .column("set").unique().to_pylist())
+        missing = sorted(set(job.eval_sets) - sets)
+        if missing:
+            raise ValueError(f"eval index {job.index_dir} holds no set {missing[0]!r} (it holds {sorted(sets)}); "
+                             "index the same eval sets as --eval names")
+        return job.index_dir
+    out = folders.join(job.out, INDEX_DIR)
+    settings = {"eval_sets": dict(sorted(job.eval_sets.items())), "crop_variants": job.crop_variants,
+                "rotation_variants": job.rotation_variants, "centre": job.centre, "turns": job.turns,
+                "warps": job.warps}
+    stamp = folders.join(out, "settings.json")
+    if folders.exists(stamp) and folders.read_json(stamp) == settings:
+        return out
+    index = EvalIndex.build(job.eval_sets, crop_variants=job.crop_variants, rotation_variants=job.rotation_variants,
+                            centre=job.centre, dihedral_variants=job.turns, warp_variants=job.warps)
+    index.save(out)
+    folders.write_json(stamp, settings)
+    log.info("overlap: eval index of %d images, %d rows (%s)", index.n_images, len(index), index.rows_per_image())
+    return out
+
+
+def hash_training_shards(job: OverlapJob, index_dir: str | None = None, **runner_kwargs) -> list[str]:
+    """Run TrainHashStage over the training tars (one task each); return the hash part files.
+
+    The parts are reused only when written with the same detector settings (OUT/_train_hashes/settings.json)."""
     from wit.runners import run_stage
 
     tars = folders.expand(job.shards, (".tar",))
@@ -138,7 +187,20 @@ def hash_training_shards(job: OverlapJob, **runner_kwargs) -> list[str]:
     out = folders.join(job.out, HASHES_DIR)
     # The overlap analysis reads the final dataset; it decides no candidate's fate, so no ledger.
     runner_kwargs = {**runner_kwargs, "ledger_dir": None}
-    stage = TrainHashStage(use_sidecar=job.use_sidecar, detector=job.detector, detector_model=job.detector_model)
+    stage = TrainHashStage(use_sidecar=job.use_sidecar, detector=job.detector, detector_model=job.detector_model,
+                           index_dir=index_dir, threshold=job.default_threshold, thresholds=dict(job.thresholds),
+                           match_flips=job.match_flips, centre_hash=job.centre)
+    settings = {"use_sidecar": job.use_sidecar, "detector": job.detector, "detector_model": job.detector_model,
+                "index": folders.read_json(folders.join(index_dir, "settings.json"))
+                if index_dir and folders.exists(folders.join(index_dir, "settings.json")) else index_dir,
+                "thresholds": {s: job.threshold(s) for s in sorted(job.eval_sets)}, "match_flips": job.match_flips,
+                "centre": job.centre}
+    stamp = folders.join(out, "settings.json")
+    if folders.exists(out) and (not folders.exists(stamp) or folders.read_json(stamp) != settings):
+        log.info("overlap: %s was hashed with other settings; hashing again", out)
+        folders.remove_tree(out)
+    folders.makedirs(out)
+    folders.write_json(stamp, settings)
     rep = run_stage(stage, tars, out, **runner_kwargs)
     if rep.dropped:
         log.warning("overlap: %d training samples without a usable image: %s", rep.dropped, rep.by_reason)
@@ -177,30 +239,55 @@ def pick_pairs(items: pa.Table, threshold: int, n: int) -> list[dict]:
                                                          for r in sorted(border, key=lambda r: r["distance"])]
 
 
+def detector_hits(index: TrainIndex) -> dict[tuple[str, str], tuple[int, int, str]]:
+    """(set, item) -> (part, row, descriptor) of the first training image dedupe's copy detector matched to
+    each eval image (an identical-pixels match first), from the hash parts' ``eval_*`` columns."""
+    hits: dict[tuple[str, str], tuple[int, int, str]] = {}
+    for p, url in enumerate(index.parts):
+        if "eval_set" not in folders.parquet_schema(url).names:
+            continue
+        t = folders.read_parquet([url], columns=["eval_set", "eval_item", "eval_match_by"])
+        for r, (s, it, by) in enumerate(zip(*(t.column(c).to_pylist() for c in t.column_names))):
+            if s and ((s, it) not in hits or (by == "exact" and hits[(s, it)][2] != "exact")):
+                hits[(s, it)] = (p, r, by)
+    return hits
+
+
 def analyse_set(index: TrainIndex, name: str, path: str, threshold: int, bundle: tuple | None = None,
                 templates: str | None = None, batch: int = 256, pairs: int = 8, embedder=None,
-                embed_threshold: float | None = None) -> SetResult:
+                embed_threshold: float | None = None, hits: dict | None = None) -> SetResult:
     """Overlap / Clean / All of one eval set against the training index (and the model, if any).
 
-    With a learned ``embedder`` an image is in Overlap when its pHash is within ``threshold`` or its
-    embedding's cosine to the nearest training embedding is at least ``embed_threshold``; the training
-    image shown is the pHash match, else the embedding match, else the pHash nearest."""
+    An image is in Overlap when its pHash (or its mirror's) is within ``threshold`` of a training image's,
+    or when dedupe's copy detector matched some training image to it (``hits``: (set, item) ->
+    (part, row, descriptor), from ``detector_hits``), or, with a learned ``embedder``, when its embedding's
+    cosine to the nearest training embedding is at least ``embed_threshold``. The training image shown is
+    the pHash match, else the detector's, else the embedding match, else the pHash nearest;
+    ``matched_by`` names the descriptors that found it ("+"-joined)."""
     items, h, emb = hash_eval_set(path, batch, embedder)
     near = index.search(h.reshape(-1))  # each image, then its mirror
     d = near.distance.reshape(-1, 2)
     pick = d.argmin(axis=1)
     take = np.arange(len(items)) * 2 + pick
     dist, part, row = near.distance[take], near.part[take], near.row[take]
-    overlap = dist <= threshold
-    cosine = matched_by = None
+    by_phash = dist <= threshold
+    overlap = by_phash.copy()
+    found_by = [["phash"] if a else [] for a in by_phash.tolist()]
+    for i, item in enumerate(items):
+        hit = (hits or {}).get((name, item))
+        if hit is not None and not by_phash[i]:
+            part[i], row[i], overlap[i] = hit[0], hit[1], True
+            found_by[i].append(hit[2])
+    cosine = None
     if embedder is not None:
         cosine, epart, erow = index.nearest_embedding(emb)
         by_emb = cosine >= embed_threshold
-        matched_by = ["phash+embedding" if a and b else "phash" if a else "embedding" if b else ""
-                      for a, b in zip(overlap.tolist(), by_emb.tolist())]
         use = by_emb & ~overlap
         part, row = np.where(use, epart, part), np.where(use, erow, row)
+        for i in np.flatnonzero(by_emb):
+            found_by[i].append("embedding")
         overlap = overlap | by_emb
+    matched_by = ["+".join(f) for f in found_by]
     lab = imagefolder_labels(path, items)
     labels = lab[1] if lab else None
     correct, note = None, "no model"
@@ -225,23 +312,34 @@ def run_overlap(job: OverlapJob, **runner_kwargs) -> dict:
             raise FileNotFoundError(f"eval set {name}: {path} not found")
     embedder = job.embedder()
     embed_threshold = embedder.describe()["threshold"] if embedder is not None else None
-    parts = hash_training_shards(job, **runner_kwargs)
+    index_dir = eval_index(job)
+    parts = hash_training_shards(job, index_dir, **runner_kwargs)
     index = TrainIndex.from_parts(parts)
+    hits = detector_hits(index)
     bundle = None
     if job.model:
         from wit.train import zeroshot
 
         bundle = zeroshot.load_model(job.model, job.model_name or "wit-vit-tiny")
     results = [analyse_set(index, name, path, job.threshold(name), bundle, job.templates, job.hash_batch, job.pairs,
-                           embedder, embed_threshold)
+                           embedder, embed_threshold, hits)
                for name, path in sorted(job.eval_sets.items())]
     folders.write_parquet(folders.join(job.out, ITEMS),
                           pa.concat_tables([r.items for r in results]) if results else ITEMS_SCHEMA.empty_table())
+    copy_detector = None
+    if index_dir:
+        from wit.dedupe.index import EvalIndex
+
+        copy_detector = {"eval_index": index_dir, "rows_per_image": EvalIndex.load(index_dir).rows_per_image(),
+                         "mirrors": job.match_flips, "centre": job.centre, "edge_bands": True}
     meta = {"train_images": len(index), "train_shards": len(parts), "model": job.model,
             "model_name": job.model_name if job.model else None, "detector": {
                 "descriptor": "pHash (64-bit DCT), mirror-aware" + (
+                    ", and dedupe's copy detector (identical pixels; pHash against the eval images' variant rows "
+                    f"{', '.join(sorted(copy_detector['rows_per_image']))}; centre region; inside edge bands)"
+                    if copy_detector else "") + (
                     f" or learned copy descriptor {job.detector} (cosine >= {embed_threshold:.4f})" if embedder else ""),
-                "default_threshold": job.default_threshold,
+                "default_threshold": job.default_threshold, "copy_detector": copy_detector,
                 "learned": {"checkpoint": job.detector, "model": job.detector_model or "torchscript",
                             "threshold": embed_threshold} if embedder else None}}
     return report.write_report(job.out, results, meta)

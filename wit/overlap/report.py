@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timezone
 
 from wit.io import folders
@@ -41,7 +41,9 @@ def markdown(doc: dict) -> str:
         "# Data overlap analysis (CLIP §5)", "",
         f"Training images indexed: {meta['train_images']:,} in {meta['train_shards']} shard(s). "
         f"Detector: {meta['detector']['descriptor']}; an eval image is in Overlap when its nearest training "
-        "image is within the set's threshold (Hamming bits).",
+        "image is within the set's threshold (Hamming bits)" + (
+            ", or when dedupe's copy detector matches a training image to it" if meta["detector"].get("copy_detector")
+            else "") + ".",
         f"Model: {meta['model'] or 'no model (contamination only)'}.", "",
         "| " + " | ".join(COLUMNS) + " | Threshold |",
         "|" + "---|" * (len(COLUMNS) + 1),
@@ -49,6 +51,10 @@ def markdown(doc: dict) -> str:
     for row, s in zip(table_rows(doc["sets"]), doc["sets"].values()):
         lines.append("| " + " | ".join(row) + f" | {s['threshold']} |")
     notes = [f"- {n}: {s['model_note']}" for n, s in doc["sets"].items() if s["model_note"]]
+    found = {n: s["matched_by"] for n, s in doc["sets"].items() if s.get("matched_by")}
+    if found:
+        lines += ["", "Overlap found by (descriptor: images): " + "; ".join(
+            f"{n}: " + ", ".join(f"{b} {c}" for b, c in by.items()) for n, by in found.items()) + "."]
     lines += ["", "Accuracies are zero-shot top-1 in percent; the p-value is one-tailed (binomial, Overlap "
               "accuracy against the Clean accuracy as the null); the interval is Clopper-Pearson at 99.5%.", ""]
     if notes:
@@ -205,8 +211,9 @@ def write_report(out: str, results, meta: dict) -> dict:
     sets = {}
     for r in results:
         pairs = [{k: v for k, v in p.items() if k != "set"} for p in r.pairs]
+        by = Counter(b for b in r.items.column("matched_by").to_pylist() if b)
         sets[r.name] = {"path": r.path, "threshold": r.threshold, "model_note": r.model_note,
-                        **r.stats.as_dict(), "pairs": pairs}
+                        **r.stats.as_dict(), "matched_by": dict(sorted(by.items())), "pairs": pairs}
     doc = {"meta": {**meta, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}, "sets": sets}
     folders.write_json(folders.join(out, "report.json"), doc)
     folders.atomic_write_bytes(folders.join(out, "report.md"), markdown(doc).encode())

@@ -24,10 +24,11 @@ def run_step(ctx) -> dict:
     ckpt = folders.join(trained, CHECKPOINT)
     has_model = os.path.exists(ckpt)
     job = OverlapJob(
-        shards=[shards], eval_sets=dict(cfg.eval), out=ctx.output, thresholds=dict(cfg.thresholds),
+        shards=[shards], eval_sets=dict(cfg.eval), out=ctx.output, thresholds=_thresholds(ctx.spec),
         default_threshold=_default_threshold(ctx.spec),
         model=ckpt if has_model else None, model_name=ctx.spec.train.model if has_model else None,
         templates=cfg.templates, use_sidecar=cfg.use_sidecar, pairs=cfg.pairs, **_detector(ctx.spec),
+        **_copy_detector(ctx.spec),
     )
     result = run_overlap(job, **ctx.runner_kwargs())
     if not has_model:
@@ -45,6 +46,12 @@ def _default_threshold(spec) -> int:
     return spec.dedupe.phash_threshold
 
 
+def _thresholds(spec) -> dict[str, int]:
+    """overlap.thresholds, and for eval sets it does not name, dedupe.thresholds (same agreement)."""
+    o = spec.overlap
+    return {**{s: t for s, t in spec.dedupe.thresholds.items() if s in o.eval}, **o.thresholds}
+
+
 def _detector(spec) -> dict:
     """The learned copy detector of the overlap split: overlap's own keys, else dedupe's, so both steps
     call the same images copies."""
@@ -56,3 +63,14 @@ def _detector(spec) -> dict:
     return {"detector": ckpt, "detector_model": o.model or (d.model if same else None),
             "embed_threshold": o.embed_threshold if o.embed_threshold is not None else
             (d.embed_threshold if same else None)}
+
+
+def _copy_detector(spec) -> dict:
+    """Dedupe's copy detector settings (its eval index rows, mirrors, centre region), so the overlap split
+    counts as copies what the dedupe step removes; ``overlap.copy_detector: false`` gives the pHash alone."""
+    d = spec.dedupe
+    if not spec.overlap.copy_detector:
+        return {"variant_rows": False}
+    return {"variant_rows": True, "crop_variants": d.crop_variants, "rotation_variants": d.rotation_variants,
+            "centre": d.centre_hash, "turns": d.dihedral_variants, "warps": d.warp_variants,
+            "match_flips": d.match_flips}
