@@ -160,11 +160,17 @@ def test_overlap_finds_the_planted_copies_when_dedupe_is_off(run_without_dedupe)
     con = duckdb.connect()
     paths = ["/" + u.split("//", 1)[1].split("/", 1)[1] for (u,) in con.execute(f"SELECT url FROM '{run}/shards/*.parquet'").fetchall()]
     truth = {(planted[p]["eval_set"], planted[p]["eval_item"]) for p in paths if p in planted}
-    found = set(con.execute(f"SELECT set, item FROM '{run}/overlap/items.parquet' WHERE overlap").fetchall())
+    rows = con.execute(f"SELECT set, item, matched_by FROM '{run}/overlap/items.parquet' WHERE overlap").fetchall()
+    found = {(s, it) for s, it, _ in rows}
+    by_phash = {(s, it) for s, it, by in rows if by.split("+")[0] == "phash"}
     assert truth, "with dedupe off, planted copies reach the shards"
-    precision = len(truth & found) / max(1, len(found))
-    recall = len(truth & found) / len(truth)
-    # Measured on the tiny world: precision 1.0, recall 13/16 (the misses are cropped copies).
-    assert precision >= 0.9 and recall >= 0.75, (precision, recall, sorted(truth - found), sorted(found - truth))
+    # The nearest pHash alone: precision 1.0, recall 13/16 on the tiny world (the misses are cropped copies).
+    assert len(truth & by_phash) / max(1, len(by_phash)) == 1.0, sorted(by_phash - truth)
+    assert len(truth & by_phash) >= 0.75 * len(truth)
+    # With dedupe's copy detector (its crop and rotation rows) all 16; its price on flat synthetic renders,
+    # distinct drawings of one concept matched through a crop row (5 measured, precision 0.76), is the same
+    # images the dedupe step removes when it is on.
+    assert truth <= found, sorted(truth - found)
+    assert len(truth) / len(found) >= 0.6, sorted(found - truth)
     contamination = json.loads((run / "run.json").read_text())["stages"]["overlap"]["contamination"]
     assert max(contamination.values()) > 0.03
