@@ -123,7 +123,7 @@ def _rows(images: list[Image.Image], prefix: str) -> pa.Table:
         im.convert("RGB").save(b, "JPEG", quality=90)
         p = prepare(b.getvalue(), image_size=256)
         rows.append({"uid": f"{prefix}{i}", "jpg": p.jpg, "phash": p.phash, "phash_flip": p.phash_flip,
-                     "pixel_sha256": p.pixel_sha256, "phash_centre": p.phash_centre,
+                     "pixel_xxh3": p.pixel_xxh3, "phash_centre": p.phash_centre,
                      "phash_centre_flip": p.phash_centre_flip, "phash_trimmed": p.phash_trimmed})
     return pa.Table.from_pylist(rows, schema=pa.schema([("uid", pa.string()), ("jpg", pa.binary())]
                                                        + schemas.DESCRIPTOR_FIELDS))

@@ -79,7 +79,7 @@ def _index(rng, n_img: int, per_img: int) -> EvalIndex:
     h[variant != "image"] = mih.flip_random_bits(rng, h[variant != "image"], 8)
     n = len(h)
     return EvalIndex(pa.table({"set": ["s"] * n, "item": np.repeat(np.arange(n_img), per_img).astype(str),
-                               "pixel_sha256": [""] * n, "phash": pa.array(h, pa.uint64()),
+                               "pixel_xxh3": [""] * n, "phash": pa.array(h, pa.uint64()),
                                "variant": pa.array(variant.tolist(), pa.string())}))
 
 

@@ -54,7 +54,7 @@ def make_final(folder: Path, n: int = 7, size: tuple[int, int] = (40, 30)) -> li
         recs.append({"uid": f"{i:04d}" + "b" * 28, "url": f"http://x/{i}.jpg", "text": f"caption {i}", "page_url": "",
                      "source": "t", "query_ids": [i % 3], "key": f"{i:04d}" + "b" * 12, "jpg": b.getvalue(),
                      "width": size[0], "height": size[1], "orig_width": 2 * size[0], "orig_height": 2 * size[1],
-                     "sha256": f"{i:064x}", "phash": (1 << 64) - 5 - i, "pixel_sha256": "p"})
+                     "sha256": f"{i:064x}", "phash": (1 << 64) - 5 - i, "pixel_xxh3": "p"})
     path = str(folder / "final" / "part-00000.parquet")
     folders.write_parquet(path, pa.Table.from_pylist(recs, schema=schemas.DEDUPED))
     return [path]

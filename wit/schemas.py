@@ -62,12 +62,12 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 # download: the balanced columns + the stored image (resized, re-encoded), its geometry and its
 # descriptors, computed while download has the pixels decoded: pHash and the mirror image's pHash
-# (of the resized image), and pixel_sha256 (of the full-resolution decode, as the eval index hashes).
+# (of the resized image), and pixel_xxh3 (of the full-resolution decode, as the eval index hashes).
 # Null descriptors (input written before they existed) make filter and dedupe decode the stored JPEG.
 # Appended later: the centre-region pHash and its mirror's (descriptors.image_hashes, of the same
 # resized image as phash), which dedupe's centre matching reads instead of decoding the JPEG.
 DESCRIPTOR_FIELDS = [pa.field("phash", pa.uint64()), pa.field("phash_flip", pa.uint64()),
-                     pa.field("pixel_sha256", pa.string()),
+                     pa.field("pixel_xxh3", pa.string()),
                      pa.field("phash_centre", pa.uint64()), pa.field("phash_centre_flip", pa.uint64()),
                      # pHash inside the edge bands (padding, caption bands); null where the image has none
                      pa.field("phash_trimmed", pa.uint64())]
@@ -84,7 +84,7 @@ DEDUPED = DOWNLOADED
 
 # dedupe index: one "image" row per eval image plus its variant rows (crop, rotate, rotate_crop:
 # whole-image pHashes of transformed copies; centre: the centre-region pHash), pixel hash "" on those.
-EVAL_INDEX = pa.schema([("set", pa.string()), ("item", pa.string()), ("pixel_sha256", pa.string()),
+EVAL_INDEX = pa.schema([("set", pa.string()), ("item", pa.string()), ("pixel_xxh3", pa.string()),
                         ("phash", pa.uint64()), ("variant", pa.string())])
 
 # One row per sample of a shard tar (RUN/shards/NNNNN.parquet): img2dataset's columns first (sha256 of the

@@ -153,7 +153,7 @@ def _descriptors(out, parts: int = 4, rows: int = 1500, seed: int = 0) -> None:
         uids = [f"{p:02d}{rng.integers(0, 2**40):016x}" for _ in range(rows)]
         err = ["" if rng.random() > 0.05 else "decode" for _ in range(rows)]
         folders.write_parquet(descriptor_url(str(out), p), pa.table(
-            {"uid": uids, "pixel_sha256": pixels, "phash": pa.array(ph, pa.uint64()), "error": err}))
+            {"uid": uids, "pixel_xxh3": pixels, "phash": pa.array(ph, pa.uint64()), "error": err}))
 
 
 @pytest.mark.parametrize("threshold,rows_per_partition", [(4, 1500), (9, 100_000)])

@@ -97,8 +97,8 @@ def test_eval_copies_and_near_duplicates_dropped(tmp_path, shared_data):
     d = folders.read_parquet([str(p) for p in sorted((tmp_path / "dd" / "_descriptors").glob("_desc-*.parquet"))])
     d = d.sort_by("uid")
     for thr in (0, 2, 4, 8, 12, 20, 32, 64):
-        brute = earlier_duplicates(d.column("pixel_sha256"), d.column("phash").to_numpy(), thr, method="brute")
-        assert np.array_equal(brute, earlier_duplicates(d.column("pixel_sha256"), d.column("phash").to_numpy(),
+        brute = earlier_duplicates(d.column("pixel_xxh3"), d.column("phash").to_numpy(), thr, method="brute")
+        assert np.array_equal(brute, earlier_duplicates(d.column("pixel_xxh3"), d.column("phash").to_numpy(),
                                                         thr, method="mih")), thr
     assert {r["uid"]: r["dup_of"] for r in near_duplicates(out, 4).to_pylist()}["z-dup"] == "d03"
     kept = folders.read_parquet(out)
@@ -146,7 +146,7 @@ def test_describe_uses_download_descriptors_and_decodes_only_without_them(tmp_pa
         r = {"uid": uid, "url": "u", "text": "t", "page_url": "", "source": "s", "query_ids": [1], "key": uid,
              "jpg": p.jpg, "width": p.width, "height": p.height, "orig_width": p.orig_width,
              "orig_height": p.orig_height, "sha256": p.sha256}
-        return {**r, "phash": p.phash, "phash_flip": p.phash_flip, "pixel_sha256": p.pixel_sha256,
+        return {**r, "phash": p.phash, "phash_flip": p.phash_flip, "pixel_xxh3": p.pixel_xxh3,
                 "phash_centre": p.phash_centre, "phash_centre_flip": p.phash_centre_flip} if described else r
 
     overlay = _jpeg(_overlaid(Image.open(photos[5]).convert("RGB")))
@@ -175,8 +175,8 @@ def test_describe_uses_download_descriptors_and_decodes_only_without_them(tmp_pa
     desc = folders.read_parquet(sorted(str(p) for p in (tmp_path / "dd" / "_descriptors").glob("*.parquet"))).to_pylist()
     by_uid = {d["uid"]: d for d in desc}
     index = EvalIndex.load(str(tmp_path / "ix"))
-    assert index.exact([by_uid["a-copy"]["pixel_sha256"]])[0] >= 0  # exact pixels, as the index hashes them
-    assert by_uid["b"]["phash"] == described[1]["phash"] and by_uid["e"]["pixel_sha256"]  # e decoded here
+    assert index.exact([by_uid["a-copy"]["pixel_xxh3"]])[0] >= 0  # exact pixels, as the index hashes them
+    assert by_uid["b"]["phash"] == described[1]["phash"] and by_uid["e"]["pixel_xxh3"]  # e decoded here
     assert by_uid["f-overlay"]["eval_match_by"] == by_uid["g-overlay"]["eval_match_by"] == "centre"
     kept = {r["uid"]: r for r in folders.read_parquet(out).to_pylist()}
     assert kept["b"]["phash"] == described[1]["phash"] and kept["e"]["phash"] is not None
@@ -198,7 +198,7 @@ def test_rotated_and_overlaid_copies_matched_by_their_descriptor(tmp_path, share
     bodies += [p.read_bytes() for p in photos[6:]]
     rows = [prepare(b, image_size=256) for b in bodies]
     batch = pa.table({"uid": [f"u{i:02d}" for i in range(len(rows))], "jpg": [r.jpg for r in rows],
-                      "pixel_sha256": [r.pixel_sha256 for r in rows],
+                      "pixel_xxh3": [r.pixel_xxh3 for r in rows],
                       "phash": pa.array([r.phash for r in rows], pa.uint64()),
                       "phash_flip": pa.array([r.phash_flip for r in rows], pa.uint64())})
     stage = DescribeStage(index_dir=str(tmp_path / "ix"))
@@ -219,8 +219,15 @@ def test_rotated_and_overlaid_copies_matched_by_their_descriptor(tmp_path, share
 def test_index_without_variant_column_still_loads(tmp_path, shared_data):
     p = _photos(shared_data, 1)[0]
     img = Image.open(p)
-    t = pa.table({"set": ["s", "s"], "item": ["a", "a"], "pixel_sha256": [pixel_hash(img), ""],
+    t = pa.table({"set": ["s", "s"], "item": ["a", "a"], "pixel_xxh3": [pixel_hash(img), ""],
                   "phash": pa.array([phash64(img), 0], pa.uint64())})
     folders.write_parquet(str(tmp_path / "ix" / "index.parquet"), t)
     idx = EvalIndex.load(str(tmp_path / "ix"))
     assert idx.variants.tolist() == ["image", "crop"] and idx.n_images == 1 and idx.embeddings is None
+
+    # an index from before the pixel hash was xxh3: sha256 values never equal a candidate's, so they go
+    legacy = t.rename_columns(["set", "item", "pixel_sha256", "phash"])
+    folders.write_parquet(str(tmp_path / "old" / "index.parquet"), legacy)
+    old = EvalIndex.load(str(tmp_path / "old"))
+    assert old.variants.tolist() == ["image", "crop"] and old.table.column("pixel_xxh3").to_pylist() == ["", ""]
+    assert old.exact([pixel_hash(img)]).tolist() == [-1] and idx.exact([pixel_hash(img)]).tolist() == [0]

@@ -433,7 +433,7 @@ def test_download_trimmed_phash_finds_padded_and_captioned_copies_without_decodi
         # download's hash is trim_border's on the resized picture; a picture without bands has none
         assert p.phash_trimmed == (None if i == 2 else phash64(trim_border(stored)))
         rows.append({"uid": f"q{i}", "jpg": b"not decodable: describe must use download's columns",
-                     "phash": p.phash, "phash_flip": p.phash_flip, "pixel_sha256": p.pixel_sha256,
+                     "phash": p.phash, "phash_flip": p.phash_flip, "pixel_xxh3": p.pixel_xxh3,
                      "phash_centre": p.phash_centre, "phash_centre_flip": p.phash_centre_flip,
                      "phash_trimmed": p.phash_trimmed})
     # input written before download stored descriptors: nulls (filter adds the columns), a real JPEG

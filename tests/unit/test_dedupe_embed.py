@@ -87,7 +87,7 @@ def test_copies_matched_by_embedding(tmp_path, eval_dir, checkpoint):
     # download's descriptors are present but useless (pixel hash "x", pHash search off via threshold -1),
     # so whatever matches here is the embedding
     batch = pa.table({"uid": [f"u{i}" for i in range(len(jpgs))], "jpg": pa.array(jpgs, pa.binary()),
-                      "pixel_sha256": ["x"] * len(jpgs), "phash": pa.array([0] * len(jpgs), pa.uint64()),
+                      "pixel_xxh3": ["x"] * len(jpgs), "phash": pa.array([0] * len(jpgs), pa.uint64()),
                       "phash_flip": pa.array([0] * len(jpgs), pa.uint64())})
     stage = DescribeStage(index_dir=str(tmp_path / "ix"), threshold=-1, centre_hash=False)
     stage.setup()

@@ -24,7 +24,7 @@ def _clustered_index(rng, n_img=400):
     h[var != "image"] = flip_random_bits(rng, h[var != "image"], 8)
     sets = np.repeat(np.where(np.arange(n_img) % 3 == 0, "a", "b"), 29)
     return EvalIndex(pa.table({"set": sets.tolist(), "item": np.repeat(np.arange(n_img), 29).astype(str).tolist(),
-                               "pixel_sha256": [""] * len(h), "phash": pa.array(h, pa.uint64()),
+                               "pixel_xxh3": [""] * len(h), "phash": pa.array(h, pa.uint64()),
                                "variant": var.tolist()}))
 
 
@@ -62,7 +62,7 @@ def test_mih_equals_brute_force_on_clustered_hashes(threshold):
 
 def test_ties_pick_the_lowest_row():
     h = np.array([5, 9, 5, 5, 1 << 40], dtype=np.uint64)
-    idx = EvalIndex(pa.table({"set": ["s"] * 5, "item": list("abcde"), "pixel_sha256": [""] * 5,
+    idx = EvalIndex(pa.table({"set": ["s"] * 5, "item": list("abcde"), "pixel_xxh3": [""] * 5,
                               "phash": pa.array(h, pa.uint64()), "variant": ["image"] * 5}))
     q = np.array([5, 4, 9 ^ (1 << 63)], dtype=np.uint64)
     for method in ("brute", "mih"):

@@ -92,7 +92,7 @@ def test_near_duplicates_table_and_cache(tmp_path):
     order = rng.permutation(n)  # parts are not in uid order
     for k, part in enumerate(np.array_split(order, 3)):
         folders.write_parquet(descriptor_url(out, k), pa.table(
-            {"uid": [uids[i] for i in part], "pixel_sha256": [px[i] for i in part], "phash": pa.array(h[part]),
+            {"uid": [uids[i] for i in part], "pixel_xxh3": [px[i] for i in part], "phash": pa.array(h[part]),
              "eval_match": [""] * len(part), "eval_match_by": [""] * len(part), "error": err[part].tolist()},
             schema=DESCRIPTORS))
     tables = {}

@@ -237,7 +237,7 @@ def test_descriptors_are_those_dedupe_and_the_eval_index_compute(shared_data):
         for mode in ("keep_ratio", "center_crop", "no"):
             p = prepare(data, image_size=64, resize_mode=mode)
             # pixel hash of the full-resolution decode, exactly as EvalIndex.build hashes eval images
-            assert p.pixel_sha256 == pixel_hash(original), mode
+            assert p.pixel_xxh3 == pixel_hash(original), mode
             # pHash of the resized image: within a few bits of the original's and of the stored JPEG's
             full, full_flip = phash64_batch([original], with_flip=True)
             assert hamming(p.phash, int(full[0])) <= 4 and hamming(p.phash_flip, int(full_flip[0])) <= 4, mode

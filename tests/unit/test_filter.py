@@ -55,7 +55,7 @@ def test_rows_with_download_descriptors_get_header_checks_only(tmp_path):
             _row("undescribed", jpg=good[: len(good) // 2]),
             _row("garbage", jpg=b"\xff\xd8garbage"), _row("resized", jpg=_jpg(100, 75))]
     for r in rows[:1] + rows[2:]:
-        r.update(phash=1, phash_flip=2, pixel_sha256="p")
+        r.update(phash=1, phash_flip=2, pixel_xxh3="p")
     path = str(tmp_path / "in.parquet")
     folders.write_parquet(path, pa.Table.from_pylist(rows, schema=schemas.DOWNLOADED))
     run_stage(FilterStage(cfg=FilterConfig()), [path], str(tmp_path / "out"), ledger_dir=str(tmp_path / "l"),
@@ -67,9 +67,9 @@ def test_rows_with_download_descriptors_get_header_checks_only(tmp_path):
 
 
 def test_input_without_descriptor_columns_still_filters(tmp_path):
-    legacy = pa.schema([f for f in schemas.DOWNLOADED if f.name not in ("phash", "phash_flip", "pixel_sha256")])
+    legacy = pa.schema([f for f in schemas.DOWNLOADED if f.name not in ("phash", "phash_flip", "pixel_xxh3")])
     path = str(tmp_path / "in.parquet")
     folders.write_parquet(path, pa.Table.from_pylist([_row("ok"), _row("broken", jpg=b"\xff\xd8x")], schema=legacy))
     rep = run_stage(FilterStage(cfg=FilterConfig()), [path], str(tmp_path / "out"), ledger_dir=str(tmp_path / "l"),
                     progress=False)
-    assert rep.kept == 1 and folders.read_parquet(str(tmp_path / "out")).column("pixel_sha256").null_count == 1
+    assert rep.kept == 1 and folders.read_parquet(str(tmp_path / "out")).column("pixel_xxh3").null_count == 1

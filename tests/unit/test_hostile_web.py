@@ -324,7 +324,7 @@ def _final(folder, uids: list[str]) -> list[str]:
         Image.new("RGB", (40, 30), (i * 20, 9, 9)).save(b, "JPEG")
         recs.append({"uid": uid, "url": f"http://x/{i}.jpg", "text": f"caption {i}", "page_url": "", "source": "t",
                      "query_ids": [i % 2], "key": uid[:16], "jpg": b.getvalue(), "width": 40, "height": 30,
-                     "orig_width": 40, "orig_height": 30, "sha256": "s", "phash": i, "pixel_sha256": "p"})
+                     "orig_width": 40, "orig_height": 30, "sha256": "s", "phash": i, "pixel_xxh3": "p"})
     path = str(folder / "part-00000.parquet")
     folders.write_parquet(path, pa.Table.from_pylist(recs, schema=schemas.DEDUPED))
     return [path]

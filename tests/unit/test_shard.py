@@ -24,7 +24,7 @@ def _parts(tmp_path, n_parts=3, rows=7):
             recs.append({"uid": uid, "url": f"http://x/{uid}.jpg", "text": f"caption {p} {r}", "page_url": "",
                          "source": "t", "query_ids": [r % 3], "key": uid[:16], "jpg": b.getvalue(), "width": 40,
                          "height": 30, "orig_width": 80, "orig_height": 60, "sha256": "s", "phash": 123,
-                         "pixel_sha256": "p"})
+                         "pixel_xxh3": "p"})
         path = str(tmp_path / "final" / f"part-{p:05d}.parquet")
         folders.write_parquet(path, pa.Table.from_pylist(recs, schema=schemas.DEDUPED))
         paths.append(path)

@@ -23,10 +23,10 @@ from wit.stage import BatchResult, Stage
 
 log = logging.getLogger(__name__)
 
-CORE = ("pixel_sha256", "phash", "phash_flip")
+CORE = ("pixel_xxh3", "phash", "phash_flip")
 CENTRE = ("phash_centre", "phash_centre_flip")
 TRIMMED = "phash_trimmed"  # null where the image has no edge band: never a reason to decode
-DESCRIPTORS = pa.schema([("uid", pa.string()), ("pixel_sha256", pa.string()), ("phash", pa.uint64()),
+DESCRIPTORS = pa.schema([("uid", pa.string()), ("pixel_xxh3", pa.string()), ("phash", pa.uint64()),
                          ("eval_match", pa.string()), ("eval_match_by", pa.string()), ("error", pa.string())])
 
 
@@ -130,7 +130,7 @@ class DescribeStage(Stage):
         px, ph, phf, err, imgs = [], [], [], [], []
         centre = [(c, cf) if c is not None and cf is not None else None
                   for c, cf in zip(cols["phash_centre"], cols["phash_centre_flip"])]
-        for i, (a, b, c, data) in enumerate(zip(cols["pixel_sha256"], cols["phash"], cols["phash_flip"], jpgs)):
+        for i, (a, b, c, data) in enumerate(zip(cols["pixel_xxh3"], cols["phash"], cols["phash_flip"], jpgs)):
             have = a is not None and b is not None and c is not None
             need_img = self.embedder is not None or not have or (self.use_centre and centre[i] is None)
             img = _decode(data) if data is not None and need_img else None
@@ -145,7 +145,7 @@ class DescribeStage(Stage):
             for i, f in enumerate(self.matcher.match(px, ph, phf, centre, imgs, err, trimmed)):
                 if f is not None:
                     match[i], by[i] = f"{self.matcher.index.sets[f[0]]}:{self.matcher.index.items[f[0]]}", f[1]
-        kept = pa.table({"uid": batch.column("uid"), "pixel_sha256": pa.array(px, pa.string()),
+        kept = pa.table({"uid": batch.column("uid"), "pixel_xxh3": pa.array(px, pa.string()),
                          "phash": pa.array(ph, pa.uint64()), "eval_match": pa.array(match, pa.string()),
                          "eval_match_by": pa.array(by, pa.string()), "error": pa.array(err, pa.string())},
                         schema=DESCRIPTORS)

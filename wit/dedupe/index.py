@@ -1,7 +1,7 @@
 """The eval-set index: exact pixel hashes and pHashes of every eval image, and fast lookups.
 
 Eval sets come as ImageFolder dirs, webdataset tar shards, or Parquet with image bytes. The index
-is a directory holding ``index.parquet`` (set, item, pixel_sha256, phash, variant): one "image" row
+is a directory holding ``index.parquet`` (set, item, pixel_xxh3, phash, variant): one "image" row
 per eval image plus "crop", "rotate", "rotate_crop" and "centre" rows, and with an open_clip model
 ``embeddings.parquet`` (row, embedding) + ``model.json``. A pHash lookup is exact: multi-index
 hashing (``wit.imagehash.mih``) on large indexes, a brute-force XOR + popcount scan on small ones.
@@ -204,15 +204,23 @@ class EvalIndex:
 
     def __init__(self, table: pa.Table, embeddings: np.ndarray | None = None, embedding_rows: np.ndarray | None = None,
                  model: dict | None = None):
+        if "pixel_sha256" in table.column_names:  # built before the pixel hash was xxh3: no exact matches
+            log.warning("eval index with sha256 pixel hashes: exact-pixel matching off (pHash still finds "
+                        "identical copies); rebuild it with `wit dedupe index` to turn it on")
+            i = table.column_names.index("pixel_sha256")
+            px = table.column(i).to_pylist()
+            if "variant" not in table.column_names:
+                table = table.append_column("variant", pa.array(["image" if h else "crop" for h in px], pa.string()))
+            table = table.set_column(i, "pixel_xxh3", pa.array([""] * len(px), pa.string()))
         if "variant" not in table.column_names:  # indexes built before variants were named
-            px = table.column("pixel_sha256").to_pylist()
+            px = table.column("pixel_xxh3").to_pylist()
             table = table.append_column("variant", pa.array(["image" if h else "crop" for h in px], pa.string()))
         self.table = schemas.conform(table, schemas.EVAL_INDEX)
         self.sets = np.array(self.table.column("set").to_pylist(), dtype=object)
         self.items = np.array(self.table.column("item").to_pylist(), dtype=object)
         self.variants = np.array(self.table.column("variant").to_pylist(), dtype=object)
         self.phashes = self.table.column("phash").to_numpy().astype(np.uint64)
-        self._exact = {h: i for i, h in reversed(list(enumerate(self.table.column("pixel_sha256").to_pylist()))) if h}
+        self._exact = {h: i for i, h in reversed(list(enumerate(self.table.column("pixel_xxh3").to_pylist()))) if h}
         centre = self.variants == "centre"
         self._region_rows = {"full": np.nonzero(~centre)[0], "centre": np.nonzero(centre)[0]}
         self.embeddings = embeddings
@@ -280,7 +288,7 @@ class EvalIndex:
                 flush()
             log.info("eval index: %s indexed (%d rows)", name, len(sets) - n_before)
         table = pa.table({"set": pa.array(sets, pa.string()), "item": pa.array(items, pa.string()),
-                          "pixel_sha256": pa.array(pxs, pa.string()), "phash": pa.array(phs, pa.uint64()),
+                          "pixel_xxh3": pa.array(pxs, pa.string()), "phash": pa.array(phs, pa.uint64()),
                           "variant": pa.array(variants, pa.string())})
         if embedder is None:
             return cls(table)

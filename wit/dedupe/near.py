@@ -32,12 +32,12 @@ def near_duplicates(out: str, threshold: int, method: str = "auto") -> pa.Table:
     target = folders.join(out, NEAR_DUPS)
     if folders.exists(target):
         return folders.read_parquet([target])
-    tables = [read_descriptors(f, ["uid", "pixel_sha256", "phash"]) for f in descriptor_files(out)]
+    tables = [read_descriptors(f, ["uid", "pixel_xxh3", "phash"]) for f in descriptor_files(out)]
     t = pa.concat_tables(tables).sort_by("uid") if tables else NEAR.empty_table()
     if not tables:
         folders.write_parquet(target, t)
         return t
-    dup_of = earlier_duplicates(t.column("pixel_sha256"), t.column("phash").to_numpy().astype(np.uint64),
+    dup_of = earlier_duplicates(t.column("pixel_xxh3"), t.column("phash").to_numpy().astype(np.uint64),
                                 threshold, method=method)
     sel = pa.array(np.nonzero(dup_of >= 0)[0])
     uids = t.column("uid")
@@ -49,18 +49,18 @@ def near_duplicates(out: str, threshold: int, method: str = "auto") -> pa.Table:
     return res
 
 
-def earlier_duplicates(pixel_sha256, phash: np.ndarray, threshold: int, method: str = "auto") -> np.ndarray:
+def earlier_duplicates(pixel_xxh3, phash: np.ndarray, threshold: int, method: str = "auto") -> np.ndarray:
     """Per row, the earlier row it duplicates, or -1: the first row with the same pixel hash, else
     the earlier row of least pHash distance within ``threshold`` (lowest row on ties).
 
     ``method``: "brute" (block scan, O(n^2)), "mih" (multi-index hashing) or "auto" (MIH unless
     ``mih.choose_m`` finds a scan cheaper: small n or a threshold too wide to prune)."""
     n = len(phash)
-    if not isinstance(pixel_sha256, (pa.Array, pa.ChunkedArray)):
-        pixel_sha256 = pa.array(pixel_sha256, pa.string())
-    if isinstance(pixel_sha256, pa.ChunkedArray):
-        pixel_sha256 = pixel_sha256.combine_chunks()
-    codes = pc.dictionary_encode(pixel_sha256, null_encoding="encode").indices.to_numpy(zero_copy_only=False)
+    if not isinstance(pixel_xxh3, (pa.Array, pa.ChunkedArray)):
+        pixel_xxh3 = pa.array(pixel_xxh3, pa.string())
+    if isinstance(pixel_xxh3, pa.ChunkedArray):
+        pixel_xxh3 = pixel_xxh3.combine_chunks()
+    codes = pc.dictionary_encode(pixel_xxh3, null_encoding="encode").indices.to_numpy(zero_copy_only=False)
     # unique's return_index is each code's first position
     _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
     first = first[inverse]

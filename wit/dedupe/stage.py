@@ -1,6 +1,6 @@
 """Dedupe's last job: ``DedupeStage`` (ledger stage ``dedupe``) drops eval copies as
 ``eval_duplicate`` (detail ``<set>:<item>``) and in-set duplicates as ``near_duplicate``; survivors carry ``phash``
-and ``pixel_sha256``. It reads what the describe job (wit/dedupe/describe.py) and the near-duplicate
+and ``pixel_xxh3``. It reads what the describe job (wit/dedupe/describe.py) and the near-duplicate
 pre-pass (wit/dedupe/near.py) wrote; wit/dedupe/job.py runs the three in order.
 """
 
@@ -54,9 +54,9 @@ class DedupeStage(Stage):
         keep = [i for i, r in enumerate(reasons) if not r]
         kept = batch.take(pa.array(keep, pa.int64()))
         # descriptors as describe used them (download's, or decoded here for input without them)
-        kept = kept.drop_columns([n for n in ("phash", "pixel_sha256") if n in kept.column_names])
+        kept = kept.drop_columns([n for n in ("phash", "pixel_xxh3") if n in kept.column_names])
         kept = kept.append_column("phash", pa.array([self.desc[uids[i]]["phash"] for i in keep], pa.uint64()))
-        kept = kept.append_column("pixel_sha256", pa.array([self.desc[uids[i]]["pixel_sha256"] for i in keep],
+        kept = kept.append_column("pixel_xxh3", pa.array([self.desc[uids[i]]["pixel_xxh3"] for i in keep],
                                                            pa.string()))
         for f in schemas.DESCRIPTOR_FIELDS:  # input written before download stored them
             if f.name not in kept.column_names:

@@ -46,8 +46,8 @@ def _hits(uid, dup_of, dist, part, f: int) -> list[pa.Table]:
 
 
 def _pixel_map(path: str, p: int) -> list[pa.Table]:
-    t = _read(path, "pixel_sha256")
-    return _split(t, _hash_mod(t.column("pixel_sha256"), p), p)
+    t = _read(path, "pixel_xxh3")
+    return _split(t, _hash_mod(t.column("pixel_xxh3"), p), p)
 
 
 def _pixel_reduce(j: int, tables: list[pa.Table], f: int) -> list[pa.Table]:
@@ -56,7 +56,7 @@ def _pixel_reduce(j: int, tables: list[pa.Table], f: int) -> list[pa.Table]:
     con = duckdb.connect()
     con.register("t", _concat(tables))
     d = con.sql("""SELECT uid, first, part FROM (
-                     SELECT uid, part, min(uid) OVER (PARTITION BY pixel_sha256) AS first FROM t)
+                     SELECT uid, part, min(uid) OVER (PARTITION BY pixel_xxh3) AS first FROM t)
                    WHERE uid <> first""").to_arrow_table()
     # distance -1: a pixel duplicate wins over any pHash neighbour
     return _hits(d.column("uid"), d.column("first"), np.full(d.num_rows, -1), d.column("part"), f)

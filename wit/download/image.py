@@ -36,7 +36,7 @@ class Prepared:
     reason: str = ""
     phash: int = 0
     phash_flip: int = 0
-    pixel_sha256: str = ""
+    pixel_xxh3: str = ""
     phash_centre: int = 0
     phash_centre_flip: int = 0
     phash_trimmed: int | None = None
@@ -124,9 +124,9 @@ def _prepare(img: Image.Image, image_size: int, resize_mode: str, quality: int) 
         img.load()  # full resolution: the pixel hash must see the pixels the eval index hashes
         if img.mode == "RGB":  # the common case: one copy of the pixels serves the hash and the resize
             arr = np.asarray(img)
-            pixel_sha256 = pixel_hash_rgb(arr)
+            pixel_xxh3 = pixel_hash_rgb(arr)
         else:
-            pixel_sha256 = pixel_hash(img)
+            pixel_xxh3 = pixel_hash(img)
             img = _to_rgb(img)
             arr = None
         if (tw, th) != img.size:
@@ -150,11 +150,11 @@ def _prepare(img: Image.Image, image_size: int, resize_mode: str, quality: int) 
         img = canvas
     out = io.BytesIO()
     img.save(out, format="JPEG", quality=quality)
-    return _prepared(out.getvalue(), img.size[0], img.size[1], ow, oh, hashes, pixel_sha256)
+    return _prepared(out.getvalue(), img.size[0], img.size[1], ow, oh, hashes, pixel_xxh3)
 
 
-def _prepared(jpg: bytes, w: int, h: int, ow: int, oh: int, hashes: ImageHashes, pixel_sha256: str) -> Prepared:
-    return Prepared(jpg, w, h, ow, oh, phash=hashes.phash, phash_flip=hashes.phash_flip, pixel_sha256=pixel_sha256,
+def _prepared(jpg: bytes, w: int, h: int, ow: int, oh: int, hashes: ImageHashes, pixel_xxh3: str) -> Prepared:
+    return Prepared(jpg, w, h, ow, oh, phash=hashes.phash, phash_flip=hashes.phash_flip, pixel_xxh3=pixel_xxh3,
                     phash_centre=hashes.centre, phash_centre_flip=hashes.centre_flip, phash_trimmed=hashes.trimmed)
 
 

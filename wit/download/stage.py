@@ -94,7 +94,7 @@ class DownloadStage(Stage):
         kept = kept.append_column("sha256", pa.array([body_sha256[i] for i in ok], pa.string()))
         kept = kept.append_column("phash", pa.array([r.phash for r in good], pa.uint64()))
         kept = kept.append_column("phash_flip", pa.array([r.phash_flip for r in good], pa.uint64()))
-        kept = kept.append_column("pixel_sha256", pa.array([r.pixel_sha256 for r in good], pa.string()))
+        kept = kept.append_column("pixel_xxh3", pa.array([r.pixel_xxh3 for r in good], pa.string()))
         kept = kept.append_column("phash_centre", pa.array([r.phash_centre for r in good], pa.uint64()))
         kept = kept.append_column("phash_centre_flip", pa.array([r.phash_centre_flip for r in good], pa.uint64()))
         kept = kept.append_column("phash_trimmed", pa.array([r.phash_trimmed for r in good], pa.uint64()))

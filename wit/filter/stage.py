@@ -3,7 +3,7 @@
 Reason codes: caption_too_short, caption_too_long, too_many_pixels, too_small, aspect_ratio,
 decode_failed, nsfw, clip_score_low. Geometry checks use the original size recorded by download
 (from the image header), so a decompression bomb is refused before any pixel is decoded.
-A row with download's descriptors (``pixel_sha256`` set) was decoded by download and its JPEG
+A row with download's descriptors (``pixel_xxh3`` set) was decoded by download and its JPEG
 written by it: only the stored JPEG's header is checked. Rows without them are fully decoded.
 Model hooks are off unless a model path is given; nothing is ever downloaded.
 """
@@ -38,7 +38,7 @@ def check_row(row: dict, cfg: FilterConfig) -> str:
         return "too_small"
     if max(w, h) / max(1, min(w, h)) > cfg.max_aspect:
         return "aspect_ratio"
-    decoded = bool(row.get("pixel_sha256"))  # download decoded this image and encoded the JPEG itself
+    decoded = bool(row.get("pixel_xxh3"))  # download decoded this image and encoded the JPEG itself
     try:
         with Image.open(io.BytesIO(row["jpg"])) as img:
             if img.size[0] * img.size[1] > cfg.max_pixels:
@@ -77,7 +77,7 @@ class FilterStage(Stage):
     def process_batch(self, batch: pa.Table) -> BatchResult:
         batch = with_descriptor_columns(batch)
         rows = batch.select(["text", "jpg", "width", "height", "orig_width", "orig_height",
-                             "pixel_sha256"]).to_pylist()
+                             "pixel_xxh3"]).to_pylist()
         reasons = [check_row(r, self.cfg) for r in rows]
         alive = [i for i, r in enumerate(reasons) if not r]
         if alive and self.hooks.active:
