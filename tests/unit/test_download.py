@@ -271,3 +271,49 @@ def test_centre_hash_is_the_eval_index_one_of_the_resized_image(tmp_path, shared
             if mode == "keep_ratio":  # stored JPEG = that image re-encoded at q95: at most 2 bits off
                 assert hamming(r.phash_centre, stored_centre[0]) <= 2, p.name
                 assert hamming(r.phash_centre_flip, stored_flip[0]) <= 2, p.name
+
+
+def test_jpeg_decoded_by_opencv_is_pillows_pixels_and_damage_still_fails():
+    """download decodes complete RGB JPEGs with OpenCV straight into an array: pixel for pixel Pillow's
+    decode (so the pixel hash is the eval index's), EXIF orientation ignored as Pillow does; a truncated
+    scan goes to Pillow, which refuses it (OpenCV would fill it with grey)."""
+    import numpy as np
+
+    from wit.download.image import decode_rgb_jpeg
+    from wit.imagehash.descriptors import pixel_hash
+
+    rng = np.random.default_rng(0)
+    base = Image.fromarray(rng.integers(0, 255, (12, 20, 3), dtype=np.uint8)).resize((640, 383),
+                                                                                     Image.Resampling.BICUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90": neither decoder applies it
+    variants = {"4:2:0": dict(subsampling=2), "4:2:2": dict(subsampling=1), "4:4:4": dict(subsampling=0),
+                "progressive": dict(progressive=True), "exif": dict(exif=exif.tobytes()),
+                "q50": dict(quality=50)}
+    for name, kw in variants.items():
+        buf = io.BytesIO()
+        base.save(buf, "JPEG", **{"quality": 90, **kw})
+        body = buf.getvalue()
+        pil = Image.open(io.BytesIO(body))
+        arr = decode_rgb_jpeg(body, pil)
+        assert arr is not None and np.array_equal(arr, np.asarray(pil.convert("RGB"))), name
+        p = prepare(body, image_size=64)
+        assert p.pixel_xxh3 == pixel_hash(Image.open(io.BytesIO(body))) and (p.width, p.height) == (107, 64), name
+    # the resize is Pillow's reduce(k) then INTER_AREA, as before the OpenCV decode, to a grey level
+    import cv2
+
+    from wit.download.image import _resize_array
+
+    for w, h, tw, th in [(640, 383, 107, 64), (1001, 757, 338, 256), (999, 300, 256, 77), (300, 200, 150, 100)]:
+        full = np.asarray(base.resize((w, h)))
+        k = min(w // tw, h // th)
+        ref = cv2.resize(np.asarray(Image.fromarray(full).reduce(k)), (tw, th), interpolation=cv2.INTER_AREA)
+        got = np.asarray(_resize_array(full, tw, th))
+        assert got.shape == ref.shape and np.abs(got.astype(int) - ref).max() <= 1, (w, h)
+    cut = body[: len(body) * 2 // 3]
+    assert decode_rgb_jpeg(cut, Image.open(io.BytesIO(cut))) is None
+    assert prepare(cut, image_size=64).reason == "decode_error"
+    grey = io.BytesIO()
+    base.convert("L").save(grey, "JPEG")
+    assert decode_rgb_jpeg(grey.getvalue(), Image.open(grey)) is None  # Pillow's path for other modes
+    assert prepare(grey.getvalue(), image_size=64).pixel_xxh3 == pixel_hash(Image.open(io.BytesIO(grey.getvalue())))

@@ -2,8 +2,10 @@
 
 Geometry follows img2dataset's Resizer (same modes, same rounding) so outputs are comparable.
 The image is decoded once, at full resolution, because the pixel hash must be the one the eval
-index computes (``descriptors.pixel_hash``: sha256 of the full-resolution pixels after
-``convert("RGB")``), so an exact web copy of an eval image is recognised. The pHash and its mirror
+index computes (``descriptors.pixel_hash``: xxh3-128 of the full-resolution pixels after
+``convert("RGB")``), so an exact web copy of an eval image is recognised. Complete RGB JPEGs (most of
+the web) are decoded by OpenCV straight into the array the hash and the resize read
+(``decode_rgb_jpeg``: Pillow's pixels, without Pillow's copy); everything else by Pillow. The pHash and its mirror
 image's pHash, the centre-region pHash and its mirror's, and the pHash inside the image's edge bands
 (padding, caption bands) (``descriptors.image_hashes``, the function the eval index uses) are computed
 from the resized image (before any crop or border) while it is in memory: pHash is resolution-robust,
@@ -114,30 +116,77 @@ def prepare(body: bytes, *, image_size: int = 256, resize_mode: str = "keep_rati
     if img is None:
         return Prepared(None, reason=reason)
     with budget.hold(img.size[0] * img.size[1]) if budget else _UNBOUNDED:
-        return _prepare(img, image_size, resize_mode, quality)
+        return _prepare(img, image_size, resize_mode, quality, body)
 
 
-def _prepare(img: Image.Image, image_size: int, resize_mode: str, quality: int) -> Prepared:
+def decode_rgb_jpeg(body: bytes, img: Image.Image) -> np.ndarray | None:
+    """The (H, W, 3) RGB pixels of a complete baseline/progressive RGB JPEG decoded by OpenCV straight
+    into an array, or None where Pillow must decode it (another format or mode, or a body that does not
+    end with the end-of-image marker: OpenCV fills a truncated scan with grey where Pillow refuses it).
+
+    Same libjpeg-turbo decode as Pillow's, pixel for pixel (tested), without Pillow's copy of the
+    pixels into an array (~1.8 ms of a 1-megapixel image) and ~20 % faster; EXIF orientation is
+    ignored, as Pillow does."""
+    if img.format != "JPEG" or img.mode != "RGB" or body.rstrip(b"\0")[-2:] != b"\xff\xd9":
+        return None
+    import cv2
+
+    arr = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    if arr is None or arr.shape[:2] != (img.size[1], img.size[0]):
+        return None
+    return arr
+
+
+def _resize_array(arr: np.ndarray, tw: int, th: int) -> Image.Image:
+    """img2dataset's geometry; when shrinking by 2x or more in two steps, as Pillow's ``reduce(k)`` then
+    INTER_AREA over the rest (< 2x): k x k block averages (OpenCV's fast integer INTER_AREA path, ~10x
+    its general one), the last, partial block row and column averaged over the pixels they hold, as
+    ``reduce`` does. Otherwise OpenCV's INTER_AREA (shrinking) or INTER_LANCZOS4 (enlarging), as
+    img2dataset does."""
+    import cv2
+
+    h, w = arr.shape[:2]
+    k = min(w // tw, h // th)
+    if k < 2:
+        interp = cv2.INTER_AREA if tw < w else cv2.INTER_LANCZOS4
+        return Image.fromarray(cv2.resize(arr, (tw, th), interpolation=interp))
+    w2, h2 = w // k, h // k
+    rw, rh = w - w2 * k, h - h2 * k
+    small = cv2.resize(arr[: h2 * k, : w2 * k], (w2, h2), interpolation=cv2.INTER_AREA)
+    if rw:  # the partial column of blocks: the rw leftover columns averaged per k rows
+        small = np.hstack([small, cv2.resize(arr[: h2 * k, w2 * k:], (1, h2), interpolation=cv2.INTER_AREA)])
+    if rh:
+        bottom = cv2.resize(arr[h2 * k:, : w2 * k], (w2, 1), interpolation=cv2.INTER_AREA)
+        if rw:
+            corner = arr[h2 * k:, w2 * k:].reshape(-1, arr.shape[2]).mean(axis=0).round().astype(np.uint8)
+            bottom = np.hstack([bottom, corner[None, None, :]])
+        small = np.vstack([small, bottom])
+    interp = cv2.INTER_AREA if tw < small.shape[1] else cv2.INTER_LANCZOS4
+    return Image.fromarray(cv2.resize(small, (tw, th), interpolation=interp))
+
+
+def _prepare(img: Image.Image, image_size: int, resize_mode: str, quality: int, body: bytes = b"") -> Prepared:
     ow, oh = img.size
     tw, th = target_size(ow, oh, image_size, resize_mode)
     try:
-        img.load()  # full resolution: the pixel hash must see the pixels the eval index hashes
-        if img.mode == "RGB":  # the common case: one copy of the pixels serves the hash and the resize
-            arr = np.asarray(img)
-            pixel_xxh3 = pixel_hash_rgb(arr)
+        # full resolution: the pixel hash must see the pixels the eval index hashes
+        arr = decode_rgb_jpeg(body, img) if body else None
+        if arr is None:
+            img.load()
+            if img.mode == "RGB":  # one copy of the pixels serves the hash and the resize
+                arr = np.asarray(img)
+                pixel_xxh3 = pixel_hash_rgb(arr)
+            else:
+                pixel_xxh3 = pixel_hash(img)
+                img = _to_rgb(img)
+                arr = np.asarray(img) if (tw, th) != img.size else None
         else:
-            pixel_xxh3 = pixel_hash(img)
-            img = _to_rgb(img)
-            arr = None
-        if (tw, th) != img.size:
-            import cv2
-
-            k = min(img.size[0] // tw, img.size[1] // th)
-            if k > 1:  # integer box reduction first (cheap), then INTER_AREA over the rest (< 2x)
-                img, arr = img.reduce(k), None
-            arr = np.asarray(img) if arr is None else arr
-            interp = cv2.INTER_AREA if tw < img.size[0] else cv2.INTER_LANCZOS4
-            img = Image.fromarray(cv2.resize(arr, (tw, th), interpolation=interp))
+            pixel_xxh3 = pixel_hash_rgb(arr)
+            img = None
+        if (tw, th) != (ow, oh):
+            img = _resize_array(arr, tw, th)
+        elif img is None:
+            img = Image.fromarray(arr)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return Prepared(None, orig_width=ow, orig_height=oh, reason="decode_error")
     hashes = image_hashes(img)
