@@ -517,6 +517,8 @@ def test_overlap_and_dedupe_run_one_copy_detector(tmp_path, capsys):
         assert r["train_key"] == f"copy{int(item[:3])}"
         # the pHash nearest finds the resized copy itself; the rest carry dedupe's descriptor
         assert r["matched_by"] == ("phash" if dedupe_found[item].startswith("phash:image") else dedupe_found[item])
+        # the distance shown is the one between the two images shown: beyond the threshold for the detector's
+        assert (r["distance"] <= 10) == (r["matched_by"] == "phash"), r
     assert set(overlap("given", index_dir=str(tmp_path / "ix"))) == set(dedupe_found)
     plain = overlap("plain", variant_rows=False)
     assert set(plain) < set(same) and "004.png" in plain

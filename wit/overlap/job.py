@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from wit.dedupe.index import iter_eval_images
+from wit.imagehash.descriptors import hamming
 from wit.io import folders
 from wit.overlap import report
 from wit.overlap.detector import DEFAULT_THRESHOLD, TrainHashStage, TrainIndex, eval_hashes
@@ -276,7 +277,9 @@ def analyse_set(index: TrainIndex, name: str, path: str, threshold: int, bundle:
     for i, item in enumerate(items):
         hit = (hits or {}).get((name, item))
         if hit is not None and not by_phash[i]:
+            # the pair shown is the detector's: its distance is the one between those two images' pHashes
             part[i], row[i], overlap[i] = hit[0], hit[1], True
+            dist[i] = int(hamming(h[i], index.blocks[hit[0]][hit[1]]).min())
             found_by[i].append(hit[2])
     cosine = None
     if embedder is not None:
@@ -284,6 +287,8 @@ def analyse_set(index: TrainIndex, name: str, path: str, threshold: int, bundle:
         by_emb = cosine >= embed_threshold
         use = by_emb & ~overlap
         part, row = np.where(use, epart, part), np.where(use, erow, row)
+        for i in np.flatnonzero(use):
+            dist[i] = int(hamming(h[i], index.blocks[part[i]][row[i]]).min())
         for i in np.flatnonzero(by_emb):
             found_by[i].append("embedding")
         overlap = overlap | by_emb
