@@ -350,6 +350,16 @@ def test_overlap_uses_the_learned_detector(tmp_path):
     both = results[10]
     assert [both[f"c{i}/0000.png"]["matched_by"] for i in range(3)] == ["phash+embedding"] * 3
     assert not any(both[f"c{i}/0000.png"]["overlap"] for i in range(3, 6))
+    # `--index` of an index built with the detector brings the detector and its threshold along
+    from wit.dedupe.index import build_index_cli
+
+    build_index_cli([f"e={tmp_path / 'eval'}"], str(tmp_path / "ix"), checkpoint=pool, embed_threshold=0.999)
+    out = tmp_path / "with-index"
+    run_overlap(OverlapJob([str(tmp_path / "shards")], {"e": str(tmp_path / "eval")}, str(out), default_threshold=-1,
+                           index_dir=str(tmp_path / "ix")), progress=False)
+    via_index = {r["item"]: r for r in folders.read_parquet(str(out / "items.parquet")).to_pylist()}
+    assert {k for k, r in via_index.items() if r["overlap"]} == {k for k, r in only.items() if r["overlap"]}
+    assert json.loads((out / "report.json").read_text())["meta"]["detector"]["learned"]["threshold"] == 0.999
 
 
 def test_overlap_step_takes_the_dedupe_detector():

@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cosine for --detector (default: the checkpoint's calibrated one; open_clip 0.95)")
     p.add_argument("--index", default=None, metavar="DIR",
                    help="the eval index dedupe used (`wit dedupe index --out DIR`, or a run's dedupe/eval_index): "
-                        "match training images against its rows, so the overlap split and the dedupe agree; "
+                        "match training images against its rows (and, without --detector, with its learned detector), so the "
+                        "overlap split and the dedupe agree; "
                         "default: build one from --eval with dedupe's default rows (and --turns / --warps)")
     p.add_argument("--turns", action="store_true",
                    help="(no --index) also index vflip/90/180/270-degree turns and rotations all round, as "

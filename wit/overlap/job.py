@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from wit.dedupe.index import iter_eval_images
+from wit.dedupe.index import MODEL_JSON, iter_eval_images
 from wit.imagehash.descriptors import hamming
 from wit.io import folders
 from wit.overlap import report
@@ -307,8 +307,24 @@ def analyse_set(index: TrainIndex, name: str, path: str, threshold: int, bundle:
     return SetResult(name, path, threshold, stats, table, note, pick_pairs(table, threshold, pairs))
 
 
+def with_index_detector(job: OverlapJob) -> OverlapJob:
+    """``job`` with the learned copy detector of its ``index_dir`` (the index's ``model.json``: checkpoint,
+    model, threshold) when it gives none itself, so `wit overlap --index DIR` judges with everything
+    dedupe judged with; ``job.embed_threshold``, when given, still wins."""
+    if job.detector or not job.index_dir or not job.variant_rows:
+        return job
+    path = folders.join(job.index_dir, MODEL_JSON)
+    if not folders.exists(path):
+        return job
+    m = folders.read_json(path)
+    torchscript = m.get("kind", "open_clip") == "torchscript"
+    return replace(job, detector=m["checkpoint"], detector_model=None if torchscript else m["model"],
+                   embed_threshold=job.embed_threshold if job.embed_threshold is not None else m.get("threshold"))
+
+
 def run_overlap(job: OverlapJob, **runner_kwargs) -> dict:
     """Hash the shards, analyse every eval set, write RUN/overlap's report; return the summary."""
+    job = with_index_detector(job)
     unknown = sorted(set(job.thresholds) - set(job.eval_sets))
     if unknown:
         raise ValueError(f"thresholds for unknown eval set(s) {unknown}; eval sets: {sorted(job.eval_sets)}")
