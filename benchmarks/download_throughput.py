@@ -122,6 +122,8 @@ def image_work(folder: Path, names: list[str], image_size: int, rounds_: int) ->
     import hashlib
 
     import cv2
+    import simplejpeg
+    import xxhash
     from PIL import Image
 
     from wit.download.image import prepare, target_size
@@ -145,7 +147,7 @@ def image_work(folder: Path, names: list[str], image_size: int, rounds_: int) ->
 
     def scaled_prepare():
         """What ``prepare`` would cost with a scaled decode and a file-bytes signature (not wired in:
-        the eval index's exact-copy signature is the sha256 of full-resolution pixels)."""
+        the eval index's exact-copy signature is the hash of full-resolution pixels)."""
         from wit.imagehash.descriptors import image_hashes
 
         for b in bodies:
@@ -169,6 +171,10 @@ def image_work(folder: Path, names: list[str], image_size: int, rounds_: int) ->
         "PIL full-resolution decode": lambda: [Image.open(io.BytesIO(b)).load() for b in bodies],
         "OpenCV full-resolution decode": lambda: [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)
                                                   for b in bodies],
+        "simplejpeg full-resolution decode (strict, what prepare uses)": lambda: [
+            simplejpeg.decode_jpeg(b, colorspace="RGB", fastdct=False, fastupsample=False, strict=True)
+            for b in bodies],
+        "xxh3-128 of full-resolution pixels (the pixel hash)": lambda: [xxhash.xxh3_128(a).digest() for a in full],
         "sha256 of full-resolution pixels": lambda: [hashlib.sha256(a).digest() for a in full],
         "blake2b of full-resolution pixels": lambda: [hashlib.blake2b(a, digest_size=32).digest() for a in full],
         "sha256 of the file bytes": lambda: [hashlib.sha256(b).digest() for b in bodies],

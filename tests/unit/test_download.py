@@ -273,10 +273,10 @@ def test_centre_hash_is_the_eval_index_one_of_the_resized_image(tmp_path, shared
                 assert hamming(r.phash_centre_flip, stored_flip[0]) <= 2, p.name
 
 
-def test_jpeg_decoded_by_opencv_is_pillows_pixels_and_damage_still_fails():
-    """download decodes complete RGB JPEGs with OpenCV straight into an array: pixel for pixel Pillow's
-    decode (so the pixel hash is the eval index's), EXIF orientation ignored as Pillow does; a truncated
-    scan goes to Pillow, which refuses it (OpenCV would fill it with grey)."""
+def test_jpeg_decoded_by_simplejpeg_is_pillows_pixels_and_damage_gets_pillows_verdict():
+    """download decodes undamaged RGB JPEGs with simplejpeg straight into an array: pixel for pixel
+    Pillow's decode (so the pixel hash is the eval index's), EXIF orientation ignored as Pillow does; a
+    truncated or corrupted file goes to Pillow, which keeps or refuses it as before."""
     import numpy as np
 
     from wit.download.image import decode_rgb_jpeg
@@ -310,6 +310,25 @@ def test_jpeg_decoded_by_opencv_is_pillows_pixels_and_damage_still_fails():
         ref = cv2.resize(np.asarray(Image.fromarray(full).reduce(k)), (tw, th), interpolation=cv2.INTER_AREA)
         got = np.asarray(_resize_array(full, tw, th))
         assert got.shape == ref.shape and np.abs(got.astype(int) - ref).max() <= 1, (w, h)
+    # random byte damage in the scan data: the verdict (and the pixels kept) are Pillow's, file by file
+    import random
+
+    r, verdicts = random.Random(0), set()
+    for _ in range(60):
+        bad = bytearray(body)
+        for _ in range(r.randint(1, 20)):
+            bad[r.randrange(700, len(bad) - 2)] = r.randrange(256)
+        bad = bytes(bad)
+        try:
+            ref_img = Image.open(io.BytesIO(bad))
+            ref_img.load()
+            ref = pixel_hash(ref_img)
+        except OSError:
+            ref = None
+        p = prepare(bad, image_size=64)
+        assert (p.pixel_xxh3 if p.jpg else None) == ref and (p.reason == "decode_error") == (ref is None)
+        verdicts.add(ref is None)
+    assert verdicts == {True, False}  # both verdicts were exercised
     cut = body[: len(body) * 2 // 3]
     assert decode_rgb_jpeg(cut, Image.open(io.BytesIO(cut))) is None
     assert prepare(cut, image_size=64).reason == "decode_error"
