@@ -564,3 +564,9 @@ def test_overlap_hashes_again_when_the_detector_changes(tmp_path):
         assert ("eval_set" in folders.parquet_schema(parts[0]).names) == rows
         n[rows] = json.loads((out / "report.json").read_text())["sets"]["e"]["n_overlap"]
     assert n == {False: 0, True: 1}
+    # a given index rebuilt at the same path (here without the rotation rows) is a new detector: hashed again
+    for rotations, found in ((True, 1), (False, 0)):
+        EvalIndex.build({"e": str(eval_dir)}, rotation_variants=rotations).save(str(tmp_path / "ix"))
+        run_overlap(OverlapJob([str(tmp_path / "shards")], {"e": str(eval_dir)}, str(out), index_dir=str(tmp_path / "ix")),
+                    progress=False)
+        assert json.loads((out / "report.json").read_text())["sets"]["e"]["n_overlap"] == found

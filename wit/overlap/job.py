@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from wit.dedupe.index import MODEL_JSON, iter_eval_images
 from wit.imagehash.descriptors import hamming
@@ -176,6 +177,18 @@ def eval_index(job: OverlapJob) -> str | None:
     return out
 
 
+def _index_fingerprint(index_dir: str | None) -> str | None:
+    """What identifies an eval index's rows: the xxh3 of its index.parquet (a given index rebuilt at the same
+    path is a different one)."""
+    if not index_dir:
+        return None
+    import xxhash
+
+    fs, path = folders.fs_and_path(folders.join(index_dir, "index.parquet"))
+    with fs.open(path, "rb") as f:
+        return xxhash.xxh3_128(f.read()).hexdigest()
+
+
 def hash_training_shards(job: OverlapJob, index_dir: str | None = None, **runner_kwargs) -> list[str]:
     """Run TrainHashStage over the training tars (one task each); return the hash part files.
 
@@ -192,8 +205,7 @@ def hash_training_shards(job: OverlapJob, index_dir: str | None = None, **runner
                            index_dir=index_dir, threshold=job.default_threshold, thresholds=dict(job.thresholds),
                            match_flips=job.match_flips, centre_hash=job.centre)
     settings = {"use_sidecar": job.use_sidecar, "detector": job.detector, "detector_model": job.detector_model,
-                "index": folders.read_json(folders.join(index_dir, "settings.json"))
-                if index_dir and folders.exists(folders.join(index_dir, "settings.json")) else index_dir,
+                "index": _index_fingerprint(index_dir),
                 "thresholds": {s: job.threshold(s) for s in sorted(job.eval_sets)}, "match_flips": job.match_flips,
                 "centre": job.centre}
     stamp = folders.join(out, "settings.json")
@@ -248,8 +260,10 @@ def detector_hits(index: TrainIndex) -> dict[tuple[str, str], tuple[int, int, st
         if "eval_set" not in folders.parquet_schema(url).names:
             continue
         t = folders.read_parquet([url], columns=["eval_set", "eval_item", "eval_match_by"])
-        for r, (s, it, by) in enumerate(zip(*(t.column(c).to_pylist() for c in t.column_names))):
-            if s and ((s, it) not in hits or (by == "exact" and hits[(s, it)][2] != "exact")):
+        rows = pc.indices_nonzero(pc.not_equal(t.column("eval_set"), "")).to_numpy()  # the few copies only
+        t = t.take(pa.array(rows))
+        for r, s, it, by in zip(rows.tolist(), *(t.column(c).to_pylist() for c in t.column_names)):
+            if (s, it) not in hits or (by == "exact" and hits[(s, it)][2] != "exact"):
                 hits[(s, it)] = (p, r, by)
     return hits
 
