@@ -93,30 +93,38 @@ KILL_POINTS = {
 }
 
 
-@pytest.mark.slow
-def test_killed_runs_resume_to_the_shards_of_an_uninterrupted_run(tmp_path):
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted run, shared: (its directory, its port, the uids of its shards, which every
+    resumed run must end with). The uids are read here, so a test may go on from the run directory."""
     port = _free_port()
-    ref = _new_run(tmp_path, "reference", port)
+    ref = _new_run(tmp_path_factory.mktemp("resume"), "reference", port)
     _run(ref)
-    expected = _shard_uids(ref)
+    return ref, port, _shard_uids(ref)
+
+
+@pytest.mark.slow
+def test_killed_runs_resume_to_the_shards_of_an_uninterrupted_run(reference, tmp_path):
+    _, port, expected = reference
     assert len(expected) > 100
+    # One run directory killed at each point in turn: each start resumes what the kill before left
+    # (a stale lock, half-written parts), runs on to the next point and is killed there again.
+    run = _new_run(tmp_path, "killed", port)
     killed = {}
     for point, ready in KILL_POINTS.items():
-        run = _new_run(tmp_path, point, port)
         killed[point] = _kill_when(run, ready)
         assert not (run / ".lock").exists() or killed[point]  # a SIGKILLed run leaves its lock behind
-        _run(run)  # the stale lock of the dead pid is taken over
-        assert _shard_uids(run) == expected, point
-        record = json.loads((run / "run.json").read_text())
-        assert record["ledger_ok"], (point, record["ledger"])
+    _run(run)  # the stale lock of the dead pid is taken over
+    assert _shard_uids(run) == expected
+    record = json.loads((run / "run.json").read_text())
+    assert record["ledger_ok"], record["ledger"]
     # A kill is seen at least where the pipeline spends seconds (the shard step may end first).
     assert killed["after_match"] and killed["during_download"], killed
 
 
 @pytest.mark.slow
-def test_changed_config_recomputes_the_step_and_what_follows(tmp_path):
-    run = _new_run(tmp_path, "run", _free_port())
-    _run(run)
+def test_changed_config_recomputes_the_step_and_what_follows(reference):
+    run = reference[0]  # goes on from the finished run (its config names files inside it, so it cannot be copied)
     before = json.loads((run / "run.json").read_text())["stages"]
     candidates_record = (run / "candidates" / "_step.json").read_text()
     _run(run, "--set", "balance.t=5", "--set", "balance_final.t=5")
