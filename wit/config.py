@@ -95,6 +95,9 @@ class DownloadConfig(Strict):
     backoff: float = Field(0.5, ge=0, description="first retry delay in s; doubles each retry")
     max_redirects: int = Field(5, ge=0)
     max_pixels: int = Field(50_000_000, ge=1, description="header check before decode (decompression bombs)")
+    decode_threads: int = Field(
+        0, ge=0, description="of a worker's fetch threads, how many decode/resize/hash at once (0: its usable CPU cores); "
+                             "the rest wait for a turn instead of contending for the GIL")
     decode_pixel_budget: int = Field(
         100_000_000, ge=1, description="pixels a worker decodes at once (memory bound); a larger image decodes alone")
     allow_private_networks: bool = Field(

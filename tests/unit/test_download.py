@@ -165,6 +165,33 @@ def test_every_fault_route_gets_its_reason(tmp_path, server):
     assert all(c.ok for c in ledger.reconcile(str(tmp_path / "ledger"), {"download": str(tmp_path / "out")}).values())
 
 
+def test_decode_threads_bound_the_images_prepared_at_once(tmp_path, server, monkeypatch):
+    """16 fetch threads, 2 decode turns: never more than 2 images decode at once, and all are kept."""
+    import wit.download.stage as stage_mod
+
+    inside, most, lock = [0], [0], threading.Lock()
+    real = stage_mod.prepare
+
+    def watched(*a, **kw):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.01)  # long enough for the other fetch threads to arrive
+        try:
+            return real(*a, **kw)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(stage_mod, "prepare", watched)
+    (tmp_path / "in").mkdir()
+    inputs = _urls(tmp_path / "in", server, [f"/img/d{i}.jpg" for i in range(40)])
+    cfg = FAST.model_copy(update={"threads": 16, "per_host_concurrency": 16, "decode_threads": 2})
+    rep = run_stage(DownloadStage(cfg=cfg), inputs, str(tmp_path / "out"), ledger_dir=str(tmp_path / "ledger"),
+                    progress=False)
+    assert rep.kept == 40 and most[0] == 2
+
+
 def test_retries_with_backoff_recover_a_flaky_url(server):
     f = Fetcher(timeout=1, retries=2, backoff=0.01, allow_private_networks=True)
     res = f.fetch(server + "/fault/flaky")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
@@ -18,6 +20,14 @@ from wit.records import sample_key
 from wit.stage import BatchResult, Stage
 
 log = logging.getLogger(__name__)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask; a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass
@@ -43,6 +53,7 @@ class DownloadStage(Stage):
                                allowed_networks=tuple(c.allowed_networks),
                                limiter=limiter)
         self.budget = PixelBudget(c.decode_pixel_budget)
+        self.decode_turns = threading.BoundedSemaphore(c.decode_threads or usable_cores())
         self.pool = ThreadPoolExecutor(max_workers=c.threads, thread_name_prefix="wit-download")
         self.resizer = None
         if c.decoder == "img2dataset":
@@ -70,13 +81,16 @@ class DownloadStage(Stage):
         if res.reason:
             return Prepared(None, reason=res.reason), ""
         c = self.cfg
+        with self.decode_turns:
+            return self._prepare(res), hashlib.sha256(res.body).hexdigest()
+
+    def _prepare(self, res) -> Prepared:
+        c = self.cfg
         if self.resizer is not None:
-            p = prepare_img2dataset(res.body, self.resizer, max_pixels=c.max_pixels, content_type=res.content_type,
-                                    budget=self.budget)
-        else:
-            p = prepare(res.body, image_size=c.image_size, resize_mode=c.resize_mode, max_pixels=c.max_pixels,
-                        quality=c.encode_quality, content_type=res.content_type, budget=self.budget)
-        return p, hashlib.sha256(res.body).hexdigest()
+            return prepare_img2dataset(res.body, self.resizer, max_pixels=c.max_pixels, content_type=res.content_type,
+                                       budget=self.budget)
+        return prepare(res.body, image_size=c.image_size, resize_mode=c.resize_mode, max_pixels=c.max_pixels,
+                       quality=c.encode_quality, content_type=res.content_type, budget=self.budget)
 
     def process_batch(self, batch: pa.Table) -> BatchResult:
         pairs = list(self.pool.map(self._one, batch.column("url").to_pylist()))
