@@ -54,6 +54,22 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["x.json"]
 
 
+def test_parquet_parts_store_images_as_they_are(tmp_path):
+    """The image column is written without compression or dictionary (JPEG bytes do not shrink);
+    every other column, nested ones included, is zstd; the rows read back unchanged."""
+    import pyarrow as pa
+
+    t = pa.table({"uid": ["a", "b"], "query_ids": [[1, 2], [3]], "jpg": [b"\xff\xd8" * 50, b"\xff\xd9" * 70]})
+    folders.write_parquet(str(tmp_path / "p.parquet"), t)
+    rg = pq.ParquetFile(tmp_path / "p.parquet").metadata.row_group(0)
+    cols = {rg.column(i).path_in_schema: rg.column(i) for i in range(rg.num_columns)}
+    assert cols["jpg"].compression == "UNCOMPRESSED" and "RLE_DICTIONARY" not in cols["jpg"].encodings
+    assert cols["uid"].compression == cols["query_ids.list.element"].compression == "ZSTD"
+    assert folders.read_parquet(str(tmp_path / "p.parquet")).equals(t)
+    folders.write_parquet(str(tmp_path / "q.parquet"), t.drop(["jpg"]))
+    assert pq.ParquetFile(tmp_path / "q.parquet").metadata.row_group(0).column(1).compression == "ZSTD"
+
+
 def test_reconcile_detects_a_lost_row(tmp_path):
     inputs = make_candidates(tmp_path / "in", parts=2)
     out, led = tmp_path / "out", tmp_path / "ledger"

@@ -70,7 +70,7 @@ def _write_stream(url: str, tables, schema: pa.Schema, row_group_size: int | Non
         fs.makedirs(parent, exist_ok=True)
     tmp = folders._tmp_name(path)
     n = 0
-    with fs.open(tmp, "wb") as f, pq.ParquetWriter(f, schema, compression="zstd") as w:
+    with fs.open(tmp, "wb") as f, pq.ParquetWriter(f, schema, **folders.parquet_options(schema)) as w:
         for t in tables:
             if t.num_rows:
                 w.write_table(t.cast(schema), row_group_size=row_group_size)

@@ -248,7 +248,7 @@ def _write_pieces(url: str, tables: list[pa.Table]) -> list[int]:
 
     schema = next((t.schema for t in tables if t.num_rows), tables[0].schema)
     sink = pa.BufferOutputStream()
-    with pq.ParquetWriter(sink, schema, compression="lz4") as w:
+    with pq.ParquetWriter(sink, schema, **folders.parquet_options(schema, "lz4")) as w:
         for t in tables:
             if t.num_rows:
                 w.write_table(t if t.schema == schema else t.select(schema.names).cast(schema),
