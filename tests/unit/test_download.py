@@ -222,6 +222,33 @@ def test_robots_optout_can_be_disabled(server):
     assert Fetcher(honor_robots=False, retries=0, allow_private_networks=True).fetch(server + "/fault/robots").reason == ""
 
 
+def test_robots_optout_reads_the_header_as_img2dataset_does():
+    """wit's X-Robots-Tag reading against img2dataset's ``is_disallowed`` on every combination of the
+    header shapes seen on the web (one or several headers, token or none, cases, spaces, other
+    directives, a dated one with its own colon); wit also matches a token written with spaces."""
+    import itertools
+    from email.message import Message
+
+    from img2dataset.downloader import is_disallowed
+
+    from wit.download.fetch import OPTOUT_DIRECTIVES, robots_optout
+
+    shapes = ["noai", "NoImageAI", "noindex, nofollow", "nofollow", "all", "none", " noarchive ,noimageindex ",
+              "wit: noai", "wit:noindex,nofollow", "otherbot: noai", "googlebot: noimageindex", "WIT: noai",
+              "unavailable_after: 25 Jun 2010 15:00:00 PST", "noai:", ":noai", "", ",,", "wit: all"]
+    seen = 0
+    for n in (1, 2):
+        for values in itertools.product(shapes, repeat=n):
+            msg = Message()
+            for v in values:
+                msg["X-Robots-Tag"] = v
+            assert robots_optout(list(values), "wit") == is_disallowed(msg, "wit", OPTOUT_DIRECTIVES), values
+            seen += robots_optout(list(values), "wit")
+    assert 0 < seen < len(shapes) ** 2 + len(shapes)
+    assert robots_optout([" wit : noai"], "wit") and robots_optout(["Wit: NOAI"], "WIT")
+    assert not robots_optout([], "wit") and not robots_optout(["otherbot: noai"], "wit")
+
+
 def test_geometry_matches_img2dataset_resizer():
     from img2dataset.resizer import Resizer
 

@@ -4,7 +4,9 @@ retries with backoff. Every outcome is a reason code; no URL raises.
 
 img2dataset's own fetch (urllib ``urlopen`` + ``r.read()``) cannot tell a truncated body from a
 reset, follows up to 10 redirects silently and has no per-host limit, so wit fetches with
-``http.client`` itself and reuses img2dataset's X-Robots-Tag parser (``is_disallowed``).
+``http.client`` itself. The X-Robots-Tag opt-out reads the header as img2dataset's ``is_disallowed``
+does (``robots_optout``; importing img2dataset for it cost every download worker ~4.4 s, since it
+imports torch).
 
 Each hop's URL is normalised (``wit.download.urls``) and its host resolved here; the connection goes
 to the address that was checked, so a name cannot resolve to a public address for the guard and to a
@@ -28,7 +30,6 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 import ada_url
-from img2dataset.downloader import is_disallowed
 
 from wit.download import urls
 from wit.download.hosts import HostLimiter, LocalHostLimiter
@@ -39,6 +40,24 @@ log = logging.getLogger(__name__)
 RETRYABLE = frozenset({"timeout", "connection_error", "http_500", "truncated"})
 #: X-Robots-Tag directives that opt an image out of AI training (img2dataset's defaults)
 OPTOUT_DIRECTIVES = frozenset({"noai", "noimageai", "noindex", "noimageindex"})
+
+
+def robots_optout(values: list[str], user_agent_token: str, directives: frozenset[str] = OPTOUT_DIRECTIVES) -> bool:
+    """True when one of the X-Robots-Tag header ``values`` opts out: a comma-separated directive list,
+    optionally after ``token:``, which then applies only when it names ``user_agent_token``.
+
+    As img2dataset reads it (tests compare both), but the token is matched trimmed and case-blind,
+    so ``X-Robots-Tag: WIT : noai`` opts out of wit too. A directive with a colon of its own
+    (``unavailable_after: DATE``) reads as a token that is not ours, as there."""
+    token = user_agent_token.strip().lower()
+    for value in values:
+        head, colon, rest = value.partition(":")
+        if colon and head.strip().lower() != token:
+            continue
+        listed = rest if colon else head
+        if any(d.strip().lower() in directives for d in listed.split(",")):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -263,7 +282,7 @@ class Fetcher:
                 return FetchResult(url, None, "http_500"), None
             return FetchResult(url, None, "http_404" if r.status in (404, 410) else f"http_{r.status}"), None
         # Headers only so far: refuse before reading a byte of the body.
-        if self.honor_robots and is_disallowed(r.headers, self.user_agent_token, OPTOUT_DIRECTIVES):
+        if self.honor_robots and robots_optout(r.headers.get_all("X-Robots-Tag") or [], self.user_agent_token):
             return FetchResult(url, None, "robots_optout"), None
         ctype = (r.getheader("Content-Type") or "").split(";")[0].strip().lower()
         if ctype.startswith("text/"):
