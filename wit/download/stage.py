@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from wit import schemas
 from wit.config import DownloadConfig
-from wit.download.fetch import Fetcher
+from wit.download.fetch import Fetcher, FetchResult
 from wit.download.image import PixelBudget, Prepared, prepare, prepare_img2dataset
 from wit.records import sample_key
 from wit.stage import BatchResult, Stage
@@ -80,11 +80,10 @@ class DownloadStage(Stage):
         res = self.fetcher.fetch(url)
         if res.reason:
             return Prepared(None, reason=res.reason), ""
-        c = self.cfg
-        with self.decode_turns:
+        with self.decode_turns:  # the other fetch threads wait here, blocked, not contending for the GIL
             return self._prepare(res), hashlib.sha256(res.body).hexdigest()
 
-    def _prepare(self, res) -> Prepared:
+    def _prepare(self, res: FetchResult) -> Prepared:
         c = self.cfg
         if self.resizer is not None:
             return prepare_img2dataset(res.body, self.resizer, max_pixels=c.max_pixels, content_type=res.content_type,
