@@ -63,3 +63,29 @@ def test_token_stream_bigram_rules(tokenizer):
     assert tokens.to_pylist() == ["New", "York", ",", "USA", "is", "big"]
     # "York ," is one space apart in " New York ,  USA "; ", USA" is not; nor "USA is" (two texts).
     assert joined.tolist() == [True, True, False, False, True]
+
+
+def test_token_stream_of_no_texts(tokenizer):
+    """An empty array, also one whose offsets buffer is empty (Arrow allows it), has no tokens."""
+    for arr in (pa.array([], pa.string()),
+                pa.LargeStringArray.from_buffers(0, pa.py_buffer(b""), pa.py_buffer(b""))):
+        tokens, joined = token_stream(arr)
+        assert tokens.to_pylist() == [] and joined.tolist() == []
+
+
+def test_compiled_tokens_check_their_offsets():
+    import numpy as np
+
+    from wit.text import normalize
+
+    compiled = normalize._compiled_tokens()
+    if compiled is None:
+        pytest.skip("wit.queries._wikiclean is not built here")
+    with pytest.raises(ValueError):
+        compiled(b"abc", np.array([0, 5], np.int64))  # past the data
+    with pytest.raises(ValueError):
+        compiled(b"abc", np.array([2, 1], np.int64))  # not ascending
+    with pytest.raises(ValueError):
+        compiled(b"abc", b"\x00" * 12)  # not whole int64 values
+    chars, offsets, joined = compiled(b"a b", np.array([0, 3], np.int64))
+    assert chars == b"ab" and np.frombuffer(offsets, np.int64).tolist() == [0, 1, 2] and joined == b"\x01"

@@ -494,15 +494,18 @@ static PyObject *tokens(PyObject *self, PyObject *args) {
     Py_buffer data, offs;
     if (!PyArg_ParseTuple(args, "y*y*", &data, &offs)) return NULL;
     const unsigned char *s = data.buf;
-    const int64_t *off = offs.buf;
     ssize n_texts = offs.len / (ssize)sizeof(int64_t) - 1;
     PyObject *res = NULL;
     growbuf chars = {0}, toks = {0}, joined = {0};
+    int64_t *off = NULL;
     int failed = 0;
-    if (n_texts < 0 || (n_texts >= 0 && offs.len % (ssize)sizeof(int64_t))) {
+    if (n_texts < 0 || offs.len % (ssize)sizeof(int64_t)) {
         PyErr_SetString(PyExc_ValueError, "offsets: a whole number of int64 values, at least one");
         goto done;
     }
+    /* A private copy, checked here: the caller's buffer may change once the GIL is released. */
+    if (!(off = PyMem_Malloc(offs.len))) { PyErr_NoMemory(); goto done; }
+    memcpy(off, offs.buf, offs.len);
     for (ssize t = 0; t < n_texts; t++)
         if (off[t] < 0 || off[t] > off[t + 1] || off[t + 1] > data.len) {
             PyErr_SetString(PyExc_ValueError, "offsets: not ascending within the data");
@@ -542,7 +545,7 @@ static PyObject *tokens(PyObject *self, PyObject *args) {
     res = Py_BuildValue("y#y#y#", chars.p ? chars.p : "", chars.len, toks.p, toks.len,
                         joined.p ? joined.p : "", joined.len);
 done:
-    PyMem_RawFree(chars.p), PyMem_RawFree(toks.p), PyMem_RawFree(joined.p);
+    PyMem_RawFree(chars.p), PyMem_RawFree(toks.p), PyMem_RawFree(joined.p), PyMem_Free(off);
     PyBuffer_Release(&data), PyBuffer_Release(&offs);
     return res;
 }

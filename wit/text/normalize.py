@@ -116,11 +116,11 @@ def token_stream(texts: pa.StringArray) -> tuple[pa.StringArray, np.ndarray]:
     raw = texts.buffers()[2]
     data = np.frombuffer(raw, np.uint8)[base:base + size] if raw is not None else np.zeros(0, np.uint8)
     compiled = _compiled_tokens()
-    if compiled is not None:  # one pass in C, same tokens and pairs (tests compare the two)
+    if compiled is not None and n_texts:  # one pass in C, same tokens and pairs (tests compare the two)
         chars, token_offsets, joined = compiled(data, offsets.astype(np.int64))
         n = len(token_offsets) // 8 - 1
         tokens = pa.LargeStringArray.from_buffers(n, pa.py_buffer(token_offsets), pa.py_buffer(chars))
-        return tokens, np.frombuffer(joined, np.uint8).view(bool)
+        return tokens, np.frombuffer(bytearray(joined), np.uint8).view(bool)  # writable, as numpy's
     return _numpy_tokens(data, offsets, size)
 
 
