@@ -222,6 +222,24 @@ def test_robots_optout_can_be_disabled(server):
     assert Fetcher(honor_robots=False, retries=0, allow_private_networks=True).fetch(server + "/fault/robots").reason == ""
 
 
+def test_decode_turns_default_to_the_cores_the_cgroup_quota_allows(tmp_path):
+    from wit.download.stage import usable_cores
+
+    affinity = usable_cores(str(tmp_path / "none"))  # no cgroup files: the affinity mask
+    assert affinity >= 1
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "cpu.max").write_text("150000 100000\n")  # docker --cpus 1.5
+    assert usable_cores(str(tmp_path / "v2")) == min(affinity, 2)
+    (tmp_path / "v2" / "cpu.max").write_text("max 100000\n")
+    assert usable_cores(str(tmp_path / "v2")) == affinity
+    (tmp_path / "v1" / "cpu").mkdir(parents=True)
+    (tmp_path / "v1" / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
+    (tmp_path / "v1" / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert usable_cores(str(tmp_path / "v1")) == 1
+    (tmp_path / "v1" / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert usable_cores(str(tmp_path / "v1")) == affinity
+
+
 def test_robots_optout_reads_the_header_as_img2dataset_does():
     """wit's X-Robots-Tag reading against img2dataset's ``is_disallowed`` on every combination of the
     header shapes seen on the web (one or several headers, token or none, cases, spaces, other

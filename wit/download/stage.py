@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -22,12 +23,32 @@ from wit.stage import BatchResult, Stage
 log = logging.getLogger(__name__)
 
 
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask; a container's cpuset)."""
+def usable_cores(cgroup: str = "/sys/fs/cgroup") -> int:
+    """The CPU cores this process may use: its affinity mask (a container's cpuset), and no more than
+    its CPU quota (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``: ``docker --cpus``, Kubernetes
+    limits), rounded up."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = _cgroup_quota(cgroup)
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def _cgroup_quota(root: str) -> float | None:
+    """CPUs' worth of time per period the cgroup allows, or None (no limit, or no cgroup files)."""
+    try:
+        with open(f"{root}/cpu.max") as f:  # v2: "QUOTA PERIOD" or "max PERIOD"
+            quota, period = f.read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(f"{root}/cpu/cpu.cfs_quota_us") as q, open(f"{root}/cpu/cpu.cfs_period_us") as per:
+            quota_us, period_us = int(q.read()), int(per.read())
+        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass
