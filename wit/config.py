@@ -7,7 +7,7 @@ Each stage section is owned by its package; a run spec lists the steps to run, i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
@@ -78,6 +78,8 @@ class BalanceConfig(Strict):
 
 
 class DownloadConfig(Strict):
+    #: fields that change how fast the step runs, never what it writes: a resumed run may retune them
+    SPEED_ONLY: ClassVar[frozenset[str]] = frozenset({"processes", "threads", "decode_threads"})
     image_size: int = Field(256, ge=8)
     resize_mode: Literal["no", "keep_ratio", "center_crop", "border"] = "keep_ratio"
     timeout: float = Field(10.0, gt=0)

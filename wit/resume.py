@@ -83,11 +83,22 @@ def _named_paths(value: Any) -> Iterator[str]:
         yield from (p for p in paths if os.path.exists(p))
 
 
+def config_doc(section) -> dict | None:
+    """A step's config section as the fingerprint sees it: without the fields that only set how fast
+    the step runs (``SPEED_ONLY``, e.g. download's ``threads``), so retuning them resumes the step."""
+    if section is None:
+        return None
+    doc = json.loads(section.model_dump_json())
+    for name in getattr(section, "SPEED_ONLY", ()):
+        doc.pop(name, None)
+    return doc
+
+
 def fingerprint(ctx: "StepContext") -> str:
     """The fingerprint of one step as this run would compute it now."""
     spec = ctx.spec
     section = getattr(spec, ctx.step.name, None)
-    config = json.loads(section.model_dump_json()) if section is not None else None
+    config = config_doc(section)
     doc = {"step": ctx.step.name, "seed": spec.seed, "config": config,
            "files": {p: _folder_digest(p) for p in sorted(set(_named_paths(config)))},
            "upstream": {u: _folder_digest(ctx.run.folder(u)) for u in ctx.step.upstream}}

@@ -70,6 +70,19 @@ def test_parquet_parts_store_images_as_they_are(tmp_path):
     assert pq.ParquetFile(tmp_path / "q.parquet").metadata.row_group(0).column(1).compression == "ZSTD"
 
 
+def test_retuning_speed_only_fields_keeps_a_steps_fingerprint():
+    """download's threads/processes/decode_threads are left out of the config the fingerprint hashes;
+    anything that changes what is written stays in."""
+    from wit.resume import config_doc
+
+    base = config_doc(config.DownloadConfig())
+    assert config_doc(config.DownloadConfig(threads=64, processes=4, decode_threads=3)) == base
+    assert "threads" not in base and "decode_threads" not in base
+    assert config_doc(config.DownloadConfig(image_size=384)) != base
+    assert config_doc(config.FilterConfig(min_side=8)) != config_doc(config.FilterConfig())
+    assert config_doc(None) is None
+
+
 def test_reconcile_detects_a_lost_row(tmp_path):
     inputs = make_candidates(tmp_path / "in", parts=2)
     out, led = tmp_path / "out", tmp_path / "ledger"
