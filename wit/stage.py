@@ -20,6 +20,11 @@ import pyarrow.parquet as pq
 from wit import schemas
 
 
+#: set by a runner in a worker process before ``Stage.setup``: the CPUs it reserved for that worker
+#: (``Resources.cpus``), which a threaded stage sizes its CPU-bound work by (download's decode turns)
+WORKER_CPUS_ENV = "WIT_WORKER_CPUS"
+
+
 @dataclass(frozen=True)
 class Resources:
     """What one worker of a stage reserves on a runner that schedules by resources (Ray)."""

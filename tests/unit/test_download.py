@@ -222,7 +222,7 @@ def test_robots_optout_can_be_disabled(server):
     assert Fetcher(honor_robots=False, retries=0, allow_private_networks=True).fetch(server + "/fault/robots").reason == ""
 
 
-def test_decode_turns_default_to_the_cores_the_cgroup_quota_allows(tmp_path):
+def test_decode_turns_default_to_the_cores_the_cgroup_quota_allows(tmp_path, monkeypatch):
     from wit.download.stage import usable_cores
 
     affinity = usable_cores(str(tmp_path / "none"))  # no cgroup files: the affinity mask
@@ -238,6 +238,12 @@ def test_decode_turns_default_to_the_cores_the_cgroup_quota_allows(tmp_path):
     assert usable_cores(str(tmp_path / "v1")) == 1
     (tmp_path / "v1" / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
     assert usable_cores(str(tmp_path / "v1")) == affinity
+    monkeypatch.setenv("WIT_WORKER_CPUS", "1")  # a Ray actor of num_cpus=1 on a node of many cores
+    assert usable_cores(str(tmp_path / "v1")) == 1
+    monkeypatch.setenv("WIT_WORKER_CPUS", "0.5")
+    assert usable_cores(str(tmp_path / "none")) == 1
+    monkeypatch.setenv("WIT_WORKER_CPUS", "not a number")
+    assert usable_cores(str(tmp_path / "none")) == affinity
 
 
 def test_robots_optout_reads_the_header_as_img2dataset_does():

@@ -18,7 +18,7 @@ from wit.config import DownloadConfig
 from wit.download.fetch import Fetcher, FetchResult
 from wit.download.image import PixelBudget, Prepared, prepare, prepare_img2dataset
 from wit.records import sample_key
-from wit.stage import BatchResult, Stage
+from wit.stage import WORKER_CPUS_ENV, BatchResult, Stage
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +26,24 @@ log = logging.getLogger(__name__)
 def usable_cores(cgroup: str = "/sys/fs/cgroup") -> int:
     """The CPU cores this process may use: its affinity mask (a container's cpuset), and no more than
     its CPU quota (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``: ``docker --cpus``, Kubernetes
-    limits), rounded up."""
+    limits) or what the runner reserved for this worker (``WIT_WORKER_CPUS``: a Ray actor's
+    ``num_cpus``), rounded up."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    quota = _cgroup_quota(cgroup)
-    return max(1, min(cores, math.ceil(quota))) if quota else cores
+    for limit in (_cgroup_quota(cgroup), _reserved_cpus()):
+        if limit:
+            cores = min(cores, max(1, math.ceil(limit)))
+    return cores
+
+
+def _reserved_cpus() -> float | None:
+    try:
+        value = float(os.environ.get(WORKER_CPUS_ENV, ""))
+    except ValueError:
+        return None
+    return value if value > 0 else None
 
 
 def _cgroup_quota(root: str) -> float | None:

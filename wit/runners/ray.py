@@ -16,7 +16,7 @@ from wit import console
 from wit.io import folders
 from wit.runners import settings
 from wit.runners.task import release_memory, run_task
-from wit.stage import Stage
+from wit.stage import WORKER_CPUS_ENV, Stage
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ def start_options(s: settings.RaySettings) -> dict:
 class _StageActor:
     def __init__(self, stage: Stage, out: str, ledger_dir: str | None):
         self.stage, self.out, self.ledger_dir = stage, out, ledger_dir
+        os.environ[WORKER_CPUS_ENV] = str(stage.resources.cpus)  # what this actor reserved, not the node's
         stage.setup()
 
     def __call__(self, batch: dict) -> dict:
