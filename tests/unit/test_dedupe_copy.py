@@ -159,14 +159,6 @@ def test_train_detector_saves_a_calibrated_torchscript(tmp_path):
     ims = _drawings(3, seed=5)
     e = det.embed(ims + [strong_view(ims[0], random.Random(0), ims)])
     assert e.shape == (4, 16) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
-    # Calibrated on photos it never trained on: a fifth of them (4 of 24) held out besides the references,
-    # or, when --distractors brings at least that many, those (and every other photo trains).
-    assert det.meta["trained_on"] == 18 and det.meta["calibrated_on_unseen_photos"] == 4
-    others = _save_all(_drawings(5, seed=9), tmp_path / "others")
-    rep = train_detector(str(images), str(tmp_path / "det2.pt"), TrainDetectorConfig(**{**TINY, "target_fpr": 0.05}),
-                         distractors_dir=str(others))
-    meta = CopyDescriptor(str(tmp_path / "det2.pt")).meta
-    assert meta["trained_on"] == 22 and meta["calibrated_on_unseen_photos"] == 5
 
 
 def test_cli_train_and_calibrate_detector(tmp_path, capsys):

@@ -4,8 +4,7 @@ SSCD-style (Pizzi et al. 2022) at toy scale: every step takes ``batch`` photos, 
 edited views of each (crops, flips, rotations, perspective, skew, padding, overlays of text, shapes,
 stripes and other photos, pasting onto another photo or a screenshot-like frame, meme bands, colour,
 blur, noise, pixelation, JPEG) and pulls the two views of a photo together against all other views
-(InfoNCE). A tenth of the photos is held out as references and a fifth as unseen negatives (with
-``--distractors``' photos): the references, edited copies of them and of the unseen photos calibrate
+(InfoNCE). A tenth of the photos is held out: their edited copies and the photos themselves calibrate
 the cosine threshold to ``target_fpr`` and measure recall. The model is saved as TorchScript with the
 threshold in its ``wit.json`` extra file, loadable by ``wit.dedupe.learned.CopyDescriptor``.
 """
@@ -42,10 +41,6 @@ class TrainDetectorConfig:
     temperature: float = 0.1
     target_fpr: float = 0.001
     held_out: float = 0.1
-    #: a further share of the photos never trained on: with their edits, the calibration's negatives
-    #: (edits of training photos are negatives the model learned to tell apart, so the threshold came
-    #: out too low for unseen photos)
-    calibration_photos: float = 0.2
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
 
@@ -311,24 +306,18 @@ def train_detector(images_dir: str, out: str, cfg: TrainDetectorConfig = TrainDe
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     photos = load_images(images_dir)
-    extra = load_images(distractors_dir) if distractors_dir else []
     n_hold = max(1, int(len(photos) * cfg.held_out))
-    n_cal = int(len(photos) * cfg.calibration_photos)
-    if len(extra) >= n_cal:  # enough unseen photos given: every other photo trains
-        n_cal = 0
-    if len(photos) - n_hold - n_cal < 8:
-        raise ValueError(f"train-detector needs at least {8 + n_hold + n_cal} images in {images_dir}; "
-                         f"found {len(photos)}")
+    if len(photos) - n_hold < 8:
+        raise ValueError(f"train-detector needs at least {8 + n_hold} images in {images_dir}; found {len(photos)}")
     order = list(range(len(photos)))
     rng.shuffle(order)
     held = [photos[i] for i in order[:n_hold]]
-    unseen = [photos[i] for i in order[n_hold:n_hold + n_cal]]
-    train = [photos[i] for i in order[n_hold + n_cal:]]
+    train = [photos[i] for i in order[n_hold:]]
+    extra = load_images(distractors_dir) if distractors_dir else []
     need = needed_distractors(cfg.target_fpr)
-    # Negatives: photos the model never saw (its own unseen share and the distractors), then edits of
-    # them; with none of those, edits of the training photos, as a last resort.
-    neg_pool = unseen + extra or train
-    n_neg_per = max(1, -(-need // len(neg_pool)))
+    n_neg_per = max(1, -(-need // max(1, len(train) + len(extra))))
+    if (len(train) + len(extra)) * n_neg_per < need:  # pragma: no cover - guarded by the ceil above
+        raise ValueError("not enough distractors")
     net = _net(cfg.dim, cfg.width)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
@@ -362,17 +351,17 @@ def train_detector(images_dir: str, out: str, cfg: TrainDetectorConfig = TrainDe
             return np.concatenate([scripted(_tensor(ims[a:a + 128], cfg.input_size)).numpy()
                                    for a in range(0, len(ims), 128)])
 
-    # Against the held-out photos as the eval set: negatives, the unseen photos and edited copies of
-    # them; positives, edited copies of the held-out photos.
+    # Negatives never seen as references: edited copies of training photos and of the distractor photos,
+    # against the held-out photos as the eval set; positives: edited copies of the held-out photos.
     crng = random.Random(cfg.seed + 1)
-    pool = neg_pool
+    pool = train + extra
     negatives = [strong_view(pool[k % len(pool)], crng, pool) if k >= len(pool) else pool[k]
                  for k in range(len(pool) * n_neg_per)]
-    copies = [strong_view(im, crng, train + pool) for im in held]
+    copies = [strong_view(im, crng, pool) for im in held]
     cal = calibrate_threshold(embed(held), embed(negatives), cfg.target_fpr, embed(copies))
     meta = {"format": "wit-copy-detector/1", "input_size": cfg.input_size, "normalizes": True, "dim": cfg.dim,
             "threshold": cal.threshold, "calibration": cal.as_dict(), "config": asdict(cfg),
-            "trained_on": len(train), "calibrated_on_unseen_photos": 0 if neg_pool is train else len(neg_pool)}
+            "trained_on": len(train)}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     torch.jit.save(scripted, out, _extra_files={META: json.dumps(meta)})
     secs = time.perf_counter() - t0
