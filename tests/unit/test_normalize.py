@@ -89,3 +89,33 @@ def test_compiled_tokens_check_their_offsets():
         compiled(b"abc", b"\x00" * 12)  # not whole int64 values
     chars, offsets, joined = compiled(b"a b", np.array([0, 3], np.int64))
     assert chars == b"ab" and np.frombuffer(offsets, np.int64).tolist() == [0, 1, 2] and joined == b"\x01"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_token_dictionary_is_token_stream_dictionary_encoded(seed, tokenizer):
+    """Distinct tokens in order of first sight (as Arrow's dictionary_encode), a code per token,
+    the same pairs, and (compiled) each word's vocab.string_hashes; thousands of distinct words
+    make the C hash table grow several times."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from wit.queries.vocab import string_hashes
+    from wit.text.normalize import token_dictionary
+
+    rng = random.Random(seed)
+    alphabet = list("abcdefé中") * 3 + list(",. ") + WHITESPACE[:6]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(20_000)]
+    arr = pa.array(texts, pa.string())
+    for sample in (arr, arr.slice(11, 7000), pa.array([], pa.string()),
+                   pa.LargeStringArray.from_buffers(0, pa.py_buffer(b""), pa.py_buffer(b""))):
+        words, codes, joined, hashes = token_dictionary(sample)
+        tokens, want_joined = token_stream(sample)
+        assert codes.dtype == np.int32 and words.type == pa.large_string()
+        assert words.to_pylist() == pc.unique(tokens).to_pylist()
+        assert words.take(pa.array(codes)).to_pylist() == tokens.to_pylist()
+        assert joined.tolist() == want_joined.tolist()
+        if hashes is not None:
+            assert hashes.tolist() == string_hashes(words).tolist()
+        elif tokenizer == "compiled":
+            assert not len(sample)
+    assert len(token_dictionary(arr)[0]) > 10_000

@@ -346,3 +346,83 @@ def test_merge_folds_spills_a_few_at_a_time_with_the_same_sums(tmp_path):
             assert len(set(t["token"].to_pylist())) == t.num_rows  # summed: each key once per bucket
             got.update(dict(zip(t["token"].to_pylist(), t["count"].to_pylist())))
         assert got == want, fold
+
+
+# ---------------------------------------------------------------------------------------------
+# The two bz2 decoders: indexed_bzip2 (fast) and the stdlib's (the reference, which names faults)
+
+
+def _multistream(tmp_path, n_streams: int = 6, words: int = 80_000):
+    """A generated dump of ``n_streams`` bz2 streams (a few MB of XML) and its stream offsets."""
+    import random
+
+    rng = random.Random(7)
+    vocab = [f"w{i}é" for i in range(500)]
+    blob, offsets = bytearray(), []
+    for s in range(n_streams):
+        offsets.append(len(blob))
+        body = " ".join(rng.choice(vocab) for _ in range(words))
+        xml = (b"<mediawiki>\n" if s == 0 else b"") + (
+            f"<page><title>P{s}</title><ns>0</ns><id>{s + 1}</id><revision><text>{body}</text>"
+            "</revision></page>\n").encode()
+        blob += bz2.compress(xml)
+    path = tmp_path / "multi.xml.bz2"
+    path.write_bytes(bytes(blob))
+    return path, offsets
+
+
+def _slices(path, offsets):
+    bounds = offsets + [None]
+    return [wikipedia.DumpSlice(str(path))] + [
+        wikipedia.DumpSlice(str(path), bounds[k], bounds[k + 2] if k + 2 < len(bounds) else None)
+        for k in range(0, len(offsets), 2)]
+
+
+def test_fast_decoder_gives_the_stdlib_bytes_on_every_slice(tmp_path, monkeypatch):
+    assert wikipedia.indexed_bzip2 is not None  # a dependency: the fast path is the one in use
+    path, offsets = _multistream(tmp_path)
+    opened = []
+    real_open = wikipedia.indexed_bzip2.open
+    monkeypatch.setattr(wikipedia.indexed_bzip2, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k))
+    slices = _slices(path, offsets)
+    fast = [b"".join(wikipedia.decompressed_chunks(sl)) for sl in slices]
+    assert len(opened) == len(slices)
+    reference = [b"".join(wikipedia._libbz2_chunks(sl)) for sl in slices]
+    assert fast == reference and len(fast[0]) > 2 * wikipedia.CHUNK
+    monkeypatch.setattr(wikipedia, "indexed_bzip2", None)
+    assert [b"".join(wikipedia.decompressed_chunks(sl)) for sl in slices] == reference
+
+
+def test_stdlib_decoder_takes_over_at_the_byte_reached(tmp_path, monkeypatch):
+    path, _ = _multistream(tmp_path)
+    sl = wikipedia.DumpSlice(str(path))
+    want = b"".join(wikipedia._libbz2_chunks(sl))
+    real = wikipedia._fast_chunks
+    for stop_after in (0, 1, 7):
+        def failing(sl, n=stop_after):  # pieces of 300,001 bytes: stops fall inside the reference's chunks
+            whole = b"".join(real(sl))
+            for k in range(n):
+                yield whole[k * 300_001:(k + 1) * 300_001]
+            raise RuntimeError("simulated decoder fault")
+        monkeypatch.setattr(wikipedia, "_fast_chunks", failing)
+        assert b"".join(wikipedia.decompressed_chunks(sl)) == want
+
+
+def test_trailing_bytes_after_the_last_stream_are_an_error(tmp_path):
+    path, _ = _multistream(tmp_path, n_streams=2, words=2000)
+    bad = tmp_path / "trailing.xml.bz2"
+    bad.write_bytes(path.read_bytes() + b"not bz2 at all")
+    with pytest.raises(wikipedia.DumpError, match=r"trailing\.xml\.bz2: 14 trailing bytes at compressed byte \d+"):
+        list(wikipedia.decompressed_chunks(wikipedia.DumpSlice(str(bad))))
+
+
+def test_an_abandoned_page_reader_lets_the_process_exit_cleanly(tmp_path):
+    import subprocess
+    import sys
+
+    path, _ = _multistream(tmp_path, n_streams=2)
+    script = ("import sys\nfrom wit.queries import wikipedia\n"
+              "g = wikipedia.iter_pages(wikipedia.DumpSlice(sys.argv[1]))\n"
+              "print(next(g).title)\nKEEP = [g]\n")  # still open at exit: its reader thread runs
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "P0\n"), done.stderr

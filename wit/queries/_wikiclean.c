@@ -484,19 +484,77 @@ static inline int grow(growbuf *g, ssize more) {
     return 0;
 }
 
-/* tokens(data, offsets) -> (chars, token_offsets, joined): data the UTF-8 bytes of a batch of texts,
- * offsets its n+1 int64 text boundaries (offsets[0] == 0). Tokens are what normalize.token_stream
- * defines: a padded punctuation byte alone, or a maximal run of bytes that are neither white space
- * nor padded punctuation, within one text. chars: the tokens' bytes back to back; token_offsets:
- * int64, one more than the tokens; joined: one byte per neighbouring pair, 1 where both are in one
- * text and exactly one of (left is punctuation, white space between, right is punctuation) holds. */
+/* The hash of one word that wit.queries.vocab.string_hashes computes with numpy: the sum of
+ * byte_i * B**i modulo 2**64, mixed with the length (must stay equal: spill buckets use it). */
+static inline uint64_t word_hash(const unsigned char *p, ssize len) {
+    uint64_t h = 0, pw = 1;
+    for (ssize i = 0; i < len; i++) h += (uint64_t)p[i] * pw, pw *= 0x100000001B3ULL;
+    h ^= (uint64_t)len * 0xBF58476D1CE4E5B9ULL;
+    h ^= h >> 31;
+    h *= 0x94D049BB133111EBULL;
+    return h ^ (h >> 29);
+}
+
+/* A batch's distinct tokens, in order of first sight: open addressing on word_hash, the slot
+ * holding the token's id + 1 (0: empty); a hit is confirmed by comparing the bytes. */
+typedef struct { int32_t *slot; uint64_t *hash; ssize cap, n, hcap; } dict_t;
+
+static int dict_grow(dict_t *d) {
+    ssize cap = d->cap ? d->cap * 2 : 1 << 12;
+    int32_t *slot = PyMem_RawCalloc(cap, sizeof *slot);
+    if (!slot) return -1;
+    for (ssize k = 0; k < d->n; k++) {
+        ssize b = (ssize)(d->hash[k] & (uint64_t)(cap - 1));
+        while (slot[b]) b = (b + 1) & (cap - 1);
+        slot[b] = (int32_t)(k + 1);
+    }
+    PyMem_RawFree(d->slot);
+    d->slot = slot, d->cap = cap;
+    return 0;
+}
+
+/* The id of token s[0:len] (hash h), adding it to chars/offs/hashes when new; -1: out of memory. */
+static inline int64_t dict_id(dict_t *d, const unsigned char *s, ssize len, uint64_t h,
+                              growbuf *chars, growbuf *offs) {
+    if (2 * (d->n + 1) > d->cap && dict_grow(d)) return -1;
+    ssize b = (ssize)(h & (uint64_t)(d->cap - 1));
+    const int64_t *o = (const int64_t *)offs->p;
+    for (int32_t v; (v = d->slot[b]); b = (b + 1) & (d->cap - 1)) {
+        ssize k = v - 1;
+        if (d->hash[k] == h && o[k + 1] - o[k] == len && !memcmp(chars->p + o[k], s, len)) return k;
+    }
+    if (d->n == d->hcap) {
+        ssize hcap = d->hcap ? d->hcap * 2 : 1 << 11;
+        uint64_t *hs = PyMem_RawRealloc(d->hash, hcap * sizeof *hs);
+        if (!hs) return -1;
+        d->hash = hs, d->hcap = hcap;
+    }
+    if (grow(chars, len) || grow(offs, sizeof(int64_t))) return -1;
+    memcpy(chars->p + chars->len, s, len), chars->len += len;
+    int64_t end = chars->len;
+    memcpy(offs->p + offs->len, &end, sizeof end), offs->len += sizeof end;
+    d->hash[d->n] = h, d->slot[b] = (int32_t)(d->n + 1);
+    return d->n++;
+}
+
+/* tokens(data, offsets[, distinct]) -> (chars, token_offsets, joined[, codes, hashes]): data the
+ * UTF-8 bytes of a batch of texts, offsets its n+1 int64 text boundaries (offsets[0] == 0).
+ * Tokens are what normalize.token_stream defines: a padded punctuation byte alone, or a maximal
+ * run of bytes that are neither white space nor padded punctuation, within one text. chars: the
+ * tokens' bytes back to back; token_offsets: int64, one more than the tokens; joined: one byte
+ * per neighbouring pair, 1 where both are in one text and exactly one of (left is punctuation,
+ * white space between, right is punctuation) holds. With distinct true, chars and token_offsets
+ * hold each distinct token once, in order of first sight (what pyarrow.compute.dictionary_encode
+ * gives), codes (int32, one per token) index them, and hashes (uint64) are their word_hash. */
 static PyObject *tokens(PyObject *self, PyObject *args) {
     Py_buffer data, offs;
-    if (!PyArg_ParseTuple(args, "y*y*", &data, &offs)) return NULL;
+    int distinct = 0;
+    if (!PyArg_ParseTuple(args, "y*y*|p", &data, &offs, &distinct)) return NULL;
     const unsigned char *s = data.buf;
     ssize n_texts = offs.len / (ssize)sizeof(int64_t) - 1;
     PyObject *res = NULL;
-    growbuf chars = {0}, toks = {0}, joined = {0};
+    growbuf chars = {0}, toks = {0}, joined = {0}, codes = {0};
+    dict_t dict = {0};
     int64_t *off = NULL;
     int failed = 0;
     if (n_texts < 0 || offs.len % (ssize)sizeof(int64_t)) {
@@ -511,8 +569,12 @@ static PyObject *tokens(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_ValueError, "offsets: not ascending within the data");
             goto done;
         }
+    if (distinct && off[n_texts] >= INT32_MAX) {  /* codes are int32: at most one token per byte */
+        PyErr_SetString(PyExc_ValueError, "distinct tokens: a batch of at most 2**31 - 1 bytes");
+        goto done;
+    }
     Py_BEGIN_ALLOW_THREADS
-    if (grow(&chars, data.len + 1) || grow(&toks, sizeof(int64_t))) failed = 1;
+    if (grow(&chars, distinct ? 1 : data.len + 1) || grow(&toks, sizeof(int64_t))) failed = 1;
     else {
         int64_t zero = 0;
         memcpy(toks.p, &zero, sizeof zero), toks.len = sizeof zero;
@@ -532,20 +594,34 @@ static PyObject *tokens(PyObject *self, PyObject *args) {
                     unsigned char kj = byte_class[s[j]];
                     if (kj == 1 || kj == 2 || (kj == 3 && ws_len(s, j, hi))) break;
                 }
-            memcpy(chars.p + chars.len, s + i, j - i), chars.len += j - i;
-            if (grow(&toks, sizeof(int64_t)) || grow(&joined, 1)) { failed = 1; break; }
-            int64_t end = chars.len;
-            memcpy(toks.p + toks.len, &end, sizeof end), toks.len += sizeof end;
+            if (grow(&joined, 1)) { failed = 1; break; }
+            if (distinct) {
+                int64_t id = dict_id(&dict, s + i, j - i, word_hash(s + i, j - i), &chars, &toks);
+                if (id < 0 || grow(&codes, sizeof(int32_t))) { failed = 1; break; }
+                int32_t c = (int32_t)id;
+                memcpy(codes.p + codes.len, &c, sizeof c), codes.len += sizeof c;
+            } else {
+                if (grow(&toks, sizeof(int64_t))) { failed = 1; break; }
+                memcpy(chars.p + chars.len, s + i, j - i), chars.len += j - i;
+                int64_t end = chars.len;
+                memcpy(toks.p + toks.len, &end, sizeof end), toks.len += sizeof end;
+            }
             if (n_tok > 0) joined.p[joined.len++] = !first && (prev_punct + gap + punct == 1);
             n_tok++, first = 0, prev_punct = punct, gap = 0, i = j;
         }
     }
     Py_END_ALLOW_THREADS
     if (failed) { PyErr_NoMemory(); goto done; }
-    res = Py_BuildValue("y#y#y#", chars.p ? chars.p : "", chars.len, toks.p, toks.len,
-                        joined.p ? joined.p : "", joined.len);
+    if (distinct)
+        res = Py_BuildValue("y#y#y#y#y#", chars.p ? chars.p : "", chars.len, toks.p, toks.len,
+                            joined.p ? joined.p : "", joined.len, codes.p ? codes.p : "", codes.len,
+                            dict.hash ? (char *)dict.hash : "", dict.n * (ssize)sizeof(uint64_t));
+    else
+        res = Py_BuildValue("y#y#y#", chars.p ? chars.p : "", chars.len, toks.p, toks.len,
+                            joined.p ? joined.p : "", joined.len);
 done:
-    PyMem_RawFree(chars.p), PyMem_RawFree(toks.p), PyMem_RawFree(joined.p), PyMem_Free(off);
+    PyMem_RawFree(chars.p), PyMem_RawFree(toks.p), PyMem_RawFree(joined.p), PyMem_RawFree(codes.p);
+    PyMem_RawFree(dict.slot), PyMem_RawFree(dict.hash), PyMem_Free(off);
     PyBuffer_Release(&data), PyBuffer_Release(&offs);
     return res;
 }
@@ -555,7 +631,8 @@ static PyMethodDef methods[] = {
      "clean(utf8) -> bytes: wikipedia.clean_wikitext_reference's passes on UTF-8 bytes, "
      "without the final html.unescape."},
     {"tokens", tokens, METH_VARARGS,
-     "tokens(utf8, offsets) -> (chars, token_offsets, joined): normalize.token_stream's tokens of a batch."},
+     "tokens(utf8, offsets[, distinct]) -> (chars, token_offsets, joined[, codes, hashes]): "
+     "normalize.token_stream's tokens of a batch, or its distinct tokens and a code per token."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_wikiclean",

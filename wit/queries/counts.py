@@ -25,7 +25,7 @@ from wit.io import folders
 from wit.queries import wikipedia
 from wit.queries.vocab import Vocabulary
 from wit.stage import BatchResult, Stage
-from wit.text.normalize import collapse_whitespace, spaced, token_stream
+from wit.text.normalize import collapse_whitespace, spaced, token_dictionary
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ UNIGRAMS = pa.schema([("token", pa.string()), ("count", pa.int64())])
 BIGRAMS = pa.schema([("w1", pa.string()), ("w2", pa.string()), ("count", pa.int64())])
 FOLD = 16  # spills summed per step of the merge
 PAGES = pa.schema([("uid", pa.string()), ("ns", pa.int32()), ("redirect", pa.bool_()),
-                   ("text", pa.large_string()), ("error", pa.string())])
+                   ("cleaned", pa.large_string()), ("error", pa.string())])
 
 
 def article_parts(text: str) -> list[str]:
@@ -68,8 +68,8 @@ def _sum_sorted(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.nd
 class TaskCounts:
     """Unigram and bigram counts of one task, kept as integer ids into the task's vocabulary.
 
-    A batch of cleaned articles is tokenised by ``normalize.token_stream`` and dictionary-encoded
-    by Arrow; the batch's distinct tokens get task ids from ``vocab.Vocabulary``. Unigram
+    A batch of cleaned articles is tokenised and dictionary-encoded by ``normalize.token_dictionary``
+    (one pass in C); the batch's distinct tokens get task ids from ``vocab.Vocabulary``. Unigram
     counts are a bincount of the ids; a bigram is the int64 ``id1 << 32 | id2``, counted per batch
     with ``np.unique`` and merged by a sort when the pending rows reach the merged size (so the
     work stays linear). Strings are rebuilt only when the counts are drained for a spill.
@@ -92,11 +92,10 @@ class TaskCounts:
         return len(self.vocab) + len(self.bi_keys) + self.pending_rows
 
     def add(self, texts: pa.Array) -> None:
-        tokens, joined = token_stream(texts)
-        if not len(tokens):
+        words, codes, joined, hashes = token_dictionary(texts)
+        if not len(codes):
             return
-        encoded = pc.dictionary_encode(tokens)
-        codes = self.vocab.ids(encoded.dictionary)[encoded.indices.to_numpy()]
+        codes = self.vocab.ids(words, hashes)[codes]
         counts = np.bincount(codes, minlength=len(self.vocab))
         counts[:len(self.uni)] += self.uni
         self.uni = counts
@@ -191,22 +190,18 @@ class CountStage(Stage):
 
     def process_batch(self, batch: pa.Table) -> BatchResult:
         uids = batch.column("uid").to_pylist()
-        kept, drop_uids, reasons, texts = [], [], [], []
-        for uid, ns, redirect, text, error in zip(uids, batch.column("ns").to_pylist(),
-                                                  batch.column("redirect").to_pylist(),
-                                                  batch.column("text").to_pylist(),
-                                                  batch.column("error").to_pylist()):
-            if error:
-                drop_uids.append(uid), reasons.append("bad_xml")
-            elif ns != 0:
-                drop_uids.append(uid), reasons.append("namespace")
-            elif redirect:
-                drop_uids.append(uid), reasons.append("redirect")
+        kept, drop_uids, reasons, keep = [], [], [], []
+        for uid, ns, redirect, error in zip(uids, batch.column("ns").to_pylist(),
+                                            batch.column("redirect").to_pylist(),
+                                            batch.column("error").to_pylist()):
+            reason = _drop_reason(ns, redirect, error)
+            if reason:
+                drop_uids.append(uid), reasons.append(reason)
             else:
-                texts.append(wikipedia.clean_wikitext(text))
                 kept.append(uid)
-        if texts:
-            self._counts.add(pa.array(texts, pa.large_string()))
+            keep.append(not reason)
+        if kept:
+            self._counts.add(batch.column("cleaned").filter(pa.array(keep, pa.bool_())))
             if self._counts.rows() >= self.spill_rows:
                 self._spill()
         return BatchResult(pa.table({"uid": pa.array(kept, pa.string())}), BatchResult.drops(drop_uids, reasons))
@@ -237,10 +232,21 @@ class CountStage(Stage):
         return kept.num_rows
 
 
+def _drop_reason(ns: int, redirect: bool, error: str) -> str:
+    """Why a page is not counted ("" when it is): only ns-0 articles that are not redirects are."""
+    return "bad_xml" if error else "namespace" if ns != 0 else "redirect" if redirect else ""
+
+
 def _pages_table(rows: list[wikipedia.Page]) -> pa.Table:
+    """A batch of pages; ``cleaned`` is the cleaned text of the pages that are counted ("" for
+    the others). Cleaning here, on the parser's strings, spares a UTF-8 round trip of the raw
+    text through Arrow; the cleaned bytes go to Arrow as they come from the cleaner."""
+    cleaned = [b"" if _drop_reason(p.ns, p.redirect, p.error) else wikipedia.clean_wikitext_utf8(p.text)
+               for p in rows]
     return pa.table(
         [pa.array([p.uid for p in rows], pa.string()), pa.array([p.ns for p in rows], pa.int32()),
-         pa.array([p.redirect for p in rows], pa.bool_()), pa.array([p.text for p in rows], pa.large_string()),
+         pa.array([p.redirect for p in rows], pa.bool_()),
+         pa.array(cleaned, pa.large_binary()).cast(pa.large_string()),  # checks the UTF-8
          pa.array([p.error for p in rows], pa.string())],
         schema=PAGES,
     )

@@ -116,10 +116,15 @@ class Vocabulary:
         """Every word's ``hash_fn`` value (uint64), in id order."""
         return np.concatenate(self._hashes) if self._hashes else np.zeros(0, np.uint64)
 
-    def ids(self, words: pa.Array) -> np.ndarray:
-        """The ids of a batch's *distinct* ``words`` (Arrow strings); words not seen before get new ids."""
+    def ids(self, words: pa.Array, hashes: np.ndarray | None = None) -> np.ndarray:
+        """The ids of a batch's *distinct* ``words`` (Arrow strings); words not seen before get new ids.
+
+        ``hashes``: ``string_hashes(words)`` when the caller has them (the tokeniser computes them
+        in C); used only where ``hash_fn`` is ``string_hashes``."""
         words = words.cast(pa.large_string())
-        h = np.asarray(self.hash_fn(words)).astype(np.uint64)  # the table is uint64
+        if hashes is None or self.hash_fn is not string_hashes:
+            hashes = self.hash_fn(words)
+        h = np.asarray(hashes).astype(np.uint64)  # the table is uint64
         order = np.argsort(h)  # sorted needles make the binary searches cache-friendly
         hs = h[order]
         out = np.full(len(words), -1, np.int64)

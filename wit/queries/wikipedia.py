@@ -9,15 +9,23 @@ yields the pages of one slice; bad input raises ``DumpError`` naming the file an
 
 from __future__ import annotations
 
+import atexit
 import bz2
 import html
+import io
 import logging
+import weakref
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Iterator
 
 import fsspec
+
+try:  # libbzip2 in C++ (MIT), ~1.2x libbz2's speed on one core; the stdlib's bz2 is the fallback
+    import indexed_bzip2
+except ImportError:  # pragma: no cover - a dependency; absent only in a hand-made environment
+    indexed_bzip2 = None
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +155,98 @@ def _raw_chunks(sl: DumpSlice) -> Iterator[bytes]:
 
 
 def decompressed_chunks(sl: DumpSlice) -> Iterator[bytes]:
-    """The slice's bytes, bz2-decompressed across stream boundaries (raw XML passes through)."""
+    """The slice's bytes, bz2-decompressed across stream boundaries (raw XML passes through).
+
+    indexed_bzip2 decompresses (one thread) where it is installed. If it fails or stops short
+    (bad data, truncation, trailing bytes), the stdlib's decoder (``_libbz2_chunks``) takes over
+    at the byte reached, so a sound dump gives the same bytes either way and a damaged one the
+    same ``DumpError``.
+    """
+    produced = 0
+    if indexed_bzip2 is not None:
+        try:
+            for out in _fast_chunks(sl):
+                produced += len(out)
+                yield out
+            return
+        except Exception as err:  # noqa: BLE001 - any fault: the reference decoder names it
+            if not isinstance(err, _NotFast):
+                log.debug("%s: indexed_bzip2 stopped at output byte %d (%s); libbz2 takes over",
+                          sl.url, produced, err)
+    for out in _libbz2_chunks(sl):
+        if produced >= len(out):
+            produced -= len(out)
+            continue
+        yield out[produced:] if produced else out
+        produced = 0
+
+
+class _NotFast(Exception):
+    """The slice is not for indexed_bzip2 (not bz2, or it stopped short): use the reference."""
+
+
+class _ByteRange(io.RawIOBase):
+    """Bytes [start, end) of an open file, as a file of their own (what indexed_bzip2 reads)."""
+
+    def __init__(self, f, start: int, end: int) -> None:
+        super().__init__()
+        self.f, self.start, self.size, self.pos = f, start, end - start, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buf) -> int:
+        n = min(len(buf), self.size - self.pos)
+        if n <= 0:
+            return 0
+        self.f.seek(self.start + self.pos)
+        data = self.f.read(n)
+        buf[:len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+
+_OPEN_READERS: "weakref.WeakSet" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_readers() -> None:
+    # indexed_bzip2 aborts the process if a reader's thread is still running when Python
+    # finalises (an abandoned iter_pages generator): close them first.
+    for reader in list(_OPEN_READERS):
+        reader.close()
+
+
+def _fast_chunks(sl: DumpSlice) -> Iterator[bytes]:
+    """The slice decompressed by indexed_bzip2; raises ``_NotFast`` where it must not be used or
+    stopped short of the slice's end."""
+    with fsspec.open(sl.url, "rb") as f:
+        f.seek(sl.start)
+        if f.read(3) != b"BZh":
+            raise _NotFast()
+        end = sl.end if sl.end is not None else f.seek(0, io.SEEK_END)
+        reader = indexed_bzip2.open(_ByteRange(f, sl.start, end), parallelization=1)
+        _OPEN_READERS.add(reader)
+        with reader:
+            while out := reader.read(CHUNK):
+                yield out
+            if reader.tell_compressed() != 8 * (end - sl.start):  # in bits
+                raise _NotFast()
+
+
+def _libbz2_chunks(sl: DumpSlice) -> Iterator[bytes]:
+    """``decompressed_chunks`` with the stdlib's bz2 (the reference: it names every fault)."""
     chunks = _raw_chunks(sl)
     first = next(chunks, b"")
     if not first:
@@ -346,6 +445,17 @@ def clean_wikitext(text: str) -> str:
     if _wikiclean is None:
         return clean_wikitext_reference(text)
     return html.unescape(_wikiclean.clean(text.encode("utf-8", "surrogatepass")).decode("utf-8", "surrogatepass"))
+
+
+def clean_wikitext_utf8(text: str) -> bytes:
+    """``clean_wikitext(text)`` as UTF-8 bytes, without a round trip through ``str`` where the
+    cleaned text holds no character reference for ``html.unescape`` to resolve."""
+    if _wikiclean is None:
+        return clean_wikitext_reference(text).encode("utf-8", "surrogatepass")
+    out = _wikiclean.clean(text.encode("utf-8", "surrogatepass"))
+    if b"&" not in out:
+        return out
+    return html.unescape(out.decode("utf-8", "surrogatepass")).encode("utf-8", "surrogatepass")
 
 
 def clean_wikitext_reference(text: str) -> str:

@@ -105,9 +105,53 @@ def token_stream(texts: pa.StringArray) -> tuple[pa.StringArray, np.ndarray]:
     (``_wikiclean.tokens``, ~3x the numpy passes: 19 vs 72 ms on the sample dump's 2.9 MB of
     cleaned text) where it is built, numpy's otherwise.
     """
+    texts = _large(texts)
+    n_texts = len(texts)
+    data, offsets = _utf8_buffers(texts)
+    size = len(data)
+    compiled = _compiled_tokens()
+    if compiled is not None and n_texts:  # one pass in C, same tokens and pairs (tests compare the two)
+        chars, token_offsets, joined = compiled(data, offsets)
+        n = len(token_offsets) // 8 - 1
+        tokens = pa.LargeStringArray.from_buffers(n, pa.py_buffer(token_offsets), pa.py_buffer(chars))
+        return tokens, np.frombuffer(bytearray(joined), np.uint8).view(bool)  # writable, as numpy's
+    return _numpy_tokens(data, offsets, size)
+
+
+def token_dictionary(texts: pa.StringArray) -> tuple[pa.LargeStringArray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """``token_stream``'s tokens as a dictionary: ``(words, codes, joined, hashes)``.
+
+    ``words`` are the distinct tokens in order of first sight, ``codes`` (int32) give each token's
+    index into ``words`` (so ``words.take(codes)`` is ``token_stream``'s tokens), ``joined`` is
+    ``token_stream``'s, and ``hashes`` are ``vocab.string_hashes(words)``. The C extension does it
+    in the tokenising pass (a hash table on the tokens' bytes); without it, ``token_stream``,
+    Arrow's ``dictionary_encode`` and ``hashes`` None (the caller hashes).
+    """
+    texts = _large(texts)
+    compiled = _compiled_tokens()
+    if compiled is None or not len(texts):
+        import pyarrow.compute as pc
+
+        tokens, joined = token_stream(texts)
+        encoded = pc.dictionary_encode(tokens)
+        return (encoded.dictionary.cast(pa.large_string()), encoded.indices.to_numpy().astype(np.int32),
+                joined, None)
+    data, offsets = _utf8_buffers(texts)
+    chars, word_offsets, joined, codes, hashes = compiled(data, offsets, True)
+    n = len(word_offsets) // 8 - 1
+    words = pa.LargeStringArray.from_buffers(n, pa.py_buffer(word_offsets), pa.py_buffer(chars))
+    return (words, np.frombuffer(codes, np.int32), np.frombuffer(bytearray(joined), np.uint8).view(bool),
+            np.frombuffer(hashes, np.uint64))
+
+
+def _large(texts) -> pa.LargeStringArray:
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
-    texts = texts.cast(pa.large_string())
+    return texts.cast(pa.large_string())
+
+
+def _utf8_buffers(texts: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray]:
+    """(the UTF-8 bytes of all texts, their n+1 int64 boundaries from 0)."""
     n_texts = len(texts)
     offsets = np.frombuffer(texts.buffers()[1], np.int64)[texts.offset:texts.offset + n_texts + 1]
     base = int(offsets[0]) if n_texts else 0
@@ -115,13 +159,7 @@ def token_stream(texts: pa.StringArray) -> tuple[pa.StringArray, np.ndarray]:
     size = int(offsets[-1]) if n_texts else 0
     raw = texts.buffers()[2]
     data = np.frombuffer(raw, np.uint8)[base:base + size] if raw is not None else np.zeros(0, np.uint8)
-    compiled = _compiled_tokens()
-    if compiled is not None and n_texts:  # one pass in C, same tokens and pairs (tests compare the two)
-        chars, token_offsets, joined = compiled(data, offsets.astype(np.int64))
-        n = len(token_offsets) // 8 - 1
-        tokens = pa.LargeStringArray.from_buffers(n, pa.py_buffer(token_offsets), pa.py_buffer(chars))
-        return tokens, np.frombuffer(bytearray(joined), np.uint8).view(bool)  # writable, as numpy's
-    return _numpy_tokens(data, offsets, size)
+    return data, offsets.astype(np.int64)
 
 
 def _compiled_tokens():
