@@ -426,3 +426,61 @@ def test_an_abandoned_page_reader_lets_the_process_exit_cleanly(tmp_path):
               "print(next(g).title)\nKEEP = [g]\n")  # still open at exit: its reader thread runs
     done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (0, "P0\n"), done.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Page parsing: the XML parser reads the page without its wikitext where the wikitext's bytes can
+# be taken as they are; every page gives what the parser gives on the whole page.
+
+
+def _page_xml(text: bytes, text_tag: bytes = b'<text bytes="9" xml:space="preserve">', rest: bytes = b"") -> bytes:
+    return (b"<page><title>T &amp; U</title><ns>0</ns><id>7</id>" + rest +
+            b"<revision><id>1</id>" + text_tag + text + b"</text><sha1>x</sha1></revision></page>")
+
+
+PLAIN_TEXTS = [b"", b"hello", b"a &lt;ref&gt; &amp;nbsp; &quot;q&quot; &apos;s&apos; ] ]> >",
+               "日本語 é \u00a0 \U0001F600 \u2028".encode(), b"tab\tand\nnewline", b"]]", b"a]>"]
+HOSTILE_TEXTS = [b"&#38;", b"&#x26;amp;", b"&nbsp;", b"& alone", b"&amp", b"a\rb", b"a\r\nb", b"]]>", b"x]]>y",
+                 b"<b>", b"\x01", b"\x7f", b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xef\xbf\xbe", b"\xef\xbf\xbf",
+                 b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\xe0\x80\xaf", b"<![CDATA[x]]>", b"<!-- c -->"]
+
+
+def test_page_parse_takes_the_wikitext_bytes_only_where_the_parser_would_give_them(monkeypatch):
+    if wikipedia._wikiclean is None:
+        pytest.skip("the compiled cleaner is not built here (make setup builds it)")
+    fed = []
+    real_fromstring = wikipedia.ET.fromstring
+    monkeypatch.setattr(wikipedia.ET, "fromstring", lambda data: fed.append(data) or real_fromstring(data))
+    for text in PLAIN_TEXTS:
+        data = _page_xml(text)
+        fed.clear()
+        page = wikipedia.parse_page(data, "u")
+        assert fed == [data.replace(text, b"", 1)] if text else fed == [data]  # one parse, without the text
+        assert page == wikipedia.parse_page_reference(data, "u") and not page.error
+    pages = [_page_xml(t) for t in HOSTILE_TEXTS] + [
+        _page_xml(b"", b"<text/>").replace(b"</text>", b""), _page_xml(b"", b'<text bytes="0" />').replace(b"</text>", b""),
+        _page_xml(b"x", b"<textual>"),
+        _page_xml(b"x", b'<text a="1>2">'),
+        _page_xml(b"x", rest=b"<revision><text>older</text></revision>"),  # two revisions: the last one's
+        _page_xml(b"x", rest=b"<!-- <text>in a comment</text> -->"),
+        _page_xml(b"x", rest=b"<note><text>not the revision's</text></note>"),
+        _page_xml(b"x", rest=b"<ns>&bogus;</ns>"),  # a fault outside the text: the whole page's message
+        _page_xml(b"x").replace(b"</page>", b""),
+        b"<!DOCTYPE page [<!ENTITY e 'E'>]>" + _page_xml(b"&e;"),
+    ]
+    for data in pages:
+        assert wikipedia.parse_page(data, "u") == wikipedia.parse_page_reference(data, "u"), data
+    errors = [wikipedia.parse_page(d, "u").error for d in pages]
+    assert sum(e.startswith("bad_xml") for e in errors) == 18  # the refused bytes, as the parser refuses them
+
+
+def test_page_parse_equals_the_whole_page_parse_on_real_dumps(shared_data):
+    import re
+
+    n = 0
+    for name in (DUMP, TABLES):
+        data = bz2.decompress((shared_data / name).read_bytes())
+        for m in re.finditer(rb"<page>.*?</page>", data, re.S):
+            assert wikipedia.parse_page(m.group(0), "u") == wikipedia.parse_page_reference(m.group(0), "u")
+            n += 1
+    assert n == 211

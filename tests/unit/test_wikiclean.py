@@ -51,7 +51,8 @@ def _assert_same(texts):
         want = wikipedia.clean_wikitext_reference(text)
         assert wikipedia.clean_wikitext(text) == want, repr(text)
         # The counting stage's form: UTF-8 straight from the cleaner where no reference is left.
-        assert wikipedia.clean_wikitext_utf8(text) == want.encode("utf-8", "surrogatepass"), repr(text)
+        utf8 = text.encode("utf-8", "surrogatepass")
+        assert wikipedia.clean_wikitext_utf8(utf8) == want.encode("utf-8", "surrogatepass"), repr(text)
 
 
 def test_real_dump_pages_clean_identically(native, shared_data):

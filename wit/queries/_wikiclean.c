@@ -443,6 +443,74 @@ static PyObject *clean(PyObject *self, PyObject *arg) {
     return res;
 }
 
+/* ---- xml_text: the character data of a dump's <text> element, unescaped ---- */
+
+/* Length of the well-formed UTF-8 sequence of an XML Char at s[i] (s[0:n]; lead byte >= 0x80), or 0:
+ * no overlong forms, surrogates, U+FFFE/U+FFFF or code points past U+10FFFF. */
+static inline int xml_utf8_len(const unsigned char *s, ssize i, ssize n) {
+    unsigned char c = s[i];
+#define CONT(k) (i + (k) < n && (s[i + (k)] & 0xC0) == 0x80)
+    if (c >= 0xC2 && c <= 0xDF) return CONT(1) ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (!CONT(1) || !CONT(2)) return 0;
+        unsigned char d = s[i + 1];
+        if ((c == 0xE0 && d < 0xA0) || (c == 0xED && d > 0x9F)) return 0;
+        if (c == 0xEF && d == 0xBF && s[i + 2] >= 0xBE) return 0;
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (!CONT(1) || !CONT(2) || !CONT(3)) return 0;
+        unsigned char d = s[i + 1];
+        if ((c == 0xF0 && d < 0x90) || (c == 0xF4 && d > 0x8F)) return 0;
+        return 4;
+    }
+    return 0;
+#undef CONT
+}
+
+/* xml_text(raw) -> bytes | None: the UTF-8 character data that an XML parser reports for raw, the
+ * bytes between <text ...> and </text> of a dump page, with &lt; &gt; &amp; &quot; &apos; resolved;
+ * None for anything a parser might reject or transform (numeric references, other entities, '<',
+ * "]]>", CR, control characters, malformed UTF-8, non-characters): the caller parses those pages
+ * with the XML parser, so the result is always the parser's. */
+static PyObject *xml_text(PyObject *self, PyObject *arg) {
+    static const struct { const char *name; ssize len; char c; } ENT[] = {
+        {"&lt;", 4, '<'}, {"&gt;", 4, '>'}, {"&amp;", 5, '&'}, {"&quot;", 6, '"'}, {"&apos;", 6, '\''}};
+    Py_buffer v;
+    if (PyObject_GetBuffer(arg, &v, PyBUF_SIMPLE) < 0) return NULL;
+    const unsigned char *s = v.buf;
+    ssize n = v.len, k = 0;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);  /* never longer than raw */
+    if (!out) { PyBuffer_Release(&v); return NULL; }
+    char *o = PyBytes_AS_STRING(out);
+    int ok = 1;
+    Py_BEGIN_ALLOW_THREADS
+    for (ssize i = 0; i < n && ok;) {
+        unsigned char c = s[i];
+        if (c >= 0x80) {
+            int w = xml_utf8_len(s, i, n);
+            if (!w) { ok = 0; break; }
+            memcpy(o + k, s + i, w), k += w, i += w;
+        } else if (c == '&') {
+            int hit = 0;
+            for (int e = 0; e < 5 && !hit; e++)
+                if (i + ENT[e].len <= n && !memcmp(s + i, ENT[e].name, ENT[e].len))
+                    o[k++] = ENT[e].c, i += ENT[e].len, hit = 1;
+            ok = hit;
+        } else if (c == '<' || c == '\r' || (c < 0x20 && c != '\t' && c != '\n') || c == 0x7F
+                   || (c == '>' && i >= 2 && s[i - 1] == ']' && s[i - 2] == ']')) {
+            ok = 0;  /* DEL is a valid XML Char; refused only to keep this list short and safe */
+        } else {
+            o[k++] = (char)c, i++;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&v);
+    if (!ok) { Py_DECREF(out); Py_RETURN_NONE; }
+    if (_PyBytes_Resize(&out, k) < 0) return NULL;
+    return out;
+}
+
 /* ---- tokens: wit.text.normalize.token_stream's tokenisation, one pass over a batch ---- */
 
 /* Length of the white-space character (Python's str.isspace) at s[i] (UTF-8, s[0:n]), or 0. */
@@ -630,6 +698,9 @@ static PyMethodDef methods[] = {
     {"clean", clean, METH_O,
      "clean(utf8) -> bytes: wikipedia.clean_wikitext_reference's passes on UTF-8 bytes, "
      "without the final html.unescape."},
+    {"xml_text", xml_text, METH_O,
+     "xml_text(raw) -> bytes | None: a dump <text> element's character data, unescaped, or None "
+     "where only an XML parser can say."},
     {"tokens", tokens, METH_VARARGS,
      "tokens(utf8, offsets[, distinct]) -> (chars, token_offsets, joined[, codes, hashes]): "
      "normalize.token_stream's tokens of a batch, or its distinct tokens and a code per token."},
