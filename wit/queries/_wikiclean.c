@@ -473,6 +473,14 @@ static inline int xml_utf8_len(const unsigned char *s, ssize i, ssize n) {
  * None for anything a parser might reject or transform (numeric references, other entities, '<',
  * "]]>", CR, control characters, malformed UTF-8, non-characters): the caller parses those pages
  * with the XML parser, so the result is always the parser's. */
+/* Bytes xml_text must look at: not ASCII, '&', '<', '>', CR, DEL and the C0 controls but tab and LF. */
+static unsigned char xml_special[256];
+
+static void init_xml_special(void) {
+    for (int c = 0; c < 256; c++)
+        xml_special[c] = c >= 0x7F || c == '&' || c == '<' || c == '>' || (c < 0x20 && c != '\t' && c != '\n');
+}
+
 static PyObject *xml_text(PyObject *self, PyObject *arg) {
     static const struct { const char *name; ssize len; char c; } ENT[] = {
         {"&lt;", 4, '<'}, {"&gt;", 4, '>'}, {"&amp;", 5, '&'}, {"&quot;", 6, '"'}, {"&apos;", 6, '\''}};
@@ -486,6 +494,10 @@ static PyObject *xml_text(PyObject *self, PyObject *arg) {
     int ok = 1;
     Py_BEGIN_ALLOW_THREADS
     for (ssize i = 0; i < n && ok;) {
+        ssize j = i;
+        while (j < n && !xml_special[s[j]]) j++;  /* a run of plain bytes, copied as one */
+        memcpy(o + k, s + i, j - i), k += j - i, i = j;
+        if (i == n) break;
         unsigned char c = s[i];
         if (c >= 0x80) {
             int w = xml_utf8_len(s, i, n);
@@ -497,11 +509,10 @@ static PyObject *xml_text(PyObject *self, PyObject *arg) {
                 if (i + ENT[e].len <= n && !memcmp(s + i, ENT[e].name, ENT[e].len))
                     o[k++] = ENT[e].c, i += ENT[e].len, hit = 1;
             ok = hit;
-        } else if (c == '<' || c == '\r' || (c < 0x20 && c != '\t' && c != '\n') || c == 0x7F
-                   || (c == '>' && i >= 2 && s[i - 1] == ']' && s[i - 2] == ']')) {
-            ok = 0;  /* DEL is a valid XML Char; refused only to keep this list short and safe */
-        } else {
+        } else if (c == '>' && !(i >= 2 && s[i - 1] == ']' && s[i - 2] == ']')) {
             o[k++] = (char)c, i++;
+        } else {
+            ok = 0;  /* '<', "]]>", CR, a control character; DEL (a valid XML Char) keeps the list short */
         }
     }
     Py_END_ALLOW_THREADS
@@ -711,5 +722,6 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_wikiclean",
 
 PyMODINIT_FUNC PyInit__wikiclean(void) {
     init_byte_class();
+    init_xml_special();
     return PyModule_Create(&module);
 }

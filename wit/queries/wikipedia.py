@@ -346,17 +346,21 @@ def _page(el: ET.Element, uid: str, text_utf8: bytes) -> Page:
 
 def _text_region(data: bytes) -> tuple[int, int] | None:
     """Where the character data of the page's one ``<text ...>`` element lies, or None where the
-    page is not of the plain shape (one revision, one text tag, no comment, CDATA or DOCTYPE)."""
+    page is not of the plain shape (one text tag; no comment, CDATA or DOCTYPE).
+
+    Only the bytes around the wikitext are searched: the wikitext itself holds no ``<`` once
+    ``xml_text`` accepts it, so the first ``</text>`` after the tag is the last one in the page."""
     i = data.find(b"<text")
-    if i < 0 or data.find(b"<text", i + 5) >= 0 or b"<!" in data or data.count(b"<revision") != 1:
-        return None
-    if data[i + 5:i + 6] not in (b" ", b">", b"\t", b"\n"):
+    if i < 0 or data[i + 5:i + 6] not in (b" ", b">", b"\t", b"\n"):
         return None
     gt = data.find(b">", i)
-    if gt < 0 or data[gt - 1:gt] == b"/":  # no end, or an empty element <text ... />
+    end = data.rfind(b"</text>")
+    if gt < 0 or end <= gt or data[gt - 1:gt] == b"/":  # no end, or an empty element <text ... />
         return None
-    end = data.find(b"</text>", gt)
-    return None if end < 0 else (gt + 1, end)
+    head, tail = data[:i], data[end:]
+    if b"<!" in head or b"<!" in tail or b"<text" in tail:
+        return None
+    return gt + 1, end
 
 
 def iter_pages(sl: DumpSlice) -> Iterator[Page]:
