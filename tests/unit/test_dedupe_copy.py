@@ -161,6 +161,46 @@ def test_train_detector_saves_a_calibrated_torchscript(tmp_path):
     assert e.shape == (4, 16) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
 
 
+def test_eval_index_recalibrates_the_detector_threshold_to_its_own_images(tmp_path, caplog):
+    """A trained checkpoint carries its calibration negatives; an index built with it sets the
+    threshold so that at most target_fpr of them have an index image at or above it, each negative's
+    best similarity over this index's images being one trial. More images: a threshold as high or
+    higher. A threshold the user gives is kept."""
+    import logging
+
+    import torch
+
+    from wit.dedupe.learned import NEGATIVES
+    from wit.dedupe.train_detector import TrainDetectorConfig, train_detector
+
+    rep = train_detector(str(_save_all(_drawings(24), tmp_path / "photos")), str(tmp_path / "det.pt"),
+                         TrainDetectorConfig(**TINY))
+    extra = {NEGATIVES: ""}
+    torch.jit.load(str(tmp_path / "det.pt"), _extra_files=extra)
+    negatives = np.load(io.BytesIO(extra[NEGATIVES])).astype(np.float32)
+    assert negatives.shape == (rep.calibration["distractors"], 16)
+    evals = _drawings(40, seed=9)
+    thresholds = {}
+    for n in (4, 40):
+        det = CopyDescriptor(str(tmp_path / "det.pt"))
+        with caplog.at_level(logging.INFO, logger="wit.dedupe.learned"):
+            index = EvalIndex.build({"e": str(_save_all(evals[:n], tmp_path / f"eval{n}"))}, embedder=det)
+        best = (negatives @ index.embeddings.T).max(axis=1)
+        t = index.model["threshold"]
+        assert (best >= t).mean() <= TINY["target_fpr"]  # the target, on this index
+        assert (best >= np.nextafter(np.float32(t), np.float32(-2))).mean() > TINY["target_fpr"] or t <= best.min()
+        assert index.model["index_calibration"]["index_images"] == n
+        assert f"for this index of {n} images" in caplog.text
+        thresholds[n] = t
+    assert thresholds[40] >= thresholds[4]
+    given = EvalIndex.build({"e": str(tmp_path / "eval4")}, embedder=CopyDescriptor(str(tmp_path / "det.pt"), threshold=0.5))
+    assert given.model["threshold"] == 0.5 and "index_calibration" not in given.model
+    few = CopyDescriptor(str(tmp_path / "det.pt"))
+    few.dim  # loads
+    few._negatives = few._negatives[:10]  # fewer than 3 / target_fpr: its own threshold stays
+    assert few.calibrate_to(index.embeddings) is None and few.threshold == pytest.approx(rep.calibration["threshold"], abs=1e-5)
+
+
 def test_cli_train_and_calibrate_detector(tmp_path, capsys):
     images = _save_all(_drawings(12), tmp_path / "photos")
     few = _save_all(_drawings(5, seed=3), tmp_path / "few")

@@ -293,6 +293,8 @@ class EvalIndex:
         if embedder is None:
             return cls(table)
         emb = np.concatenate(emb_parts) if emb_parts else np.zeros((0, embedder.dim), np.float32)
+        if hasattr(embedder, "calibrate_to"):  # wit's detector: its threshold for this index's size
+            embedder.calibrate_to(emb)
         return cls(table, emb, np.array(emb_rows, np.int64), embedder.describe())
 
     def save(self, directory: str) -> None:

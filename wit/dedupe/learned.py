@@ -22,6 +22,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 META = "wit.json"
+NEGATIVES = "wit-negatives.npy"  # the calibration negatives' embeddings (float16), for index-time calibration
 DEFAULT_INPUT = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -64,20 +65,24 @@ class CopyDescriptor:
     """A TorchScript copy descriptor; loads on first use (pickles cheaply) and embeds PIL images."""
 
     checkpoint: str
-    threshold: float | None = None  # None: the checkpoint's calibrated one
+    threshold: float | None = None  # None: the checkpoint's calibrated one (or the index's, see calibrate_to)
     device: str = "cpu"
     batch: int = 64
     _model: object = field(default=None, repr=False)
     _meta: dict = field(default_factory=dict, repr=False)
+    _negatives: np.ndarray | None = field(default=None, repr=False)
+    _given: bool = field(default=False, repr=False)  # the threshold came from the user
+    _index_calibration: dict | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not Path(self.checkpoint).is_file():
             raise CheckpointError(f"copy detector checkpoint not found: {self.checkpoint} (only local files load)")
+        self._given = self.threshold is not None
 
     def _load(self) -> None:
         import torch
 
-        extra = {META: ""}
+        extra = {META: "", NEGATIVES: ""}
         try:
             with warnings.catch_warnings():  # a damaged file's loader warning would repeat the one line below
                 warnings.simplefilter("ignore")
@@ -88,6 +93,10 @@ class CopyDescriptor:
                                   f"{first}") from None
         model.eval()
         self._meta = json.loads(extra[META]) if extra[META] else {}
+        if extra[NEGATIVES]:
+            import io
+
+            self._negatives = np.load(io.BytesIO(extra[NEGATIVES]), allow_pickle=False).astype(np.float32)
         self._model = model
         if self.threshold is None:
             self.threshold = self._meta.get("threshold")
@@ -140,6 +149,32 @@ class CopyDescriptor:
                 out.append(torch.nn.functional.normalize(e.float().reshape(len(e), -1), dim=1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self._meta.get("dim", 0)), np.float32)
 
+    def calibrate_to(self, index_embeddings: np.ndarray) -> Calibration | None:
+        """Set the threshold for an eval index of these embeddings, where the user gave none and the
+        checkpoint carries its calibration negatives: the least cosine at which at most the
+        checkpoint's ``target_fpr`` of the negatives have an index image at or above it, each
+        negative's best similarity over *this* index being one trial, as in dedupe. The checkpoint's
+        own threshold was measured against its few held-out references, and a negative's best
+        similarity grows with the number of images it is compared with, so it does not carry over
+        to an index of another size. None (threshold unchanged) otherwise."""
+        if self._model is None:
+            self._load()
+        if self._given or self._negatives is None or not len(index_embeddings):
+            return None
+        target = float(self._meta.get("calibration", {}).get("target_fpr", 0.001))
+        if len(self._negatives) < needed_distractors(target):
+            log.warning("copy detector %s: %d calibration negatives, fewer than the %d a false-positive rate "
+                        "of %g needs: keeping its own threshold %.4f", self.checkpoint, len(self._negatives),
+                        needed_distractors(target), target, self.threshold)
+            return None
+        cal = calibrate_threshold(np.asarray(index_embeddings, np.float32), self._negatives, target)
+        log.info("copy detector %s: threshold %.4f for this index of %d images (%d negatives, FPR %.4f; "
+                 "the checkpoint's own %.4f)", self.checkpoint, cal.threshold, len(index_embeddings),
+                 len(self._negatives), cal.fpr, self._meta.get("threshold", float("nan")))
+        self.threshold = cal.threshold
+        self._index_calibration = {**cal.as_dict(), "index_images": int(len(index_embeddings))}
+        return cal
+
     def describe(self) -> dict:
         """What the index's ``model.json`` records to rebuild this descriptor at dedupe time."""
         if self._model is None:
@@ -147,11 +182,23 @@ class CopyDescriptor:
         if self.threshold is None:
             raise CheckpointError(f"copy detector {self.checkpoint} has no calibrated threshold: give "
                                   "--embed-threshold, or calibrate it (wit dedupe train-detector)")
-        return {"kind": "torchscript", "model": "torchscript", "checkpoint": str(Path(self.checkpoint).resolve()),
-                "threshold": float(self.threshold), "dim": self.dim}
+        out = {"kind": "torchscript", "model": "torchscript", "checkpoint": str(Path(self.checkpoint).resolve()),
+               "threshold": float(self.threshold), "dim": self.dim}
+        if self._index_calibration:
+            out["index_calibration"] = self._index_calibration
+        return out
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_model": None}
+
+
+def negatives_file(embeddings: np.ndarray) -> bytes:
+    """The ``NEGATIVES`` extra file of a checkpoint: the calibration negatives' embeddings."""
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(embeddings, np.float16), allow_pickle=False)
+    return buf.getvalue()
 
 
 def _blank():

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from wit.dedupe.learned import META, CopyDescriptor, _net, calibrate_threshold, needed_distractors
+from wit.dedupe.learned import META, NEGATIVES, CopyDescriptor, _net, calibrate_threshold, negatives_file, needed_distractors
 
 log = logging.getLogger(__name__)
 
@@ -358,12 +358,14 @@ def train_detector(images_dir: str, out: str, cfg: TrainDetectorConfig = TrainDe
     negatives = [strong_view(pool[k % len(pool)], crng, pool) if k >= len(pool) else pool[k]
                  for k in range(len(pool) * n_neg_per)]
     copies = [strong_view(im, crng, pool) for im in held]
-    cal = calibrate_threshold(embed(held), embed(negatives), cfg.target_fpr, embed(copies))
+    neg = embed(negatives)
+    cal = calibrate_threshold(embed(held), neg, cfg.target_fpr, embed(copies))
     meta = {"format": "wit-copy-detector/1", "input_size": cfg.input_size, "normalizes": True, "dim": cfg.dim,
             "threshold": cal.threshold, "calibration": cal.as_dict(), "config": asdict(cfg),
             "trained_on": len(train)}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(scripted, out, _extra_files={META: json.dumps(meta)})
+    # The negatives travel with the model: an eval index recalibrates the threshold against its own images.
+    torch.jit.save(scripted, out, _extra_files={META: json.dumps(meta), NEGATIVES: negatives_file(neg)})
     secs = time.perf_counter() - t0
     log.info("train-detector: %s, threshold %.4f (FPR %.4f, held-out recall %.3f) in %.0f s", out,
              cal.threshold, cal.fpr, cal.recall, secs)
@@ -391,11 +393,12 @@ def calibrate_checkpoint(checkpoint: str, images_dir: str, distractors_dir: str,
         raise ValueError(f"no reference images in {images_dir}")
     rng = random.Random(seed)
     copies = [strong_view(im, rng, refs) for im in refs]
-    cal = calibrate_threshold(desc.embed(refs), desc.embed(load_images(distractors_dir)), target_fpr, desc.embed(copies))
+    neg = desc.embed(load_images(distractors_dir))
+    cal = calibrate_threshold(desc.embed(refs), neg, target_fpr, desc.embed(copies))
     meta.update(threshold=cal.threshold, calibration=cal.as_dict(), dim=desc.dim)
     meta.setdefault("input_size", desc.input_size)
     model = torch.jit.load(checkpoint, map_location="cpu")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(model, out, _extra_files={META: json.dumps(meta)})
+    torch.jit.save(model, out, _extra_files={META: json.dumps(meta), NEGATIVES: negatives_file(neg)})
     log.info("calibrate-detector: %s -> %s, threshold %.4f", checkpoint, out, cal.threshold)
     return {"checkpoint": out, **cal.as_dict()}
