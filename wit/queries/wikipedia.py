@@ -14,8 +14,8 @@ import bz2
 import html
 import io
 import logging
-import weakref
 import re
+import weakref
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Iterator

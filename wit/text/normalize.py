@@ -128,15 +128,15 @@ def token_dictionary(texts: pa.StringArray) -> tuple[pa.LargeStringArray, np.nda
     Arrow's ``dictionary_encode`` and ``hashes`` None (the caller hashes).
     """
     texts = _large(texts)
+    data, offsets = _utf8_buffers(texts)
     compiled = _compiled_tokens()
-    if compiled is None or not len(texts):
+    if compiled is None or not len(texts) or len(data) >= (1 << 31) - 1:  # int32 codes (one token a byte at most)
         import pyarrow.compute as pc
 
         tokens, joined = token_stream(texts)
         encoded = pc.dictionary_encode(tokens)
         return (encoded.dictionary.cast(pa.large_string()), encoded.indices.to_numpy().astype(np.int32),
                 joined, None)
-    data, offsets = _utf8_buffers(texts)
     chars, word_offsets, joined, codes, hashes = compiled(data, offsets, True)
     n = len(word_offsets) // 8 - 1
     words = pa.LargeStringArray.from_buffers(n, pa.py_buffer(word_offsets), pa.py_buffer(chars))
