@@ -260,6 +260,8 @@ def evaluate(threshold: int = 10, folds: int = 2, embedder=None, embed_only: boo
                 r.setdefault("_fp_examples", []).extend(fp[:5])
                 n_q = neg.num_rows + sum(t.num_rows for t in pos.values())
                 timing[name] = {"index_rows_per_image": index.rows_per_image(),
+                                "embed_threshold": index.model.get("threshold"),
+                                "index_calibration": index.model.get("index_calibration"),
                                 "describe_ms_per_image": round(1000 * (time.perf_counter() - t1) / n_q, 3),
                                 "index_build_s": round(t1 - t0, 2)}
     return {"results": res, "timing": timing, "threshold": threshold, "folds": folds, "kinds": kinds,
@@ -297,6 +299,10 @@ def matrix(out: dict) -> str:
         f"{right_all[c] / max(1, tp_all[c] + res[c]['_fp']):.4f}" for c in names) + " |")
     lines.append("| describe ms/image | " + " | ".join(
         f"{out['timing'][c]['describe_ms_per_image']}" for c in names) + " |")
+    thresholds = {c: out["timing"][c]["embed_threshold"] for c in names if out["timing"][c].get("embed_threshold")}
+    if thresholds:
+        lines.append("| embedding threshold | " + " | ".join(
+            f"{thresholds[c]:.4f}" if c in thresholds else "" for c in names) + " |")
     lines.append(f"\ndescriptor cost (ms/image, one process): {json.dumps(out['costs'])}")
     return "\n".join(lines)
 
