@@ -193,6 +193,22 @@ def test_eval_index_recalibrates_the_detector_threshold_to_its_own_images(tmp_pa
         assert f"for this index of {n} images" in caplog.text
         thresholds[n] = t
     assert thresholds[40] >= thresholds[4]
+    # `wit overlap --detector` without a threshold sets it against the same eval images: dedupe's and
+    # overlap's verdicts use one threshold
+    import webdataset as wds
+
+    from wit.overlap.job import OverlapJob, run_overlap
+
+    (tmp_path / "shards").mkdir()
+    with wds.TarWriter(str(tmp_path / "shards" / "00000.tar")) as sink:
+        for i, im in enumerate(_drawings(4, seed=3)):
+            buf = io.BytesIO()
+            im.convert("RGB").save(buf, format="JPEG", quality=92)
+            sink.write({"__key__": f"t{i}", "jpg": buf.getvalue(), "txt": "x"})
+    run_overlap(OverlapJob([str(tmp_path / "shards")], {"e": str(tmp_path / "eval40")}, str(tmp_path / "ov"),
+                           detector=str(tmp_path / "det.pt")), progress=False)
+    learned = json.loads((tmp_path / "ov" / "report.json").read_text())["meta"]["detector"]["learned"]
+    assert learned["threshold"] == pytest.approx(thresholds[40], abs=1e-5)
     given = EvalIndex.build({"e": str(tmp_path / "eval4")}, embedder=CopyDescriptor(str(tmp_path / "det.pt"), threshold=0.5))
     assert given.model["threshold"] == 0.5 and "index_calibration" not in given.model
     few = CopyDescriptor(str(tmp_path / "det.pt"))

@@ -270,7 +270,8 @@ def detector_hits(index: TrainIndex) -> dict[tuple[str, str], tuple[int, int, st
 
 def analyse_set(index: TrainIndex, name: str, path: str, threshold: int, bundle: tuple | None = None,
                 templates: str | None = None, batch: int = 256, pairs: int = 8, embedder=None,
-                embed_threshold: float | None = None, hits: dict | None = None) -> SetResult:
+                embed_threshold: float | None = None, hits: dict | None = None,
+                hashed: tuple | None = None) -> SetResult:
     """Overlap / Clean / All of one eval set against the training index (and the model, if any).
 
     An image is in Overlap when its pHash (or its mirror's) is within ``threshold`` of a training image's,
@@ -278,8 +279,9 @@ def analyse_set(index: TrainIndex, name: str, path: str, threshold: int, bundle:
     (part, row, descriptor), from ``detector_hits``), or, with a learned ``embedder``, when its embedding's
     cosine to the nearest training embedding is at least ``embed_threshold``. The training image shown is
     the pHash match, else the detector's, else the embedding match, else the pHash nearest;
-    ``matched_by`` names the descriptors that found it ("+"-joined)."""
-    items, h, emb = hash_eval_set(path, batch, embedder)
+    ``matched_by`` names the descriptors that found it ("+"-joined). ``hashed``: ``hash_eval_set``'s
+    result when the caller has it."""
+    items, h, emb = hashed if hashed is not None else hash_eval_set(path, batch, embedder)
     near = index.search(h.reshape(-1))  # each image, then its mirror
     d = near.distance.reshape(-1, 2)
     pick = d.argmin(axis=1)
@@ -346,6 +348,12 @@ def run_overlap(job: OverlapJob, **runner_kwargs) -> dict:
         if not folders.exists(path):
             raise FileNotFoundError(f"eval set {name}: {path} not found")
     embedder = job.embedder()
+    hashed = {}
+    if embedder is not None and hasattr(embedder, "calibrate_to"):
+        # wit's detector without a given threshold sets it against the eval images, as dedupe's eval
+        # index of the same sets does, so the two judge alike
+        hashed = {name: hash_eval_set(path, job.hash_batch, embedder) for name, path in sorted(job.eval_sets.items())}
+        embedder.calibrate_to(np.concatenate([hashed[n][2] for n in sorted(hashed)]))
     embed_threshold = embedder.describe()["threshold"] if embedder is not None else None
     index_dir = eval_index(job)
     parts = hash_training_shards(job, index_dir, **runner_kwargs)
@@ -357,7 +365,7 @@ def run_overlap(job: OverlapJob, **runner_kwargs) -> dict:
 
         bundle = zeroshot.load_model(job.model, job.model_name or "wit-vit-tiny")
     results = [analyse_set(index, name, path, job.threshold(name), bundle, job.templates, job.hash_batch, job.pairs,
-                           embedder, embed_threshold, hits)
+                           embedder, embed_threshold, hits, hashed.get(name))
                for name, path in sorted(job.eval_sets.items())]
     folders.write_parquet(folders.join(job.out, ITEMS),
                           pa.concat_tables([r.items for r in results]) if results else ITEMS_SCHEMA.empty_table())
