@@ -389,6 +389,18 @@ def test_fast_decoder_gives_the_stdlib_bytes_on_every_slice(tmp_path, monkeypatc
     assert len(opened) == len(slices)
     reference = [b"".join(wikipedia._libbz2_chunks(sl)) for sl in slices]
     assert fast == reference and len(fast[0]) > 2 * wikipedia.CHUNK
+    # a dump on a remote filesystem (fsspec's memory one): the decoder reads it through the same file view
+    import fsspec
+
+    remote = "memory://wit-test-dumps/multi.xml.bz2"
+    with fsspec.open(remote, "wb") as f:
+        f.write(path.read_bytes())
+    try:
+        far = [wikipedia.DumpSlice(remote, sl.start, sl.end) for sl in slices]
+        assert [b"".join(wikipedia.decompressed_chunks(sl)) for sl in far] == reference
+        assert len(opened) == 2 * len(slices)
+    finally:
+        fsspec.filesystem("memory").rm("/wit-test-dumps", recursive=True)
     monkeypatch.setattr(wikipedia, "indexed_bzip2", None)
     assert [b"".join(wikipedia.decompressed_chunks(sl)) for sl in slices] == reference
 
