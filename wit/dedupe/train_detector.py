@@ -35,7 +35,7 @@ class TrainDetectorConfig:
     input_size: int = 96
     dim: int = 128
     width: int = 16
-    steps: int = 250
+    steps: int = 2000  # ~8 min on 2 CPU cores; at 250 its false-positive rate missed 0.001 (docs/BENCHMARKS.md)
     batch: int = 32
     lr: float = 1e-3
     temperature: float = 0.1
