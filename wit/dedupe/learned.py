@@ -10,6 +10,7 @@ the cosine similarity.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -94,8 +95,6 @@ class CopyDescriptor:
         model.eval()
         self._meta = json.loads(extra[META]) if extra[META] else {}
         if extra[NEGATIVES]:
-            import io
-
             self._negatives = np.load(io.BytesIO(extra[NEGATIVES]), allow_pickle=False).astype(np.float32)
         self._model = model
         if self.threshold is None:
@@ -194,8 +193,6 @@ class CopyDescriptor:
 
 def negatives_file(embeddings: np.ndarray) -> bytes:
     """The ``NEGATIVES`` extra file of a checkpoint: the calibration negatives' embeddings."""
-    import io
-
     buf = io.BytesIO()
     np.save(buf, np.asarray(embeddings, np.float16), allow_pickle=False)
     return buf.getvalue()
