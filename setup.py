@@ -1,10 +1,14 @@
-"""Build of the one C extension; the rest of the package metadata is in pyproject.toml.
+"""Build of the C extensions; the rest of the package metadata is in pyproject.toml.
 
-``wit.queries._wikiclean`` is the compiled wikitext cleaner. It is optional: on a machine without
-a C compiler the install still succeeds and wit/queries/wikipedia.py uses its pure-Python
-reference (same output, slower).
+Both are optional: on a machine without a C compiler the install still succeeds and wit falls back
+to the pure-Python or library path each replaces (same output, slower).
+- ``wit.queries._wikiclean``: the wikitext cleaner and tokeniser (else wikipedia.py's reference).
+- ``wit.candidates._imgscan``: the <img> tag scanner of WARC pages (else lexbor parses every page).
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("wit.queries._wikiclean", ["wit/queries/_wikiclean.c"], optional=True)])
+setup(ext_modules=[
+    Extension("wit.queries._wikiclean", ["wit/queries/_wikiclean.c"], optional=True),
+    Extension("wit.candidates._imgscan", ["wit/candidates/_imgscan.c"], optional=True),
+])
