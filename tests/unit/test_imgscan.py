@@ -140,7 +140,8 @@ FRAGMENTS = [
     "<xmp>", "</xmp>", "<iframe>", "</iframe>", "<noscript>", "</noscript>", "<template>", "</template>",
     "<plaintext>", "<!--", "-->", "--!>", "<!-->", "-", "<!doctype html>", "<![CDATA[", "]]>", "<?x", "</x y='>'>",
     "</", "<", "&", "&amp;", "&lt", "&#", "&#x41;", "\r\n", "\r", " ", "text", "\u00e9", "<br>", "</br>", "<hr/>",
-    "<body>", "<head>", "</html>", "<html>", "<frameset>", "<img src=j.jpg alt=\u6771>",
+    "<body>", "<head>", "</html>", "<html>", "<frameset>", "<img src=j.jpg alt=\u6771>", "<i>", "</i>", "<nobr>",
+    "<button>", "<object>", "<li>", "<form>", "</form>", "<input>", "<mtext>", "<annotation-xml encoding=text/html>",
 ]
 
 
@@ -152,6 +153,29 @@ def test_random_markup_scanned_equal_lexbor():
         html = "".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(1, 14)))
         answered += check(html)
     assert answered > n * 0.4, answered  # the refusals stay the exception
+
+
+def test_random_character_references_equal_lexbor():
+    # Named references (each of the table's names, with and without ";", before "=", a letter or a
+    # digit), numeric ones of any size, CR and CRLF: decoded in Python by the attribute rules.
+    import html.entities
+
+    rng = random.Random(7)
+    names = sorted(html.entities.html5)
+    tails = ["", "", "x", "=", ";", "1", " ", "&"]
+    for _ in range(600):
+        parts = []
+        for _ in range(rng.randint(1, 5)):
+            r = rng.random()
+            if r < 0.5:
+                parts.append("&" + rng.choice(names) + rng.choice(tails))
+            elif r < 0.75:
+                parts.append(rng.choice(["&#", "&#x", "&#X"]) + "".join(rng.choice("0123456789abcdefABCDEFg;")
+                                                                       for _ in range(rng.randint(0, 10))))
+            else:
+                parts.append(rng.choice(["a", "b=", "&", "\r", "\r\n", " ", "\u00e9", "?x=1&y=2", "&amp", "&ampx"]))
+        value = "".join(parts).replace("'", "")
+        check(f"<img src='{value}' alt='{value}'><base href='{value}'>", accepted=True)
 
 
 def test_refusal_falls_back_to_lexbor_without_the_scanner(monkeypatch):

@@ -498,6 +498,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
             case T_CAPTION:
                 if (!depth) break; /* outside a table: ignored */
                 if (stack[depth - 1] != S_TABLE) depth--; /* closes the open cell or caption */
+                if (depth == MAX_DEPTH) goto refused;
                 stack[depth++] = kind == T_CELL ? S_CELL : S_CAPTION;
                 break;
             case T_SECTION:
