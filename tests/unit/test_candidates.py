@@ -312,3 +312,51 @@ def test_html_parsed_from_utf8_bytes_equals_parsed_from_text(shared_data):
         kinds.add(type(markup))
         assert html_images(markup, uri) == html_images(decode_html(body, charset), uri)
     assert kinds == {bytes, str} and len(pages) > 40
+
+
+def test_simd_reading_declines_or_equals_the_full_parse():
+    # The fast reading of a WAT document gives page_images' answer or None (the full parse decides).
+    import random
+
+    import simdjson
+
+    from wit.candidates.wat import _simd_page_images, page_images
+
+    parts = ['{"path":"IMG@/src","url":"a.jpg","alt":"x"}', '{"path":"A@/href","url":"b"}', '{"url":"no path"}',
+             '"IMG@/src"', '7', '{"path":"IMG@\\/src","url":"escaped.jpg"}', '{"path":"IMG@/src","url":3}',
+             '{"path":"IMG@/src"}', '{"path":null}', '[]', '{"path":"IMG@/src","alt":"only alt"}']
+    levels = ['{"WARC-Target-URI":"http://a.test/p"}', '{"WARC-Target-URI":5}', '[]', '"s"', '{}']
+    heads = ['', '"Head":{"Base":"/b/"},', '"Head":{"Base":7},', '"Head":[],', '"Head":{},', '"Head":null,']
+    rng = random.Random(3)
+    parser = simdjson.Parser()
+    declined = 0
+    for _ in range(400):
+        links = "[" + ",".join(rng.choice(parts) for _ in range(rng.randint(0, 5))) + "]"
+        if rng.random() < 0.1:
+            links = rng.choice(['{}', '"x"', 'null'])
+        body = ('{"Envelope":{"WARC-Header-Metadata":' + rng.choice(levels) + ',"Payload-Metadata":'
+                '{"HTTP-Response-Metadata":{"HTML-Metadata":{' + rng.choice(heads) + '"Links":' + links + '}}}}}')
+        if rng.random() < 0.1:
+            body = body.replace('"Payload-Metadata"', '"Other"')
+        found = _simd_page_images(parser, body.encode())
+        if found is None:
+            declined += 1
+        else:
+            assert found == page_images(json.loads(body)), body
+    assert 50 < declined < 350
+
+
+def test_contains_equals_bytes_in():
+    import random
+
+    from wit.candidates import crawl
+
+    rng = random.Random(1)
+    needle = b'"IMG@/src"'
+    for _ in range(2000):
+        hay = bytes(rng.choice(b'"IMG@/src x\x00') for _ in range(rng.randint(0, 40)))
+        if rng.random() < 0.3:
+            k = rng.randint(0, len(hay))
+            hay = hay[:k] + needle + hay[k:]
+        assert crawl._contains(hay, needle) == (needle in hay)
+    assert crawl._contains(b"", b"") is True and crawl._contains(b"", needle) is False

@@ -1,6 +1,7 @@
 /* The <img> tags of an HTML page, read by the WHATWG tokenizer's rules without building a tree.
  *
  * scan(utf8, fix) -> (base_href, images) | None
+ * contains(haystack, needle) -> bool (the WAT reader's test for an image link, by memmem)
  *
  * wit.candidates.warc.html_images asks lexbor (a full HTML5 parser) for css("img") and the first
  * base[href]. For most pages the tokens alone decide that answer: every <img> start tag is one img
@@ -33,6 +34,7 @@
  * tests/unit/test_imgscan.py compares the result with lexbor's on real pages and random markup.
  */
 #define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE /* memmem */
 #include <Python.h>
 #include <string.h>
 
@@ -521,7 +523,21 @@ done:
     return result;
 }
 
+/* contains(haystack, needle) -> bool: needle in haystack, by libc's memmem (~3x faster than bytes'
+ * own search on WAT JSON, where the needle's last byte, '"', is everywhere). */
+static PyObject *contains(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "contains(haystack: bytes, needle: bytes)");
+        return NULL;
+    }
+    const char *h = PyBytes_AS_STRING(args[0]), *nd = PyBytes_AS_STRING(args[1]);
+    Py_ssize_t hl = PyBytes_GET_SIZE(args[0]), nl = PyBytes_GET_SIZE(args[1]);
+    return PyBool_FromLong(memmem(h, (size_t)hl, nd, (size_t)nl) != NULL);
+}
+
 static PyMethodDef methods[] = {
+    {"contains", (PyCFunction)(void (*)(void))contains, METH_FASTCALL,
+     "contains(haystack, needle) -> bool: needle in haystack (both bytes), by memmem."},
     {"scan", scan, METH_VARARGS,
      "scan(utf8, fix) -> (base_href, images) | None: the <img> tags by the HTML tokenizer's rules, "
      "or None where only a tree builder can say."},

@@ -14,12 +14,18 @@ the damage are kept.
 
 from __future__ import annotations
 
+import operator
 import re
 import zlib
 from typing import Iterator
 
 import fsspec
 from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+try:  # memmem: ~3x faster than bytes' own search for the WAT needle (a third of a WAT record's Python time)
+    from wit.candidates._imgscan import contains as _contains
+except ImportError:  # pragma: no cover - a machine without a C compiler
+    _contains = operator.contains
 
 _GZ_MAGIC = b"\x1f\x8b\x08"
 _WARC_START = re.compile(rb"WARC/1\.[01]\r?\n")
@@ -141,7 +147,7 @@ def iter_records(path: str, kind: str, errors: dict[str, int], needle: bytes | N
                         short_at, counted_short = rec.stream_pos, True
                         break
                     last = rec.stream_pos
-                    if needle is not None and needle not in body:
+                    if needle is not None and not _contains(body, needle):
                         continue
                     raw = RawRecord(rec.headers, body, (rec.http_content_type or "").lower() if response else "",
                                     rec.http_charset if response else None, last)

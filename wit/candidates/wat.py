@@ -49,8 +49,9 @@ def _simd_page_images(parser, body: bytes) -> tuple[str, str, list[tuple[str, st
     parser its last."""
     try:
         doc = parser.parse(body)
-        html = doc.at_pointer(_HTML)
-        page_url = _string(doc.at_pointer(_URI))
+        env = doc["Envelope"]  # item lookups, not at_pointer: ~0.3 us less each
+        page_url = _string(env["WARC-Header-Metadata"]["WARC-Target-URI"])
+        html = env["Payload-Metadata"]["HTTP-Response-Metadata"]["HTML-Metadata"]
         if not isinstance(html, simdjson.Object):
             return None
         head = html.get("Head")
@@ -61,17 +62,13 @@ def _simd_page_images(parser, body: bytes) -> tuple[str, str, list[tuple[str, st
         links = html.get("Links")
         pairs = []
         if links:
-            for link in links:  # .get on a link that is no object: AttributeError, the full parse decides
-                if link.get("path") == "IMG@/src":
+            for link in links:  # link["path"] on a link that is no object, or has none: the full parse decides
+                if link["path"] == "IMG@/src":
                     img = link.as_dict()  # a few keys, some may be missing
                     pairs.append((_string(img.get("url")), _string(img.get("alt"))))
-    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError):
+    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError, IndexError):
         return None  # simdjson: KeyError for a missing field, RuntimeError for big integers
     return page_url, _base_url(page_url, base), pairs
-
-
-_HTML = "/Envelope/Payload-Metadata/HTTP-Response-Metadata/HTML-Metadata"
-_URI = "/Envelope/WARC-Header-Metadata/WARC-Target-URI"
 
 
 def _base_url(page_url: str, base: str) -> str:
