@@ -138,12 +138,15 @@ CONFIGS = {  # name: (index flags, describe flags)
                dict(centre_hash=True)),
     "+turns +warps": (dict(crop_variants=True, rotation_variants=True, centre=True, dihedral_variants=True,
                            warp_variants=True), dict(centre_hash=True)),
+    "+turns +warps +keypoints": (dict(crop_variants=True, rotation_variants=True, centre=True, dihedral_variants=True,
+                                      warp_variants=True, keypoints=True), dict(centre_hash=True)),
 }
 EMBEDDING_CONFIGS = {
     "learned only": (dict(crop_variants=False, rotation_variants=False, centre=False),
                      dict(centre_hash=False, threshold=-1, match_flips=False)),
     "+turns +learned": (CONFIGS["+turns"][0], dict(centre_hash=True)),
     "+turns +warps +learned": (CONFIGS["+turns +warps"][0], dict(centre_hash=True)),
+    "+turns +warps +learned +keypoints": (CONFIGS["+turns +warps +keypoints"][0], dict(centre_hash=True)),
 }
 
 
@@ -177,7 +180,8 @@ def fold_detector(fold: int, directory: str, steps: int | None = None):
 
 def descriptor_costs(images: list[Image.Image], embedder=None) -> dict:
     """ms per image, one process: download's pHashes (whole + centre with mirrors) of the 256-px image,
-    the dihedral/wide-rotation index rows of an eval image, and the learned embedding."""
+    the dihedral/wide-rotation index rows of an eval image, ORB keypoints, and the learned embedding
+    (the keypoint search is in the configurations' ``describe_ms_per_image``)."""
     from wit.imagehash.descriptors import image_hashes
     from wit.dedupe.index import _describe_rows
 
@@ -193,6 +197,12 @@ def descriptor_costs(images: list[Image.Image], embedder=None) -> dict:
     for im in small[:40]:
         _describe_rows(im, False, False, False, True)
     out["turns_index_rows_ms_per_eval_image"] = round(1000 * (time.perf_counter() - t) / min(40, len(small)), 3)
+    from wit.imagehash.keypoints import orb_features
+
+    t = time.perf_counter()
+    for im in small:
+        orb_features(im)
+    out["keypoints_ms"] = round(1000 * (time.perf_counter() - t) / len(small), 3)
     if embedder is not None:
         embedder.embed(small[:8])
         t = time.perf_counter()

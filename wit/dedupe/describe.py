@@ -84,13 +84,14 @@ class DescribeStage(Stage):
 
         self.index = EvalIndex.load(self.index_dir) if self.index_dir else None
         self.matcher = self.embedder = None
-        self.use_centre = False
+        self.use_centre = self.pixels = False
         if self.index is None:
             return
         self.matcher = CopyMatcher(self.index, self.threshold, self.thresholds, self.match_flips, self.centre_hash,
                                    self.trim_borders, self.embeddings, self.embed_threshold, self.embed_thresholds,
                                    self.embed_batch)
         self.embedder, self.use_centre = self.matcher.embedder, self.matcher.use_centre
+        self.pixels = self.matcher.needs_pixels  # embeddings or keypoints: every image is decoded
 
     @property
     def _needed(self) -> tuple[str, ...]:
@@ -99,7 +100,7 @@ class DescribeStage(Stage):
 
     def read_task(self, path: str):
         """uid and download's descriptor columns; the JPEG too when some row lacks one of the needed
-        columns (input written before download stored them) or embeddings need pixels."""
+        columns (input written before download stored them) or embeddings or keypoints need pixels."""
         import fsspec
         import pyarrow.parquet as pq
 
@@ -108,10 +109,10 @@ class DescribeStage(Stage):
             names = pf.schema_arrow.names
             have = [n for n in CORE + CENTRE + (TRIMMED,) if n in names]
             missing = [c for c in ("uid", "jpg") if c not in names]
-            if "uid" in missing or (missing and (self.embedder is not None or set(CORE) - set(have))):
+            if "uid" in missing or (missing and (self.pixels or set(CORE) - set(have))):
                 raise ValueError(f"{path}: no column {missing[0]!r}: dedupe reads downloaded images "
                                  f"(wit download output), not {', '.join(names[:6])}")
-            if self.embedder is None:
+            if not self.pixels:
                 t = pf.read(columns=["uid"] + have)
                 if all(n in have and t.column(n).null_count == 0 for n in self._needed):
                     for a in range(0, t.num_rows, self.batch_rows):
@@ -132,7 +133,7 @@ class DescribeStage(Stage):
                   for c, cf in zip(cols["phash_centre"], cols["phash_centre_flip"])]
         for i, (a, b, c, data) in enumerate(zip(cols["pixel_xxh3"], cols["phash"], cols["phash_flip"], jpgs)):
             have = a is not None and b is not None and c is not None
-            need_img = self.embedder is not None or not have or (self.use_centre and centre[i] is None)
+            need_img = self.pixels or not have or (self.use_centre and centre[i] is None)
             img = _decode(data) if data is not None and need_img else None
             imgs.append(img)
             if not have and img is not None:  # no descriptors from download: take them from the stored JPEG

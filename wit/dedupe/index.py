@@ -57,6 +57,7 @@ LARGE_CROPS = tuple((0.5, x, y) for y in (0, 0.5, 1) for x in (0, 0.5, 1))
 SHEARS = tuple((s * f, axis) for f in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7) for s in (1, -1) for axis in (0, 1))
 EMBEDDINGS = "embeddings.parquet"
 MODEL_JSON = "model.json"
+KEYPOINTS = "keypoints.npz"  # ORB keypoints of each eval image (``--keypoints``): wit.imagehash.keypoints
 
 
 def largest_upright_rect(w: float, h: float, degrees: float) -> tuple[float, float]:
@@ -203,7 +204,7 @@ class EvalIndex:
     their open_clip embeddings; ``query``/``query_embeddings`` find the nearest within a threshold."""
 
     def __init__(self, table: pa.Table, embeddings: np.ndarray | None = None, embedding_rows: np.ndarray | None = None,
-                 model: dict | None = None):
+                 model: dict | None = None, keypoints=None):
         if "pixel_sha256" in table.column_names:  # built before the pixel hash was xxh3: no exact matches
             log.warning("eval index with sha256 pixel hashes: exact-pixel matching off (pHash still finds "
                         "identical copies); rebuild it with `wit dedupe index` to turn it on")
@@ -226,6 +227,7 @@ class EvalIndex:
         self.embeddings = embeddings
         self.embedding_rows = embedding_rows
         self.model = model or {}
+        self.keypoints = keypoints  # wit.imagehash.keypoints.KeypointIndex (owners: "image" rows) or None
         self._selections: dict = {}
         self._column_codes: dict = {}
         self._tables: dict = {}
@@ -247,18 +249,22 @@ class EvalIndex:
     @classmethod
     def build(cls, eval_sets: dict[str, str], batch: int = 256, crop_variants: bool = True,
               rotation_variants: bool = True, centre: bool = True, embedder=None,
-              dihedral_variants: bool = False, warp_variants: bool = False) -> "EvalIndex":
+              dihedral_variants: bool = False, warp_variants: bool = False, keypoints: bool = False) -> "EvalIndex":
         """Index every image of ``eval_sets`` (name -> path). Besides each image's pixel hash and pHash:
         with ``crop_variants`` the pHashes of 19 crops, with ``rotation_variants`` of 8 small rotations
         (black corners, and cropped to the unrotated area), with ``centre`` the centre-region pHash,
         with ``dihedral_variants`` 6 turns/mirrors (DIHEDRAL) and 88 rotations all round, framed to
         their corner-free rectangle (WIDE_ROTATIONS), with ``warp_variants`` 9 crops of half of each side
         (LARGE_CROPS) and 24 shears (SHEARS);
-        with an ``embedder`` (``wit.dedupe.embed.Embedder``) each image's L2-normalised embedding."""
+        with an ``embedder`` (``wit.dedupe.embed.Embedder``) each image's L2-normalised embedding;
+        with ``keypoints`` each image's ORB keypoints (``wit.imagehash.keypoints``)."""
         from PIL import Image
+
+        from wit.imagehash.keypoints import KeypointIndex, orb_features
 
         sets, items, pxs, phs, variants = [], [], [], [], []
         emb_parts, emb_rows = [], []
+        kp_features = []
         for name, path in sorted(eval_sets.items()):
             buf: list = []
             n_before = len(sets)
@@ -271,6 +277,8 @@ class EvalIndex:
                     emb_parts.append(embedder.embed(imgs))
                 for (item, _), im, h in zip(buf, imgs, phash64_batch(imgs).tolist()):
                     emb_rows.append(len(sets))
+                    if keypoints:
+                        kp_features.append((len(sets), orb_features(im)))
                     v, hs = _describe_rows(im, crop_variants, rotation_variants, centre, dihedral_variants,
                                            warp_variants)
                     sets.extend([name] * (1 + len(v)))
@@ -290,15 +298,27 @@ class EvalIndex:
         table = pa.table({"set": pa.array(sets, pa.string()), "item": pa.array(items, pa.string()),
                           "pixel_xxh3": pa.array(pxs, pa.string()), "phash": pa.array(phs, pa.uint64()),
                           "variant": pa.array(variants, pa.string())})
+        kp = KeypointIndex.build(kp_features) if keypoints else None
         if embedder is None:
-            return cls(table)
+            return cls(table, keypoints=kp)
         emb = np.concatenate(emb_parts) if emb_parts else np.zeros((0, embedder.dim), np.float32)
         if hasattr(embedder, "calibrate_to"):  # wit's detector: its threshold for this index's size
             embedder.calibrate_to(emb)
-        return cls(table, emb, np.array(emb_rows, np.int64), embedder.describe())
+        return cls(table, emb, np.array(emb_rows, np.int64), embedder.describe(), keypoints=kp)
 
     def save(self, directory: str) -> None:
+        """Into ``directory``; files an earlier index left there and this one lacks (embeddings, model,
+        keypoints) are removed, or ``load`` would pair them with these rows."""
         folders.write_parquet(folders.join(directory, "index.parquet"), self.table)
+        stale = ([KEYPOINTS] if self.keypoints is None else []) + ([EMBEDDINGS, MODEL_JSON] if self.embeddings is None else [])
+        for name in stale:
+            if folders.exists(folders.join(directory, name)):
+                fs, path = folders.fs_and_path(folders.join(directory, name))
+                fs.rm(path)
+        if self.keypoints is not None:
+            fs, path = folders.fs_and_path(folders.join(directory, KEYPOINTS))
+            with fs.open(path, "wb") as f:
+                f.write(self.keypoints.to_bytes())
         if self.embeddings is not None:
             dim = self.embeddings.shape[1]
             flat = pa.array(self.embeddings.astype(np.float32).reshape(-1), pa.float32())
@@ -312,15 +332,22 @@ class EvalIndex:
     @classmethod
     def load(cls, directory: str) -> "EvalIndex":
         table = folders.read_parquet([folders.join(directory, "index.parquet")])
+        kp = None
+        if folders.exists(folders.join(directory, KEYPOINTS)):
+            from wit.imagehash.keypoints import KeypointIndex
+
+            fs, path = folders.fs_and_path(folders.join(directory, KEYPOINTS))
+            with fs.open(path, "rb") as f:
+                kp = KeypointIndex.from_bytes(f.read())
         if not folders.exists(folders.join(directory, EMBEDDINGS)):
-            return cls(table)
+            return cls(table, keypoints=kp)
         e = folders.read_parquet([folders.join(directory, EMBEDDINGS)])
         col = e.column("embedding").combine_chunks()
         emb = col.values.to_numpy().reshape(len(col), col.type.list_size).astype(np.float32)
         fs, path = folders.fs_and_path(folders.join(directory, MODEL_JSON))
         with fs.open(path) as f:
             model = json.load(f)
-        return cls(table, emb, e.column("row").to_numpy(), model)
+        return cls(table, emb, e.column("row").to_numpy(), model, keypoints=kp)
 
     def exact(self, pixel_hashes: list[str]) -> np.ndarray:
         """Index of the eval image with identical pixels, or -1, per query."""
@@ -426,13 +453,13 @@ class EvalIndex:
 
 def build_index_cli(pairs: list[str], out: str, model: str | None = None, checkpoint: str | None = None,
                     embed_threshold: float | None = None, dihedral_variants: bool = False,
-                    warp_variants: bool = False) -> EvalIndex:
+                    warp_variants: bool = False, keypoints: bool = False) -> EvalIndex:
     """`NAME=PATH` pairs -> a saved index (with embeddings when a checkpoint is given)."""
     from wit.cli_args import parse_pairs
 
     sets = parse_pairs(pairs, "--eval", existing_path=True)
     index = EvalIndex.build(sets, embedder=make_embedder(model, checkpoint, embed_threshold),
-                            dihedral_variants=dihedral_variants, warp_variants=warp_variants)
+                            dihedral_variants=dihedral_variants, warp_variants=warp_variants, keypoints=keypoints)
     index.save(out)
     return index
 

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 class CopyMatcher:
     """Matching order: identical pixels, then the whole-image pHash (and its mirror's) against the image,
     crop, rotation, turn and warp rows, then the centre-region pHash, then the pHash inside the edge
-    bands, then (when the index holds them and ``embeddings``) the learned embedding."""
+    bands, then (when the index holds them and ``embeddings``) the learned embedding, then (when the
+    index holds them and ``keypoints``) ORB keypoints verified by a homography."""
 
     index: object  # wit.dedupe.index.EvalIndex
     threshold: int = 10
@@ -35,6 +36,7 @@ class CopyMatcher:
     embed_threshold: float | None = None
     embed_thresholds: dict[str, float] = field(default_factory=dict)
     embed_batch: int = 64
+    keypoints: bool = True  # match keypoints where the index holds them (``wit dedupe index --keypoints``)
 
     def __post_init__(self) -> None:
         index = self.index
@@ -51,18 +53,27 @@ class CopyMatcher:
             self.embed_per_set = {s: self.embed_thresholds.get(s, default) for s in sets}
         elif index.embeddings is not None:
             log.info("copy detector: embedding matching disabled")
+        kp = getattr(index, "keypoints", None)
+        self.keypoint_index = kp if self.keypoints and kp is not None and len(kp) else None
 
     @property
     def needs_pixels(self) -> bool:
-        """Whether every image must be decoded (embeddings are taken from pixels)."""
-        return self.embedder is not None
+        """Whether every image must be decoded (embeddings and keypoints are taken from pixels)."""
+        return self.embedder is not None or self.keypoint_index is not None
 
     def describe(self) -> dict:
         """The detector's configuration, for reports: what a copy is."""
         return {"pixel_hash": True, "phash_thresholds": dict(sorted(self.per_set.items())),
                 "rows_per_image": self.index.rows_per_image(), "mirrors": self.match_flips,
                 "centre": self.use_centre, "edge_bands": self.trim_borders,
-                "embedding": dict(self.index.model, thresholds=self.embed_per_set) if self.embedder else None}
+                "embedding": dict(self.index.model, thresholds=self.embed_per_set) if self.embedder else None,
+                "keypoints": self._keypoint_settings() if self.keypoint_index is not None else None}
+
+    @staticmethod
+    def _keypoint_settings() -> dict:
+        from wit.imagehash import keypoints as k
+
+        return {"orb_features": k.KEYPOINTS, "side": k.SIDE, "ratio": k.RATIO, "min_inliers": k.MIN_INLIERS}
 
     def _nearest(self, hashes, flips, region, label, variants=None):
         index = self.index
@@ -116,6 +127,13 @@ class CopyMatcher:
             for i, j in zip(with_pixels, m.index.tolist()):
                 if j >= 0:
                     found[i] = (j, "embedding")
+        if self.keypoint_index is not None:
+            from wit.imagehash.keypoints import orb_features
+
+            for i in (i for i in with_pixels if found[i] is None):
+                j, _ = self.keypoint_index.match(orb_features(imgs[i]))
+                if j >= 0:
+                    found[i] = (j, "keypoints")
         return [f if f is not None and not err[i] else None for i, f in enumerate(found)]
 
     def _match_trimmed(self, rows, imgs, trimmed, found) -> None:
