@@ -148,6 +148,10 @@ class DedupeConfig(Strict):
                                                        "corner-free rectangle)")
     warp_variants: bool = Field(False, description="index pHashes of large crops (half of each side, 9 places) "
                                                    "and shears (factors 0.2-0.7) of each eval image")
+    keypoints: bool = Field(False, description="index ORB keypoints of each eval image and match candidates no "
+                                               "other descriptor matched by keypoints and a homography (copies "
+                                               "pasted onto backgrounds or screenshots, overlaid, striped, "
+                                               "warped); decodes every image, ~12 ms each")
     model: str | None = Field(None, description="open_clip model name for embedding matching (with checkpoint)")
     checkpoint: str | None = Field(None, description="local open_clip checkpoint; without it no embeddings")
     embed_threshold: float | None = Field(None, ge=-1, le=1, description="cosine; None: the index's")

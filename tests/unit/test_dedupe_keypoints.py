@@ -95,9 +95,10 @@ def test_keypoints_find_partial_and_embedded_copies_and_nothing_in_unrelated_pic
     got = [index.match(orb_features(c)) for c in _copies()]
     assert [row for row, _ in got] == [0, 10, 20, 30]
     assert all(n >= MIN_INLIERS for _, n in got)
-    for other in OTHERS:  # no copies: nothing, and far below the threshold
-        row, n = index.match(orb_features(_jpeg(other)))
-        assert row == -1 and n < MIN_INLIERS
+    negatives = [index.match(orb_features(_jpeg(other))) for other in OTHERS]  # no copies
+    assert all(row == -1 for row, _ in negatives)
+    assert max(n for _, n in negatives) <= MIN_INLIERS - 2  # flat synthetic shapes reach 6: a margin of 2
+    assert min(n for _, n in got) >= 5 * MIN_INLIERS  # copies: far above
 
 
 def test_flat_or_tiny_pictures_have_no_keypoints_and_match_nothing():
@@ -188,3 +189,49 @@ def test_an_index_saved_over_another_drops_the_files_it_lacks(tmp_path):
     assert EvalIndex.load(ix).keypoints is not None
     EvalIndex.build({"e": str(folder)}, crop_variants=False).save(ix)
     assert not (tmp_path / "ix" / KEYPOINTS).exists() and EvalIndex.load(ix).keypoints is None
+
+
+def test_overlap_with_keypoints_counts_the_copies_dedupe_removes(tmp_path):
+    from wit.io import folders
+    from wit.overlap.job import OverlapJob, run_overlap
+
+    from tests.unit.test_dedupe_copy import _write_shard
+
+    folder = _save_all(EVALS, tmp_path / "eval")
+    copies = _copies()
+    _write_shard(tmp_path / "shards" / "00000.tar", [(f"copy{i}", im) for i, im in enumerate(copies)]
+                 + [(f"other{i}", im) for i, im in enumerate(OTHERS[:4])])
+    EvalIndex.build({"e": str(folder)}, keypoints=True).save(str(tmp_path / "ix"))
+    stage = DescribeStage(index_dir=str(tmp_path / "ix"))
+    stage.setup()
+    d = stage.process_batch(_rows(copies + OTHERS[:4])).kept.to_pylist()
+    dedupe_found = {r["eval_match"].split(":", 1)[1]: r["eval_match_by"] for r in d if r["eval_match"]}
+    assert set(dedupe_found) == {f"{i:03d}.png" for i in range(4)}
+
+    def overlap(name, **kw):
+        out = tmp_path / name
+        run_overlap(OverlapJob([str(tmp_path / "shards")], {"e": str(folder)}, str(out), **kw), progress=False)
+        return {r["item"]: r["matched_by"] for r in folders.read_parquet(str(out / "items.parquet")).to_pylist()
+                if r["overlap"]}
+
+    built = overlap("built", keypoints=True)
+    assert set(built) == set(dedupe_found) and set(overlap("given", index_dir=str(tmp_path / "ix"))) == set(built)
+    assert "keypoints" in built.values()
+    assert len(overlap("without")) < len(built)  # the default rows miss the pasted copies
+
+
+def test_degenerate_homographies_are_not_support():
+    # repeated texture: RANSAC "explains" many matches by collapsing them, or by a mirror; neither is a copy
+    from wit.imagehash.keypoints import _supported
+
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 250, (12, 2)).astype(np.float32)
+    shift = np.array([[1.2, 0.1, 30], [-0.05, 1.1, 12], [0, 0, 1]])
+    dst = (np.c_[src, np.ones(12)] @ shift.T)[:, :2].astype(np.float32)
+    assert _supported(shift, src, dst) == 12
+    collapsed = np.array([[0.01, 0, 220], [0, 0.01, 38], [0, 0, 1]])
+    assert _supported(collapsed, src, np.tile([[220.0, 38.0]], (12, 1)).astype(np.float32)) == 0
+    mirror = np.array([[-1.0, 0, 250], [0, 1, 0], [0, 0, 1]])
+    assert _supported(mirror, src, src * [-1, 1] + [250, 0]) == 0
+    assert _supported(shift, np.repeat(src[:3], 4, axis=0), np.repeat(dst[:3], 4, axis=0)) == 3  # 3 places
+    assert _supported(None, src, dst) == 0
