@@ -8,7 +8,6 @@ import json
 import random
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from PIL import Image, ImageDraw
 
@@ -17,6 +16,8 @@ from wit.dedupe.describe import DescribeStage
 from wit.dedupe.index import KEYPOINTS, EvalIndex
 from wit.dedupe.matcher import CopyMatcher
 from wit.imagehash.keypoints import MIN_INLIERS, Features, KeypointIndex, orb_features
+
+from tests.unit.test_dedupe_copy import _rows, _save_all, _write_shard
 
 
 def _textured(n: int, seed: int) -> list[Image.Image]:
@@ -111,22 +112,6 @@ def test_flat_or_tiny_pictures_have_no_keypoints_and_match_nothing():
         KeypointIndex(np.zeros((3, 2)), np.zeros((2, 32), np.uint8), np.zeros(3))
 
 
-def _save_all(images, folder):
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, im in enumerate(images):
-        im.convert("RGB").save(folder / f"{i:03d}.png")
-    return folder
-
-
-def _rows(images) -> pa.Table:
-    jpgs = []
-    for im in images:
-        b = io.BytesIO()
-        im.convert("RGB").save(b, "JPEG", quality=90)
-        jpgs.append(b.getvalue())
-    return pa.table({"uid": [f"q{i}" for i in range(len(images))], "jpg": pa.array(jpgs, pa.binary())})
-
-
 def test_eval_index_stores_keypoints_and_dedupe_matches_by_them(tmp_path):
     folder = _save_all(EVALS, tmp_path / "eval")
     copies = _copies()
@@ -194,8 +179,6 @@ def test_an_index_saved_over_another_drops_the_files_it_lacks(tmp_path):
 def test_overlap_with_keypoints_counts_the_copies_dedupe_removes(tmp_path):
     from wit.io import folders
     from wit.overlap.job import OverlapJob, run_overlap
-
-    from tests.unit.test_dedupe_copy import _write_shard
 
     folder = _save_all(EVALS, tmp_path / "eval")
     copies = _copies()

@@ -19,7 +19,6 @@ except ImportError:  # pragma: no cover - a machine without a C compiler
 
 _IMG = re.compile(rb"<img", re.I)
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_\-:.]+)""", re.I)
-_LAZY_ATTRS = ("data-src", "data-lazy-src", "data-original")
 
 
 def decode_html(body: bytes, charset: str | None) -> str:
