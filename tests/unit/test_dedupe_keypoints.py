@@ -218,3 +218,17 @@ def test_degenerate_homographies_are_not_support():
     assert _supported(mirror, src, src * [-1, 1] + [250, 0]) == 0
     assert _supported(shift, np.repeat(src[:3], 4, axis=0), np.repeat(dst[:3], 4, axis=0)) == 3  # 3 places
     assert _supported(None, src, dst) == 0
+
+
+def test_a_damaged_or_foreign_keypoint_file_is_one_clear_line(tmp_path):
+    folder = _save_all(EVALS[:2], tmp_path / "eval")
+    ix = tmp_path / "ix"
+    EvalIndex.build({"e": str(folder)}, keypoints=True).save(str(ix))
+    good = (ix / KEYPOINTS).read_bytes()
+    (ix / KEYPOINTS).write_bytes(good[: len(good) // 2])  # cut short, as by a kill during save
+    with pytest.raises(ValueError, match="keypoints.npz is damaged.*--keypoints"):
+        EvalIndex.load(str(ix))
+    foreign = KeypointIndex(np.zeros((1, 2)), np.zeros((1, 32), np.uint8), np.array([10_000]))
+    (ix / KEYPOINTS).write_bytes(foreign.to_bytes())  # from another, larger index
+    with pytest.raises(ValueError, match="names rows the index does not have"):
+        EvalIndex.load(str(ix))

@@ -338,7 +338,16 @@ class EvalIndex:
 
             fs, path = folders.fs_and_path(folders.join(directory, KEYPOINTS))
             with fs.open(path, "rb") as f:
-                kp = KeypointIndex.from_bytes(f.read())
+                data = f.read()
+            try:
+                kp = KeypointIndex.from_bytes(data)
+            except Exception as e:  # noqa: BLE001 - a cut or foreign file: one line, not numpy's traceback
+                raise ValueError(f"eval index {directory}: {KEYPOINTS} is damaged ({type(e).__name__}); "
+                                 "rebuild it with `wit dedupe index --keypoints`") from None
+            n_rows = table.num_rows
+            if len(kp.owners) and (int(kp.owners.min()) < 0 or int(kp.owners.max()) >= n_rows):
+                raise ValueError(f"eval index {directory}: {KEYPOINTS} names rows the index does not have "
+                                 f"(it has {n_rows}); rebuild it with `wit dedupe index --keypoints`")
         if not folders.exists(folders.join(directory, EMBEDDINGS)):
             return cls(table, keypoints=kp)
         e = folders.read_parquet([folders.join(directory, EMBEDDINGS)])
