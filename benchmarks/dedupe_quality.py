@@ -2,7 +2,7 @@
 
 Eval set = half of ../shared/data/photos (125 photos), indexed with ``EvalIndex.build``; positives =
 perturbed copies of them; distractors (>= 2,000) = the other 125 photos, their perturbed copies,
-crops and 2x2 mosaics of them, and the mini-web's procedural images (wit.world.render). Every
+crops, 2x2 mosaics and pixel-shuffled copies of them, and the mini-web's procedural images (wit.world.render). Every
 image goes the real way: JPEG bytes -> download's ``prepare`` (256 px, descriptors) -> the dedupe
 ``DescribeStage``. Two folds (halves swapped). Precision per perturbation counts every false match
 in the whole distractor pool against that perturbation's true matches (the strict reading).
@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
@@ -85,7 +86,8 @@ def perturb(img: Image.Image, kind: str, rng: random.Random, other: Image.Image 
 
 
 def distractors(others: list[Image.Image], seed: int) -> list[Image.Image]:
-    """Non-eval images: the photos, their perturbations, crops (40-70%), 2x2 mosaics, procedural images."""
+    """Non-eval images: the photos, their perturbations, crops (40-70%), 2x2 mosaics, pixel-shuffled
+    photos, procedural images."""
     from wit.world.concepts import vocabulary
     from wit.world.render import draw
 
@@ -106,6 +108,11 @@ def distractors(others: list[Image.Image], seed: int) -> list[Image.Image]:
         for k, t in enumerate(tiles):
             m.paste(t.resize((128, 128)), ((k % 2) * 128, (k // 2) * 128))
         out.append(_jpeg(m))
+    # pixel-shuffled non-eval photos: the hard negatives of the shuffled-copy histogram (two photos of
+    # the same colours are told apart by its ratio test or not at all)
+    from wit.dedupe.augly_suite import augment
+
+    out += [_jpeg(augment(im, "ShufflePixels", im)) for im in others]
     voc = vocabulary("small")
     concepts = voc["shapes"] + voc["objects"]
     for _ in range(400):
@@ -140,6 +147,9 @@ CONFIGS = {  # name: (index flags, describe flags)
                            warp_variants=True), dict(centre_hash=True)),
     "+turns +warps +keypoints": (dict(crop_variants=True, rotation_variants=True, centre=True, dihedral_variants=True,
                                       warp_variants=True, keypoints=True), dict(centre_hash=True)),
+    "+turns +warps +keypoints +shuffled": (dict(crop_variants=True, rotation_variants=True, centre=True,
+                                                dihedral_variants=True, warp_variants=True, keypoints=True,
+                                                shuffled=True), dict(centre_hash=True)),
 }
 EMBEDDING_CONFIGS = {
     "learned only": (dict(crop_variants=False, rotation_variants=False, centre=False),
@@ -203,6 +213,12 @@ def descriptor_costs(images: list[Image.Image], embedder=None) -> dict:
     for im in small:
         orb_features(im)
     out["keypoints_ms"] = round(1000 * (time.perf_counter() - t) / len(small), 3)
+    from wit.imagehash.shuffled import looks_shuffled
+
+    t = time.perf_counter()
+    for im in small:
+        looks_shuffled(np.asarray(im))
+    out["shuffled_gate_ms"] = round(1000 * (time.perf_counter() - t) / len(small), 3)
     if embedder is not None:
         embedder.embed(small[:8])
         t = time.perf_counter()

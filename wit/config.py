@@ -152,6 +152,8 @@ class DedupeConfig(Strict):
                                                "other descriptor matched by keypoints and a homography (copies "
                                                "pasted onto backgrounds or screenshots, overlaid, striped, "
                                                "warped); decodes every image, ~12 ms each")
+    shuffled: bool = Field(False, description="index the colour histogram of each eval image's pixel-shuffled "
+                                              "copy and match images that look shuffled by it; decodes every image")
     model: str | None = Field(None, description="open_clip model name for embedding matching (with checkpoint)")
     checkpoint: str | None = Field(None, description="local open_clip checkpoint; without it no embeddings")
     embed_threshold: float | None = Field(None, ge=-1, le=1, description="cosine; None: the index's")

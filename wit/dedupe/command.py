@@ -40,6 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "image or show it inside another picture (pasted on a background or a screenshot, "
                         "overlaid, striped, warped) are then matched by keypoints and a homography; every "
                         "downloaded image is decoded for it (~12 ms an image against 125 eval images)")
+    p.add_argument("--shuffled", action="store_true",
+                   help="(index) also store the colour histogram of each image's pixel-shuffled copy (as "
+                        "download would store it): a downloaded image whose pixels look permuted is matched by "
+                        "its colours; every downloaded image is decoded for it")
     p.add_argument("--images", default=None, help="(train-/calibrate-detector) photos to train on / eval-like references")
     p.add_argument("--distractors", default=None,
                    help="(train-/calibrate-detector) photos that are no copies, for the threshold")
@@ -71,11 +75,13 @@ def _main(args: argparse.Namespace) -> int:
             return 2
         index = build_index_cli(args.eval, args.out, model=args.model, checkpoint=args.checkpoint,
                                 embed_threshold=args.embed_threshold, dihedral_variants=args.turns,
-                                warp_variants=args.warps, keypoints=args.keypoints)
+                                warp_variants=args.warps, keypoints=args.keypoints,
+                                shuffled=args.shuffled)
         print(json.dumps({"images": index.n_images, "rows": len(index), "rows_per_image": index.rows_per_image(),
                           "sets": sorted(set(index.sets.tolist())),
                           "embeddings": index.model or "off (no --checkpoint)",
                           "keypoints": len(index.keypoints) if index.keypoints is not None else "off (no --keypoints)",
+                          "shuffled": len(index.shuffled) if index.shuffled is not None else "off (no --shuffled)",
                           "out": args.out}))
         return 0
     if not args.input:

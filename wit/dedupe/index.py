@@ -58,6 +58,7 @@ SHEARS = tuple((s * f, axis) for f in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7) for s in (1
 EMBEDDINGS = "embeddings.parquet"
 MODEL_JSON = "model.json"
 KEYPOINTS = "keypoints.npz"  # ORB keypoints of each eval image (``--keypoints``): wit.imagehash.keypoints
+SHUFFLED = "shuffled.npz"  # each eval image's pixel-shuffled copy's histogram (``--shuffled``): wit.imagehash.shuffled
 
 
 def largest_upright_rect(w: float, h: float, degrees: float) -> tuple[float, float]:
@@ -204,7 +205,7 @@ class EvalIndex:
     their open_clip embeddings; ``query``/``query_embeddings`` find the nearest within a threshold."""
 
     def __init__(self, table: pa.Table, embeddings: np.ndarray | None = None, embedding_rows: np.ndarray | None = None,
-                 model: dict | None = None, keypoints=None):
+                 model: dict | None = None, keypoints=None, shuffled=None):
         if "pixel_sha256" in table.column_names:  # built before the pixel hash was xxh3: no exact matches
             log.warning("eval index with sha256 pixel hashes: exact-pixel matching off (pHash still finds "
                         "identical copies); rebuild it with `wit dedupe index` to turn it on")
@@ -228,6 +229,7 @@ class EvalIndex:
         self.embedding_rows = embedding_rows
         self.model = model or {}
         self.keypoints = keypoints  # wit.imagehash.keypoints.KeypointIndex (owners: "image" rows) or None
+        self.shuffled = shuffled  # wit.imagehash.shuffled.ShuffleIndex (owners: "image" rows) or None
         self._selections: dict = {}
         self._column_codes: dict = {}
         self._tables: dict = {}
@@ -249,7 +251,8 @@ class EvalIndex:
     @classmethod
     def build(cls, eval_sets: dict[str, str], batch: int = 256, crop_variants: bool = True,
               rotation_variants: bool = True, centre: bool = True, embedder=None,
-              dihedral_variants: bool = False, warp_variants: bool = False, keypoints: bool = False) -> "EvalIndex":
+              dihedral_variants: bool = False, warp_variants: bool = False, keypoints: bool = False,
+              shuffled: bool = False) -> "EvalIndex":
         """Index every image of ``eval_sets`` (name -> path). Besides each image's pixel hash and pHash:
         with ``crop_variants`` the pHashes of 19 crops, with ``rotation_variants`` of 8 small rotations
         (black corners, and cropped to the unrotated area), with ``centre`` the centre-region pHash,
@@ -257,14 +260,18 @@ class EvalIndex:
         their corner-free rectangle (WIDE_ROTATIONS), with ``warp_variants`` 9 crops of half of each side
         (LARGE_CROPS) and 24 shears (SHEARS);
         with an ``embedder`` (``wit.dedupe.embed.Embedder``) each image's L2-normalised embedding;
-        with ``keypoints`` each image's ORB keypoints (``wit.imagehash.keypoints``)."""
+        with ``keypoints`` each image's ORB keypoints (``wit.imagehash.keypoints``), with ``shuffled``
+        the colour histogram of its pixel-shuffled copy as download would store it
+        (``wit.imagehash.shuffled``)."""
         from PIL import Image
 
-        from wit.imagehash.keypoints import KeypointIndex, orb_features
+        from wit.imagehash.keypoints import EVAL_KEYPOINTS, KeypointIndex, orb_features
+        from wit.imagehash.shuffled import BINS, ShuffleIndex, expected_histogram
 
         sets, items, pxs, phs, variants = [], [], [], [], []
         emb_parts, emb_rows = [], []
         kp_features = []
+        shuffle_rows, shuffle_hists = [], []
         for name, path in sorted(eval_sets.items()):
             buf: list = []
             n_before = len(sets)
@@ -278,7 +285,10 @@ class EvalIndex:
                 for (item, _), im, h in zip(buf, imgs, phash64_batch(imgs).tolist()):
                     emb_rows.append(len(sets))
                     if keypoints:
-                        kp_features.append((len(sets), orb_features(im)))
+                        kp_features.append((len(sets), orb_features(im, EVAL_KEYPOINTS)))
+                    if shuffled:
+                        shuffle_rows.append(len(sets))
+                        shuffle_hists.append(expected_histogram(im, _stored_jpeg))
                     v, hs = _describe_rows(im, crop_variants, rotation_variants, centre, dihedral_variants,
                                            warp_variants)
                     sets.extend([name] * (1 + len(v)))
@@ -299,26 +309,29 @@ class EvalIndex:
                           "pixel_xxh3": pa.array(pxs, pa.string()), "phash": pa.array(phs, pa.uint64()),
                           "variant": pa.array(variants, pa.string())})
         kp = KeypointIndex.build(kp_features) if keypoints else None
+        sh = ShuffleIndex(np.array(shuffle_hists, np.float16).reshape(-1, BINS ** 3), shuffle_rows) if shuffled else None
         if embedder is None:
-            return cls(table, keypoints=kp)
+            return cls(table, keypoints=kp, shuffled=sh)
         emb = np.concatenate(emb_parts) if emb_parts else np.zeros((0, embedder.dim), np.float32)
         if hasattr(embedder, "calibrate_to"):  # wit's detector: its threshold for this index's size
             embedder.calibrate_to(emb)
-        return cls(table, emb, np.array(emb_rows, np.int64), embedder.describe(), keypoints=kp)
+        return cls(table, emb, np.array(emb_rows, np.int64), embedder.describe(), keypoints=kp, shuffled=sh)
 
     def save(self, directory: str) -> None:
         """Into ``directory``; files an earlier index left there and this one lacks (embeddings, model,
         keypoints) are removed, or ``load`` would pair them with these rows."""
         folders.write_parquet(folders.join(directory, "index.parquet"), self.table)
-        stale = ([KEYPOINTS] if self.keypoints is None else []) + ([EMBEDDINGS, MODEL_JSON] if self.embeddings is None else [])
+        stale = ([KEYPOINTS] if self.keypoints is None else []) + ([SHUFFLED] if self.shuffled is None else []) + (
+            [EMBEDDINGS, MODEL_JSON] if self.embeddings is None else [])
         for name in stale:
             if folders.exists(folders.join(directory, name)):
                 fs, path = folders.fs_and_path(folders.join(directory, name))
                 fs.rm(path)
-        if self.keypoints is not None:
-            fs, path = folders.fs_and_path(folders.join(directory, KEYPOINTS))
-            with fs.open(path, "wb") as f:
-                f.write(self.keypoints.to_bytes())
+        for name, part in ((KEYPOINTS, self.keypoints), (SHUFFLED, self.shuffled)):
+            if part is not None:
+                fs, path = folders.fs_and_path(folders.join(directory, name))
+                with fs.open(path, "wb") as f:
+                    f.write(part.to_bytes())
         if self.embeddings is not None:
             dim = self.embeddings.shape[1]
             flat = pa.array(self.embeddings.astype(np.float32).reshape(-1), pa.float32())
@@ -332,31 +345,20 @@ class EvalIndex:
     @classmethod
     def load(cls, directory: str) -> "EvalIndex":
         table = folders.read_parquet([folders.join(directory, "index.parquet")])
-        kp = None
-        if folders.exists(folders.join(directory, KEYPOINTS)):
-            from wit.imagehash.keypoints import KeypointIndex
+        from wit.imagehash.keypoints import KeypointIndex
+        from wit.imagehash.shuffled import ShuffleIndex
 
-            fs, path = folders.fs_and_path(folders.join(directory, KEYPOINTS))
-            with fs.open(path, "rb") as f:
-                data = f.read()
-            try:
-                kp = KeypointIndex.from_bytes(data)
-            except Exception as e:  # noqa: BLE001 - a cut or foreign file: one line, not numpy's traceback
-                raise ValueError(f"eval index {directory}: {KEYPOINTS} is damaged ({type(e).__name__}); "
-                                 "rebuild it with `wit dedupe index --keypoints`") from None
-            n_rows = table.num_rows
-            if len(kp.owners) and (int(kp.owners.min()) < 0 or int(kp.owners.max()) >= n_rows):
-                raise ValueError(f"eval index {directory}: {KEYPOINTS} names rows the index does not have "
-                                 f"(it has {n_rows}); rebuild it with `wit dedupe index --keypoints`")
+        kp = _load_part(directory, KEYPOINTS, KeypointIndex, table.num_rows, "--keypoints")
+        sh = _load_part(directory, SHUFFLED, ShuffleIndex, table.num_rows, "--shuffled")
         if not folders.exists(folders.join(directory, EMBEDDINGS)):
-            return cls(table, keypoints=kp)
+            return cls(table, keypoints=kp, shuffled=sh)
         e = folders.read_parquet([folders.join(directory, EMBEDDINGS)])
         col = e.column("embedding").combine_chunks()
         emb = col.values.to_numpy().reshape(len(col), col.type.list_size).astype(np.float32)
         fs, path = folders.fs_and_path(folders.join(directory, MODEL_JSON))
         with fs.open(path) as f:
             model = json.load(f)
-        return cls(table, emb, e.column("row").to_numpy(), model, keypoints=kp)
+        return cls(table, emb, e.column("row").to_numpy(), model, keypoints=kp, shuffled=sh)
 
     def exact(self, pixel_hashes: list[str]) -> np.ndarray:
         """Index of the eval image with identical pixels, or -1, per query."""
@@ -460,15 +462,45 @@ class EvalIndex:
         return self._matches(best, np.where(best >= 0, 0, NO_MATCH).astype(np.int16), sim)
 
 
+def _stored_jpeg(data: bytes) -> bytes:
+    """JPEG bytes as download stores them (its default size): how a copy reaches the detector."""
+    from wit.download.image import prepare
+
+    p = prepare(data)
+    if p.jpg is None:
+        raise ValueError(f"eval index: a shuffled copy did not decode ({p.reason})")
+    return p.jpg
+
+
+def _load_part(directory: str, name: str, kind, n_rows: int, flag: str):
+    """An optional per-image part of the index (keypoints, shuffled-copy histograms), or None; a damaged
+    file, or one naming rows the index lacks, stops with one line that says how to rebuild it."""
+    if not folders.exists(folders.join(directory, name)):
+        return None
+    fs, path = folders.fs_and_path(folders.join(directory, name))
+    with fs.open(path, "rb") as f:
+        data = f.read()
+    try:
+        part = kind.from_bytes(data)
+    except Exception as e:  # noqa: BLE001 - a cut or foreign file: one line, not numpy's traceback
+        raise ValueError(f"eval index {directory}: {name} is damaged ({type(e).__name__}); "
+                         f"rebuild it with `wit dedupe index {flag}`") from None
+    if len(part.owners) and (int(part.owners.min()) < 0 or int(part.owners.max()) >= n_rows):
+        raise ValueError(f"eval index {directory}: {name} names rows the index does not have "
+                         f"(it has {n_rows}); rebuild it with `wit dedupe index {flag}`")
+    return part
+
+
 def build_index_cli(pairs: list[str], out: str, model: str | None = None, checkpoint: str | None = None,
                     embed_threshold: float | None = None, dihedral_variants: bool = False,
-                    warp_variants: bool = False, keypoints: bool = False) -> EvalIndex:
+                    warp_variants: bool = False, keypoints: bool = False, shuffled: bool = False) -> EvalIndex:
     """`NAME=PATH` pairs -> a saved index (with embeddings when a checkpoint is given)."""
     from wit.cli_args import parse_pairs
 
     sets = parse_pairs(pairs, "--eval", existing_path=True)
     index = EvalIndex.build(sets, embedder=make_embedder(model, checkpoint, embed_threshold),
-                            dihedral_variants=dihedral_variants, warp_variants=warp_variants, keypoints=keypoints)
+                            dihedral_variants=dihedral_variants, warp_variants=warp_variants, keypoints=keypoints,
+                            shuffled=shuffled)
     index.save(out)
     return index
 

@@ -24,6 +24,7 @@ class CopyMatcher:
     """Matching order: identical pixels, then the whole-image pHash (and its mirror's) against the image,
     crop, rotation, turn and warp rows, then the centre-region pHash, then the pHash inside the edge
     bands, then (when the index holds them and ``embeddings``) the learned embedding, then (when the
+    index holds them and ``shuffled``) the colour histogram of a pixel-shuffled copy, then (when the
     index holds them and ``keypoints``) ORB keypoints verified by a homography."""
 
     index: object  # wit.dedupe.index.EvalIndex
@@ -37,6 +38,7 @@ class CopyMatcher:
     embed_thresholds: dict[str, float] = field(default_factory=dict)
     embed_batch: int = 64
     keypoints: bool = True  # match keypoints where the index holds them (``wit dedupe index --keypoints``)
+    shuffled: bool = True  # match pixel-shuffled copies where the index holds them (``--shuffled``)
 
     def __post_init__(self) -> None:
         index = self.index
@@ -55,11 +57,14 @@ class CopyMatcher:
             log.info("copy detector: embedding matching disabled")
         kp = getattr(index, "keypoints", None)
         self.keypoint_index = kp if self.keypoints and kp is not None and len(kp) else None
+        sh = getattr(index, "shuffled", None)
+        self.shuffle_index = sh if self.shuffled and sh is not None and len(sh) else None
 
     @property
     def needs_pixels(self) -> bool:
-        """Whether every image must be decoded (embeddings and keypoints are taken from pixels)."""
-        return self.embedder is not None or self.keypoint_index is not None
+        """Whether every image must be decoded (embeddings, keypoints and colour histograms are taken
+        from pixels)."""
+        return self.embedder is not None or self.keypoint_index is not None or self.shuffle_index is not None
 
     def describe(self) -> dict:
         """The detector's configuration, for reports: what a copy is."""
@@ -67,13 +72,20 @@ class CopyMatcher:
                 "rows_per_image": self.index.rows_per_image(), "mirrors": self.match_flips,
                 "centre": self.use_centre, "edge_bands": self.trim_borders,
                 "embedding": dict(self.index.model, thresholds=self.embed_per_set) if self.embedder else None,
-                "keypoints": self._keypoint_settings() if self.keypoint_index is not None else None}
+                "keypoints": self._keypoint_settings() if self.keypoint_index is not None else None,
+                "shuffled": self._shuffle_settings() if self.shuffle_index is not None else None}
 
     @staticmethod
     def _keypoint_settings() -> dict:
         from wit.imagehash import keypoints as k
 
         return {"orb_features": k.KEYPOINTS, "side": k.SIDE, "ratio": k.RATIO, "min_inliers": k.MIN_INLIERS}
+
+    @staticmethod
+    def _shuffle_settings() -> dict:
+        from wit.imagehash import shuffled as s
+
+        return {"bins": s.BINS, "max_distance": s.MAX_DISTANCE, "ratio": s.RATIO, "gate": s.GATE}
 
     def _nearest(self, hashes, flips, region, label, variants=None):
         index = self.index
@@ -127,11 +139,14 @@ class CopyMatcher:
             for i, j in zip(with_pixels, m.index.tolist()):
                 if j >= 0:
                     found[i] = (j, "embedding")
-        if self.keypoint_index is not None:
-            from wit.imagehash.keypoints import orb_features
-
+        if self.shuffle_index is not None:  # before keypoints: cheaper, and a shuffled image has none
             for i in (i for i in with_pixels if found[i] is None):
-                j, _ = self.keypoint_index.match(orb_features(imgs[i]))
+                j, _ = self.shuffle_index.match(np.asarray(imgs[i].convert("RGB")))
+                if j >= 0:
+                    found[i] = (j, "shuffled")
+        if self.keypoint_index is not None:
+            for i in (i for i in with_pixels if found[i] is None):
+                j, _ = self.keypoint_index.find(imgs[i])
                 if j >= 0:
                     found[i] = (j, "keypoints")
         return [f if f is not None and not err[i] else None for i, f in enumerate(found)]

@@ -17,7 +17,7 @@ def run_step(ctx) -> dict:
     if sets and not folders.exists(folders.join(index_dir, "index.parquet")):
         EvalIndex.build(sets, crop_variants=cfg.crop_variants, rotation_variants=cfg.rotation_variants,
                         centre=cfg.centre_hash, dihedral_variants=cfg.dihedral_variants,
-                        warp_variants=cfg.warp_variants, keypoints=cfg.keypoints,
+                        warp_variants=cfg.warp_variants, keypoints=cfg.keypoints, shuffled=cfg.shuffled,
                         embedder=make_embedder(cfg.model, cfg.checkpoint, cfg.embed_threshold)).save(index_dir)
     return run_dedupe(folders.expand(filtered, (".parquet",)), ctx.output, index_dir if sets else None, cfg,
                       **ctx.runner_kwargs())

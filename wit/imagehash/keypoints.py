@@ -14,8 +14,10 @@ is the threshold.
 
 Both sides are described at the size download stores images (``SIDE``, the shorter side), so an eval
 image and its downloaded copy are seen at the same scale. Per image: ~2.5 ms for the features, and a
-search that grows with the index (~9 ms against 125 eval images, 500 keypoints each): an opt-in
-(``wit dedupe index --keypoints``), not part of the default detector.
+search that grows with the index (~9 ms against 125 eval images, 500 keypoints each), and for a query
+that does not match a second look at twice the size with 1,500 features (``UPSCALE``: ~40 ms), which
+finds pictures shown small: an opt-in (``wit dedupe index --keypoints``), not part of the default
+detector.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-KEYPOINTS = 500  # ORB features per image (250 halves the search but loses overlays: dedupe_quality)
+KEYPOINTS = 500  # ORB features per query image (250 halves the search but loses overlays: dedupe_quality)
+# ORB features per eval image: more than a query's, so that the part of it a copy shows (a corner of it
+# pasted onto a background) keeps some. Measured on 125 AugLy backgrounds: 500 -> 0.66, 1,000 -> 0.76,
+# 1,500 -> 0.77 (with the second look below)
+EVAL_KEYPOINTS = 1000
 SIDE = 256  # the shorter side images are described at (download's image_size)
 RATIO = 0.8  # Lowe's ratio test: best match clearly better than the second
 MIN_GOOD = 8  # matches to one eval image before its geometry is checked
@@ -37,6 +43,11 @@ RANSAC_PIXELS = 5.0
 MAX_SCALE = 100.0  # a homography's area change (|det| of its linear part) beyond 1/MAX_SCALE..MAX_SCALE: degenerate
 DISTINCT_PIXELS = 3  # inliers count once per cell of this size on each side (repeated texture maps many to one)
 LSH_TABLES, LSH_KEY_BITS = 4, 20  # FLANN's LSH; 6 x 12 bits: ~4x the search time for the same recall (measured)
+# The second look at a query the first did not match: upscaled, with more features. A picture shown small
+# (in a screenshot's post, ~1/3 of its eval size at 256 px) has its detail below ORB's finest scale, and
+# the page around it takes most of 500 features. Measured on 125 AugLy screenshots (eval images at 1,000
+# features): 0.27 -> 0.94 (1,500 features at 2x: 0.92); the 2,450 distractors reach 7 distinct inliers.
+UPSCALE, UPSCALED_KEYPOINTS = 2.0, 2000
 
 
 @dataclass(frozen=True)
@@ -69,15 +80,24 @@ def grey_for_keypoints(img) -> np.ndarray:
     return np.asarray(grey)
 
 
-def orb_features(img, n: int = KEYPOINTS) -> Features:
-    """ORB keypoints of a PIL image (at most ``n``; none for an image too small or too flat)."""
+def _none() -> Features:
+    return Features(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
+
+
+def orb_features(img, n: int = KEYPOINTS, upscale: float = 1.0) -> Features:
+    """ORB keypoints of a PIL image (at most ``n``; none for an image too small or too flat); with
+    ``upscale`` > 1 found on the image enlarged that much, positions given in the unenlarged image."""
     grey = grey_for_keypoints(img)
     if min(grey.shape) < 32:
-        return Features(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
+        return _none()
+    if upscale != 1.0:
+        import cv2
+
+        grey = cv2.resize(grey, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_LINEAR)
     kps, desc = _orb(n).detectAndCompute(grey, None)
     if desc is None:
-        return Features(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
-    return Features(np.array([k.pt for k in kps], np.float32).reshape(-1, 2), desc.astype(np.uint8))
+        return _none()
+    return Features(np.array([k.pt for k in kps], np.float32).reshape(-1, 2) / upscale, desc.astype(np.uint8))
 
 
 def _supported(h, src: np.ndarray, dst: np.ndarray) -> int:
@@ -160,6 +180,14 @@ class KeypointIndex:
             if n > best_n:
                 best, best_n = int(c), n
         return (best, best_n) if best_n >= MIN_INLIERS else (-1, best_n)
+
+    def find(self, img) -> tuple[int, int]:
+        """``match`` for a PIL image: its features at ``SIDE``, then (no match) upscaled ones."""
+        j, n = self.match(orb_features(img))
+        if j < 0:
+            j, n2 = self.match(orb_features(img, UPSCALED_KEYPOINTS, UPSCALE))
+            n = max(n, n2)
+        return j, n
 
     def to_bytes(self) -> bytes:
         b = io.BytesIO()

@@ -51,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="(no --index) also index large crops and shears, as `wit dedupe index --warps`")
     p.add_argument("--keypoints", action="store_true",
                    help="(no --index) also index ORB keypoints, as `wit dedupe index --keypoints`")
+    p.add_argument("--shuffled", action="store_true",
+                   help="(no --index) also index pixel-shuffled copies' colours, as `wit dedupe index --shuffled`")
     p.add_argument("--phash-only", action="store_true",
                    help="only the nearest pHash (and its mirror's): no variant rows, centre region or edge bands; "
                         "reads wit shards' pHash column without decoding (faster, misses crops and rotations)")
@@ -70,10 +72,10 @@ def _main(args: argparse.Namespace) -> int:
         model=args.model, model_name=args.model_name if args.model else None, templates=args.templates,
         use_sidecar=not args.rehash, pairs=args.pairs, detector=args.detector, detector_model=args.detector_model,
         embed_threshold=args.embed_threshold, variant_rows=not args.phash_only, index_dir=args.index,
-        turns=args.turns, warps=args.warps, keypoints=args.keypoints,
+        turns=args.turns, warps=args.warps, keypoints=args.keypoints, shuffled=args.shuffled,
     )
-    if args.phash_only and (args.index or args.turns or args.warps or args.keypoints):
-        print("wit overlap: --phash-only leaves out the copy detector; drop --index / --turns / --warps / --keypoints",
+    if args.phash_only and (args.index or args.turns or args.warps or args.keypoints or args.shuffled):
+        print("wit overlap: --phash-only leaves out the copy detector; drop --index / --turns / --warps / --keypoints / --shuffled",
               file=sys.stderr)
         return 2
     summary = run_overlap(job, runner=args.runner, address=args.address, workers=args.workers, progress=args.progress)

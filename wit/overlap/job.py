@@ -65,6 +65,7 @@ class OverlapJob:
     turns: bool = False
     warps: bool = False
     keypoints: bool = False  # ORB keypoints too (`wit dedupe index --keypoints`)
+    shuffled: bool = False  # pixel-shuffled copies' histograms too (`wit dedupe index --shuffled`)
     match_flips: bool = True
 
     def threshold(self, name: str) -> int:
@@ -166,13 +167,14 @@ def eval_index(job: OverlapJob) -> str | None:
     out = folders.join(job.out, INDEX_DIR)
     settings = {"eval_sets": dict(sorted(job.eval_sets.items())), "crop_variants": job.crop_variants,
                 "rotation_variants": job.rotation_variants, "centre": job.centre, "turns": job.turns,
-                "warps": job.warps, "keypoints": job.keypoints}
+                "warps": job.warps, "keypoints": job.keypoints,
+                "shuffled": job.shuffled}
     stamp = folders.join(out, "settings.json")
     if folders.exists(stamp) and folders.read_json(stamp) == settings:
         return out
     index = EvalIndex.build(job.eval_sets, crop_variants=job.crop_variants, rotation_variants=job.rotation_variants,
                             centre=job.centre, dihedral_variants=job.turns, warp_variants=job.warps,
-                            keypoints=job.keypoints)
+                            keypoints=job.keypoints, shuffled=job.shuffled)
     index.save(out)
     folders.write_json(stamp, settings)
     log.info("overlap: eval index of %d images, %d rows (%s)", index.n_images, len(index), index.rows_per_image())

@@ -73,5 +73,5 @@ def _copy_detector(spec) -> dict:
         return {"variant_rows": False}
     return {"variant_rows": True, "crop_variants": d.crop_variants, "rotation_variants": d.rotation_variants,
             "centre": d.centre_hash, "turns": d.dihedral_variants, "warps": d.warp_variants,
-            "keypoints": d.keypoints,
+            "keypoints": d.keypoints, "shuffled": d.shuffled,
             "match_flips": d.match_flips}
