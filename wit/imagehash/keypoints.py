@@ -14,10 +14,10 @@ is the threshold.
 
 Both sides are described at the size download stores images (``SIDE``, the shorter side), so an eval
 image and its downloaded copy are seen at the same scale. Per image: ~2.5 ms for the features, and a
-search that grows with the index (~9 ms against 125 eval images, 500 keypoints each), and for a query
-that does not match a second look at twice the size with 1,500 features (``UPSCALE``: ~40 ms), which
-finds pictures shown small: an opt-in (``wit dedupe index --keypoints``), not part of the default
-detector.
+search that grows with the index, and for a query that does not match a second look at twice the
+size with 2,000 features (``UPSCALE``), which finds pictures shown small: ~34 ms for an image that
+matches nothing, against 125 eval images of 1,000 keypoints each. An opt-in (``wit dedupe index
+--keypoints``), not part of the default detector.
 """
 
 from __future__ import annotations
@@ -42,7 +42,11 @@ MIN_INLIERS = 8
 RANSAC_PIXELS = 5.0
 MAX_SCALE = 100.0  # a homography's area change (|det| of its linear part) beyond 1/MAX_SCALE..MAX_SCALE: degenerate
 DISTINCT_PIXELS = 3  # inliers count once per cell of this size on each side (repeated texture maps many to one)
-LSH_TABLES, LSH_KEY_BITS = 4, 20  # FLANN's LSH; 6 x 12 bits: ~4x the search time for the same recall (measured)
+# FLANN's LSH: tables, key bits, multi-probe level. Measured against 125 eval images of 1,000 keypoints,
+# both looks, a distractor: 4 x 20 bits probing neighbouring buckets (level 1) ~59 ms; 8 x 16 bits,
+# own bucket only, ~34 ms with the same recall (AugLy backgrounds 0.78 against 0.76); 4 x 20 bits at
+# level 0 ~19 ms but backgrounds 0.69
+LSH_TABLES, LSH_KEY_BITS, LSH_PROBE_LEVEL = 8, 16, 0
 # The second look at a query the first did not match: upscaled, with more features. A picture shown small
 # (in a screenshot's post, ~1/3 of its eval size at 256 px) has its detail below ORB's finest scale, and
 # the page around it takes most of 500 features. Measured on 125 AugLy screenshots (eval images at 1,000
@@ -146,8 +150,8 @@ class KeypointIndex:
             import cv2
 
             cv2.setRNGSeed(0)  # the LSH tables' hash functions: the same index, the same answers
-            m = cv2.FlannBasedMatcher(dict(algorithm=6, table_number=LSH_TABLES, key_size=LSH_KEY_BITS, multi_probe_level=1),
-                                      dict(checks=32))
+            m = cv2.FlannBasedMatcher(dict(algorithm=6, table_number=LSH_TABLES, key_size=LSH_KEY_BITS,
+                                           multi_probe_level=LSH_PROBE_LEVEL), dict(checks=32))
             m.add([self.descriptors])
             m.train()
             self._matcher = m
