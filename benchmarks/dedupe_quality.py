@@ -1,10 +1,10 @@
 """Dedupe quality: recall and precision of eval-copy detection per perturbation and per descriptor.
 
 Eval set = half of ../shared/data/photos (125 photos), indexed with ``EvalIndex.build``; positives =
-perturbed copies of them; distractors (>= 2,000) = the other 125 photos, their perturbed copies,
-crops, 2x2 mosaics and pixel-shuffled copies of them, and the mini-web's procedural images (wit.world.render). Every
-image goes the real way: JPEG bytes -> download's ``prepare`` (256 px, descriptors) -> the dedupe
-``DescribeStage``. Two folds (halves swapped). Precision per perturbation counts every false match
+perturbed copies of them; distractors (2,450) = the other 125 photos, their perturbed copies, crops,
+2x2 mosaics and pixel-shuffled copies of them, and the mini-web's procedural images
+(wit.world.render). Every image goes the real way: JPEG bytes -> download's ``prepare`` (256 px,
+descriptors) -> the dedupe ``DescribeStage``. Two folds (halves swapped). Precision per perturbation counts every false match
 in the whole distractor pool against that perturbation's true matches (the strict reading).
 
 Two suites of positives: wit's own perturbations (KINDS) and AugLy's image augmentations at their
