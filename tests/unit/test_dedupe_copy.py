@@ -433,12 +433,12 @@ def test_overlap_step_takes_the_dedupe_copy_detector():
     from wit.config import RunSpec
     from wit.overlap.step import _copy_detector, _thresholds
 
-    spec = RunSpec(dedupe={"warp_variants": True, "keypoints": True, "match_flips": False,
+    spec = RunSpec(dedupe={"warp_variants": True, "keypoints": True, "shuffled": True, "match_flips": False,
                            "thresholds": {"a": 6, "z": 4}},
                    overlap={"eval": {"a": "/e/a", "b": "/e/b"}, "thresholds": {"b": 8}})
     assert _copy_detector(spec) == {"variant_rows": True, "crop_variants": True, "rotation_variants": True,
                                     "centre": True, "turns": False, "warps": True, "keypoints": True,
-                                    "match_flips": False}
+                                    "shuffled": True, "match_flips": False}
     assert _thresholds(spec) == {"a": 6, "b": 8}
     assert _copy_detector(RunSpec(overlap={"copy_detector": False})) == {"variant_rows": False}
 
