@@ -199,6 +199,9 @@ def main() -> None:
     ap.add_argument("--image-sample", type=int, default=100, help="images in the per-image decode/hash table")
     ap.add_argument("--eval-images", type=int, default=250,
                     help="eval set size for dedupe (29 index rows each); 0: no eval index (in-set dedupe only)")
+    ap.add_argument("--keypoints", action="store_true", help="eval index with ORB keypoints (`wit dedupe index --keypoints`)")
+    ap.add_argument("--shuffled", action="store_true",
+                    help="eval index with shuffled-copy histograms (`wit dedupe index --shuffled`)")
     args = ap.parse_args()
     from wit import schemas
     from wit.dedupe.index import EvalIndex
@@ -231,7 +234,7 @@ def main() -> None:
             t0 = time.perf_counter()
             make_eval_set(tmp / "eval", args.eval_images)
             index_dir = str(tmp / "eval_index")
-            index = EvalIndex.build({"bench": str(tmp / "eval")})
+            index = EvalIndex.build({"bench": str(tmp / "eval")}, keypoints=args.keypoints, shuffled=args.shuffled)
             index.save(index_dir)
             print(f"eval index: {index.n_images} images, {len(index)} rows, {time.perf_counter() - t0:.1f}s (untimed)")
         bare, chain, steps, loads = [], [], [], [os.getloadavg()[0]]
