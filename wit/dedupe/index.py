@@ -319,7 +319,7 @@ class EvalIndex:
 
     def save(self, directory: str) -> None:
         """Into ``directory``; files an earlier index left there and this one lacks (embeddings, model,
-        keypoints) are removed, or ``load`` would pair them with these rows."""
+        keypoints, shuffled-copy histograms) are removed, or ``load`` would pair them with these rows."""
         folders.write_parquet(folders.join(directory, "index.parquet"), self.table)
         stale = ([KEYPOINTS] if self.keypoints is None else []) + ([SHUFFLED] if self.shuffled is None else []) + (
             [EMBEDDINGS, MODEL_JSON] if self.embeddings is None else [])

@@ -79,7 +79,8 @@ class CopyMatcher:
     def _keypoint_settings() -> dict:
         from wit.imagehash import keypoints as k
 
-        return {"orb_features": k.KEYPOINTS, "side": k.SIDE, "ratio": k.RATIO, "min_inliers": k.MIN_INLIERS}
+        return {"orb_features": k.KEYPOINTS, "side": k.SIDE, "ratio": k.RATIO, "min_inliers": k.MIN_INLIERS,
+                "second_look": {"upscale": k.UPSCALE, "orb_features": k.UPSCALED_KEYPOINTS}}
 
     @staticmethod
     def _shuffle_settings() -> dict:
