@@ -319,28 +319,30 @@ class EvalIndex:
 
     def save(self, directory: str) -> None:
         """Into ``directory``; files an earlier index left there and this one lacks (embeddings, model,
-        keypoints, shuffled-copy histograms) are removed, or ``load`` would pair them with these rows."""
-        folders.write_parquet(folders.join(directory, "index.parquet"), self.table)
-        stale = ([KEYPOINTS] if self.keypoints is None else []) + ([SHUFFLED] if self.shuffled is None else []) + (
-            [EMBEDDINGS, MODEL_JSON] if self.embeddings is None else [])
+        keypoints, shuffled-copy histograms) are removed, or ``load`` would pair them with these rows.
+
+        ``index.parquet`` goes first and comes back last, every file atomically: a save killed part-way
+        leaves no index (the pipeline's dedupe step then builds it again), never rows with another
+        index's parts or without the parts it was built with."""
+        main = folders.join(directory, "index.parquet")
+        stale = (["index.parquet"] + ([KEYPOINTS] if self.keypoints is None else [])
+                 + ([SHUFFLED] if self.shuffled is None else [])
+                 + ([EMBEDDINGS, MODEL_JSON] if self.embeddings is None else []))
         for name in stale:
             if folders.exists(folders.join(directory, name)):
                 fs, path = folders.fs_and_path(folders.join(directory, name))
                 fs.rm(path)
         for name, part in ((KEYPOINTS, self.keypoints), (SHUFFLED, self.shuffled)):
             if part is not None:
-                fs, path = folders.fs_and_path(folders.join(directory, name))
-                with fs.open(path, "wb") as f:
-                    f.write(part.to_bytes())
+                folders.atomic_write_bytes(folders.join(directory, name), part.to_bytes())
         if self.embeddings is not None:
             dim = self.embeddings.shape[1]
             flat = pa.array(self.embeddings.astype(np.float32).reshape(-1), pa.float32())
             folders.write_parquet(folders.join(directory, EMBEDDINGS),
                                   pa.table({"row": pa.array(self.embedding_rows, pa.int64()),
                                             "embedding": pa.FixedSizeListArray.from_arrays(flat, dim)}))
-            fs, path = folders.fs_and_path(folders.join(directory, MODEL_JSON))
-            with fs.open(path, "w") as f:
-                json.dump(self.model, f, indent=2)
+            folders.atomic_write_bytes(folders.join(directory, MODEL_JSON), json.dumps(self.model, indent=2).encode())
+        folders.write_parquet(main, self.table)
 
     @classmethod
     def load(cls, directory: str) -> "EvalIndex":
