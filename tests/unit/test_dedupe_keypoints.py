@@ -245,16 +245,23 @@ def _page(seed: int) -> Image.Image:
     return page
 
 
+def _download_stored_jpeg(img: Image.Image) -> bytes:
+    """``img`` saved as JPEG and then stored by download (resized to 256 px, re-encoded)."""
+    from wit.download.image import prepare
+
+    b = io.BytesIO()
+    img.convert("RGB").save(b, "JPEG", quality=90)
+    return prepare(b.getvalue()).jpg
+
+
+def _download_stored(img: Image.Image) -> Image.Image:
+    return Image.open(io.BytesIO(_download_stored_jpeg(img)))
+
+
 def test_a_picture_shown_small_in_a_page_is_found_by_the_second_look():
     # the page is stored at 256 px, so the pasted picture is ~1/3 of its eval size: its detail is below
     # ORB's finest scale and the text takes the first look's 500 features; the upscaled look finds it
-    from wit.download.image import prepare
-
-    def stored(img):
-        b = io.BytesIO()
-        img.save(b, "JPEG", quality=90)
-        return Image.open(io.BytesIO(prepare(b.getvalue()).jpg))
-
+    stored = _download_stored
     index = KeypointIndex.build([(i, orb_features(im)) for i, im in enumerate(EVALS)])
     copies = [stored(_paste_onto(e, _page(i), 1.0, (0.3, 0.4))) for i, e in enumerate(EVALS)]
     assert copies[0].size == (256, 358)

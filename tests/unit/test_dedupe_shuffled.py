@@ -3,7 +3,6 @@ arrives with, stored by `wit dedupe index --shuffled` and matched by dedupe's ma
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
@@ -16,7 +15,7 @@ from wit.dedupe.index import SHUFFLED, EvalIndex
 from wit.imagehash.shuffled import BINS, GATE, ShuffleIndex, lag2_correlation, looks_shuffled, shuffle_pixels
 
 from tests.unit.test_dedupe_copy import _save_all
-from tests.unit.test_dedupe_keypoints import _jpeg, _textured
+from tests.unit.test_dedupe_keypoints import _download_stored, _download_stored_jpeg, _jpeg, _textured
 
 EVALS = _textured(8, seed=11)
 OTHERS = _textured(6, seed=12)
@@ -32,18 +31,12 @@ def _rows(images: list[Image.Image]):
     """Candidates as download stores them (resized, re-encoded): how a copy reaches dedupe."""
     import pyarrow as pa
 
-    from wit.download.image import prepare
-
-    jpgs = []
-    for im in images:
-        b = io.BytesIO()
-        im.convert("RGB").save(b, "JPEG", quality=90)
-        jpgs.append(prepare(b.getvalue()).jpg)
+    jpgs = [_download_stored_jpeg(im) for im in images]
     return pa.table({"uid": [f"q{i}" for i in range(len(images))], "jpg": pa.array(jpgs, pa.binary())})
 
 
 def _stored(img: Image.Image) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(_rows([img]).column("jpg")[0].as_py())).convert("RGB"))
+    return np.asarray(_download_stored(img).convert("RGB"))
 
 
 def _describe(index_dir: str, images: list[Image.Image]) -> list[dict]:
@@ -137,16 +130,12 @@ def test_cli_index_shuffled_and_overlap_agree(tmp_path, capsys):
 def test_augly_shuffle_pixels_on_real_photos(shared_data):
     pytest.importorskip("augly")
     from wit.dedupe.augly_suite import augment
-    from wit.download.image import prepare
-
     photos = sorted((shared_data / "photos" / "imagenet-sample").glob("*.JPEG"))
     evals = [Image.open(p).convert("RGB") for p in photos[:16]]
     others = [Image.open(p).convert("RGB") for p in photos[200:216]]
 
-    def stored(img):  # what download keeps of it
-        b = io.BytesIO()
-        _jpeg(augment(img, "ShufflePixels", img)).save(b, "JPEG", quality=90)
-        return np.asarray(Image.open(io.BytesIO(prepare(b.getvalue()).jpg)).convert("RGB"))
+    def stored(img):  # AugLy's copy, saved as JPEG, as download keeps it
+        return _stored(_jpeg(augment(img, "ShufflePixels", img)))
 
     from wit.dedupe.index import _stored_jpeg
     from wit.imagehash.shuffled import BINS, expected_histogram
@@ -157,3 +146,23 @@ def test_augly_shuffle_pixels_on_real_photos(shared_data):
     assert hits >= 14, hits  # of 16 (the benchmark: 0.97 of 125)
     assert sum(ix.match(stored(o))[0] >= 0 for o in others) <= 1  # same-colour photos can collide; rarely
     assert all(ix.match(np.asarray(o))[0] == -1 for o in others)  # unshuffled: never compared
+
+
+def test_a_save_killed_part_way_leaves_no_index_to_be_taken_for_whole(tmp_path, monkeypatch):
+    # the pipeline's dedupe step reuses an index folder whose index.parquet exists: a save cut off after
+    # the rows but before the shuffled histograms must not pass for an index built with them
+    folder = _save_all(EVALS[:2], tmp_path / "eval")
+    ix = tmp_path / "ix"
+    EvalIndex.build({"e": str(folder)}, crop_variants=False).save(str(ix))  # an earlier index in the folder
+    index = EvalIndex.build({"e": str(folder)}, crop_variants=False, shuffled=True)
+
+    def killed(self):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(ShuffleIndex, "to_bytes", killed)
+    with pytest.raises(KeyboardInterrupt):
+        index.save(str(ix))
+    assert not (ix / "index.parquet").exists()
+    monkeypatch.undo()
+    index.save(str(ix))
+    assert len(EvalIndex.load(str(ix)).shuffled) == 2
