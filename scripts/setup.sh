@@ -20,14 +20,14 @@ fi
 
 # 2. The virtual environment with the pinned set (requirements.lock) and wit itself.
 stamp="$VENV/.wit-installed"
-want="$(cat requirements.lock pyproject.toml setup.py wit/queries/_wikiclean.c wit/candidates/_imgscan.c | sha256sum | cut -c1-16)"
+want="$(cat requirements.lock pyproject.toml setup.py wit/queries/_wikiclean.c wit/candidates/_imgscan.c wit/imagehash/_hamming.c | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip wheel setuptools
   echo "setup: installing pinned packages into $VENV (torch is large; first run takes a few minutes)"
   "$VENV/bin/python" -m pip install -q -r requirements.lock
-  # -e . also compiles wit/queries/_wikiclean.c and wit/candidates/_imgscan.c (needs a C compiler;
-  # without one the pure-Python cleaner and lexbor alone are used, several times slower).
+  # -e . also compiles wit/queries/_wikiclean.c, wit/candidates/_imgscan.c and wit/imagehash/_hamming.c (needs a C compiler;
+  # without one the pure-Python cleaner, lexbor and a numpy search are used, several times slower).
   "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
 fi

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from wit.dedupe.matcher import thread_map
 from wit.imagehash.descriptors import phash64_batch, pixel_hash
 from wit.io import folders
 from wit.stage import BatchResult, Stage
@@ -131,10 +132,13 @@ class DescribeStage(Stage):
         px, ph, phf, err, imgs = [], [], [], [], []
         centre = [(c, cf) if c is not None and cf is not None else None
                   for c, cf in zip(cols["phash_centre"], cols["phash_centre_flip"])]
+        # every row's pixels (embeddings, keypoints, histograms): decoded on the matcher's threads
+        decoded = thread_map(lambda d: _decode(d) if d is not None else None, jpgs,
+                             self.matcher.threads) if self.pixels else None
         for i, (a, b, c, data) in enumerate(zip(cols["pixel_xxh3"], cols["phash"], cols["phash_flip"], jpgs)):
             have = a is not None and b is not None and c is not None
             need_img = self.pixels or not have or (self.use_centre and centre[i] is None)
-            img = _decode(data) if data is not None and need_img else None
+            img = decoded[i] if decoded is not None else _decode(data) if data is not None and need_img else None
             imgs.append(img)
             if not have and img is not None:  # no descriptors from download: take them from the stored JPEG
                 a, (b, c) = pixel_hash(img), (int(v[0]) for v in phash64_batch([img], with_flip=True))

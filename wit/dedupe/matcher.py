@@ -39,6 +39,10 @@ class CopyMatcher:
     embed_batch: int = 64
     keypoints: bool = True  # match keypoints where the index holds them (``wit dedupe index --keypoints``)
     shuffled: bool = True  # match pixel-shuffled copies where the index holds them (``--shuffled``)
+    # threads for the per-image pixel work (decoding, shuffled-copy histograms, keypoints); 0: OMP_NUM_THREADS
+    # where set (Ray sets it to a worker's CPUs), else one per CPU. OpenCV, the keypoint search and Pillow
+    # release the GIL, so one process's images use the cores it has
+    threads: int = 0
 
     def __post_init__(self) -> None:
         index = self.index
@@ -57,6 +61,8 @@ class CopyMatcher:
             log.info("copy detector: embedding matching disabled")
         kp = getattr(index, "keypoints", None)
         self.keypoint_index = kp if self.keypoints and kp is not None and len(kp) else None
+        if self.keypoint_index is not None:
+            self.keypoint_index.prepare()  # build the hash tables once, before threads share them
         sh = getattr(index, "shuffled", None)
         self.shuffle_index = sh if self.shuffled and sh is not None and len(sh) else None
 
@@ -140,17 +146,24 @@ class CopyMatcher:
             for i, j in zip(with_pixels, m.index.tolist()):
                 if j >= 0:
                     found[i] = (j, "embedding")
-        if self.shuffle_index is not None:  # before keypoints: cheaper, and a shuffled image has none
-            for i in (i for i in with_pixels if found[i] is None):
-                j, _ = self.shuffle_index.match(np.asarray(imgs[i].convert("RGB")))
-                if j >= 0:
-                    found[i] = (j, "shuffled")
-        if self.keypoint_index is not None:
-            for i in (i for i in with_pixels if found[i] is None):
-                j, _ = self.keypoint_index.find(imgs[i])
-                if j >= 0:
-                    found[i] = (j, "keypoints")
+        rest = [i for i in with_pixels if found[i] is None]
+        if rest and (self.shuffle_index is not None or self.keypoint_index is not None):
+            for i, f in zip(rest, thread_map(lambda i: self._pixel_match(imgs[i]), rest, self.threads)):
+                if f is not None:
+                    found[i] = f
         return [f if f is not None and not err[i] else None for i, f in enumerate(found)]
+
+    def _pixel_match(self, img) -> tuple[int, str] | None:
+        """The shuffled-copy histogram (cheaper, and a shuffled image has no keypoints), then keypoints."""
+        if self.shuffle_index is not None:
+            j, _ = self.shuffle_index.match(np.asarray(img.convert("RGB")))
+            if j >= 0:
+                return j, "shuffled"
+        if self.keypoint_index is not None:
+            j, _ = self.keypoint_index.find(img)
+            if j >= 0:
+                return j, "keypoints"
+        return None
 
     def _match_trimmed(self, rows, imgs, trimmed, found) -> None:
         """Match the pHash inside each row's edge bands: the given one, else (no column, a null one from
@@ -174,3 +187,21 @@ class CopyMatcher:
         for i, j, h in zip(hashes, tidx.tolist(), thow):
             if j >= 0:
                 found[i] = (j, f"{h}:{self.index.variants[j]}")
+
+
+def thread_map(fn, items: list, threads: int = 0) -> list:
+    """``[fn(x) for x in items]`` on ``threads`` threads (0: OMP_NUM_THREADS, else one per CPU), in order;
+    one thread, or one item, runs inline."""
+    import os
+
+    if not threads:
+        omp = os.environ.get("OMP_NUM_THREADS", "")
+        threads = int(omp) if omp.isdigit() and int(omp) > 0 else os.cpu_count() or 1
+    n = min(threads, len(items))
+    if n <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(fn, items))
+

@@ -42,16 +42,26 @@ MIN_INLIERS = 8
 RANSAC_PIXELS = 5.0
 MAX_SCALE = 100.0  # a homography's area change (|det| of its linear part) beyond 1/MAX_SCALE..MAX_SCALE: degenerate
 DISTINCT_PIXELS = 3  # inliers count once per cell of this size on each side (repeated texture maps many to one)
-# FLANN's LSH: tables, key bits, multi-probe level. Measured against 125 eval images of 1,000 keypoints,
-# both looks, a distractor: 4 x 20 bits probing neighbouring buckets (level 1) ~59 ms; 8 x 16 bits,
-# own bucket only, ~34 ms with the same recall (AugLy backgrounds 0.78 against 0.76); 4 x 20 bits at
-# level 0 ~19 ms but backgrounds 0.69
-LSH_TABLES, LSH_KEY_BITS, LSH_PROBE_LEVEL = 8, 16, 0
+# Hash tables of the nearest-neighbour search (wit.imagehash.lsh: table t keys on the descriptor's 16-bit
+# word t). Measured against 125 eval images of 1,000 keypoints: 8 tables find what OpenCV's FLANN LSH
+# with 8 x 16 bits found (AugLy backgrounds 0.79); 4 tables of 20 bits (faiss) are 8x faster but lose
+# backgrounds (0.69)
+LSH_TABLES = 8
 # The second look at a query the first did not match: upscaled, with more features. A picture shown small
 # (in a screenshot's post, ~1/3 of its eval size at 256 px) has its detail below ORB's finest scale, and
 # the page around it takes most of 500 features. Measured on 125 AugLy screenshots (eval images at 1,000
 # features): 0.27 -> 0.94 (1,500 features at 2x: 0.92); the 2,450 distractors reach 7 distinct inliers.
 UPSCALE, UPSCALED_KEYPOINTS = 2.0, 2000
+# ... taken only where it may pay (``find``): the image is a page around something (more than FLAT_CUE of
+# its 8x8 blocks span <= FLAT_RANGE grey levels: every AugLy screenshot but 3 of 125, 11% of photos), or
+# one eval image stands out in the first look's ratio-test matches without a verified homography: at least
+# VOTES_CUE of them, and VOTES_LEAD times any other image's (AugLy backgrounds seen small: 8 of the 13
+# that need the second look; 3% of photos). Counts alone (>= 4 votes) fire on a third of the photos
+# against an index of 250 drawn pictures, where few descriptors each make random votes pile up.
+# Measured (fold 0 of benchmarks/dedupe_quality.py, 2,449 distractors): 13.8% of them get a second look,
+# and of the 565 copies that both looks find, 7 are lost (5 backgrounds, 2 overlaid images) at
+# 5 ms instead of 12 per image
+FLAT_RANGE, FLAT_CUE, VOTES_CUE, VOTES_LEAD = 4, 0.4, 3, 3
 
 
 @dataclass(frozen=True)
@@ -91,17 +101,30 @@ def _none() -> Features:
 def orb_features(img, n: int = KEYPOINTS, upscale: float = 1.0) -> Features:
     """ORB keypoints of a PIL image (at most ``n``; none for an image too small or too flat); with
     ``upscale`` > 1 found on the image enlarged that much, positions given in the unenlarged image."""
-    grey = grey_for_keypoints(img)
+    return grey_features(grey_for_keypoints(img), n, upscale)
+
+
+def grey_features(grey: np.ndarray, n: int = KEYPOINTS, upscale: float = 1.0) -> Features:
+    """``orb_features`` of greyscale pixels already at ``SIDE`` (``grey_for_keypoints``)."""
     if min(grey.shape) < 32:
         return _none()
-    if upscale != 1.0:
-        import cv2
+    import cv2
 
+    if upscale != 1.0:
         grey = cv2.resize(grey, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_LINEAR)
     kps, desc = _orb(n).detectAndCompute(grey, None)
     if desc is None:
         return _none()
-    return Features(np.array([k.pt for k in kps], np.float32).reshape(-1, 2) / upscale, desc.astype(np.uint8))
+    return Features(cv2.KeyPoint_convert(kps).astype(np.float32).reshape(-1, 2) / upscale, desc.astype(np.uint8))
+
+
+def flat_share(grey: np.ndarray) -> float:
+    """The share of the image's 8x8 blocks whose grey values span at most ``FLAT_RANGE`` levels."""
+    h, w = (grey.shape[0] // 8) * 8, (grey.shape[1] // 8) * 8
+    if not h or not w:
+        return 0.0
+    b = grey[:h, :w].reshape(h // 8, 8, w // 8, 8)
+    return float(((b.max(axis=(1, 3)) - b.min(axis=(1, 3))) <= FLAT_RANGE).mean())
 
 
 def _supported(h, src: np.ndarray, dst: np.ndarray) -> int:
@@ -130,7 +153,7 @@ class KeypointIndex:
         self.owners = np.asarray(owners, np.int64)
         if not (len(self.points) == len(self.descriptors) == len(self.owners)):
             raise ValueError("keypoint index: points, descriptors and owners differ in length")
-        self._matcher = None
+        self._search = None
 
     @classmethod
     def build(cls, features: list[tuple[int, Features]]) -> "KeypointIndex":
@@ -145,36 +168,38 @@ class KeypointIndex:
     def __len__(self) -> int:
         return len(self.descriptors)
 
-    def _flann(self):
-        if self._matcher is None:
-            import cv2
+    def prepare(self) -> None:
+        """Build the search's hash tables now (else the first query does)."""
+        self._lsh()
 
-            cv2.setRNGSeed(0)  # the LSH tables' hash functions: the same index, the same answers
-            m = cv2.FlannBasedMatcher(dict(algorithm=6, table_number=LSH_TABLES, key_size=LSH_KEY_BITS,
-                                           multi_probe_level=LSH_PROBE_LEVEL), dict(checks=32))
-            m.add([self.descriptors])
-            m.train()
-            self._matcher = m
-        return self._matcher
+    def _lsh(self):
+        if self._search is None:
+            from wit.imagehash.lsh import HammingLSH
+
+            self._search = HammingLSH(self.descriptors, LSH_TABLES)
+        return self._search
 
     def match(self, query: Features) -> tuple[int, int]:
         """(owner row, inliers) of the eval image ``query`` copies, or (-1, best inlier count below the
         threshold)."""
+        return self._match(query)[:2]
+
+    def _match(self, query: Features) -> tuple[int, int, bool]:
+        """``match``, and whether one eval image stands out in the ratio-test matches (the second look's
+        cue: ``VOTES_CUE`` of them, ``VOTES_LEAD`` times any other image's)."""
         import cv2
 
-        if len(query) < MIN_GOOD or len(self) < 2:
-            return -1, 0
-        pairs = self._flann().knnMatch(query.descriptors, k=2)
-        q, t = [], []
-        for p in pairs:
-            if len(p) == 2 and p[0].distance < RATIO * p[1].distance:
-                q.append(p[0].queryIdx)
-                t.append(p[0].trainIdx)
-        if len(q) < MIN_GOOD:
-            return -1, 0
-        q, t = np.array(q), np.array(t)
+        if len(query) < 2 or len(self) < 2:
+            return -1, 0, False
+        dist, rows = self._lsh().knn2(query.descriptors)
+        good = (rows[:, 1] >= 0) & (dist[:, 0] < RATIO * dist[:, 1])
+        q, t = np.flatnonzero(good), rows[good, 0]
+        if not len(q):
+            return -1, 0, False
         owner = self.owners[t]
         cands, counts = np.unique(owner, return_counts=True)
+        top = np.sort(counts)[::-1][:2]
+        cue = bool(top[0] >= VOTES_CUE and (len(top) == 1 or top[0] >= VOTES_LEAD * top[1]))
         best, best_n = -1, 0
         for c in cands[counts >= MIN_GOOD][np.argsort(-counts[counts >= MIN_GOOD])]:
             sel = owner == c
@@ -183,13 +208,17 @@ class KeypointIndex:
             n = _supported(h, src[mask.ravel() > 0], dst[mask.ravel() > 0]) if mask is not None else 0
             if n > best_n:
                 best, best_n = int(c), n
-        return (best, best_n) if best_n >= MIN_INLIERS else (-1, best_n)
+        return ((best, best_n) if best_n >= MIN_INLIERS else (-1, best_n)) + (cue,)
 
-    def find(self, img) -> tuple[int, int]:
-        """``match`` for a PIL image: its features at ``SIDE``, then (no match) upscaled ones."""
-        j, n = self.match(orb_features(img))
-        if j < 0:
-            j, n2 = self.match(orb_features(img, UPSCALED_KEYPOINTS, UPSCALE))
+    def find(self, img, second_look: str = "cued") -> tuple[int, int]:
+        """``match`` for a PIL image: its features at ``SIDE``, then, where those match nothing, a second
+        look upscaled (``UPSCALE``). ``second_look``: "cued" (default) takes it only where the image is
+        more than ``FLAT_CUE`` flat (a page around a picture shown small) or one eval image stood out in
+        the first look's matches (``_match``); "always"; "never"."""
+        grey = grey_for_keypoints(img)
+        j, n, cue = self._match(grey_features(grey))
+        if j < 0 and (second_look == "always" or second_look == "cued" and (cue or flat_share(grey) > FLAT_CUE)):
+            j, n2 = self.match(grey_features(grey, UPSCALED_KEYPOINTS, UPSCALE))
             n = max(n, n2)
         return j, n
 
