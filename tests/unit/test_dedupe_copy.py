@@ -628,3 +628,18 @@ def test_overlap_hashes_again_when_the_detector_changes(tmp_path):
         run_overlap(OverlapJob([str(tmp_path / "shards")], {"e": str(eval_dir)}, str(out), index_dir=str(tmp_path / "ix")),
                     progress=False)
         assert json.loads((out / "report.json").read_text())["sets"]["e"]["n_overlap"] == found
+
+
+def test_thread_map_keeps_order_and_honours_omp_num_threads(monkeypatch):
+    import threading
+
+    from wit.dedupe.matcher import thread_map
+
+    assert thread_map(lambda x: x * x, list(range(50)), 2) == [x * x for x in range(50)]
+    assert thread_map(lambda x: x, [], 2) == []
+    main = threading.get_ident()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # Ray's setting for a one-CPU worker: no extra threads
+    assert set(thread_map(lambda _: threading.get_ident(), list(range(8)))) == {main}
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    seen = set(thread_map(lambda _: (threading.get_ident(), __import__("time").sleep(0.01))[0], list(range(8))))
+    assert main not in seen and 1 <= len(seen) <= 2

@@ -270,3 +270,50 @@ def test_a_picture_shown_small_in_a_page_is_found_by_the_second_look():
     assert first <= 2 and second >= 7, (first, second)  # measured: 0 and 8 of 10
     assert all(index.find(stored(_paste_onto(o, _page(20 + k), 1.0, (0.3, 0.4))))[0] == -1
                for k, o in enumerate(OTHERS))
+
+
+def test_the_second_look_is_taken_only_where_it_may_pay(monkeypatch):
+    from wit.imagehash import keypoints as k
+
+    index = KeypointIndex.build([(i, orb_features(im, k.EVAL_KEYPOINTS)) for i, im in enumerate(EVALS)])
+    looks: list[tuple[int, float]] = []
+    real = k.grey_features
+    monkeypatch.setattr(k, "grey_features",
+                        lambda g, n=k.KEYPOINTS, upscale=1.0: looks.append((n, upscale)) or real(g, n, upscale))
+    enlarged, wider = (k.UPSCALED_KEYPOINTS, k.UPSCALE), (k.WIDER_KEYPOINTS, 1.0)
+    # busy pictures that copy nothing are no page: never the enlarged look, and nothing matched
+    others = [_download_stored(o) for o in OTHERS]
+    assert all(k.flat_share(k.grey_for_keypoints(o)) < k.FLAT_CUE for o in others)
+    assert [index.find(o)[0] for o in others] == [-1] * len(others)
+    assert enlarged not in looks and looks.count((k.KEYPOINTS, 1.0)) == len(others)
+    # pages around a small picture: flat, so the enlarged look; "never" misses what "cued" finds
+    pages = [_download_stored(_paste_onto(e, _page(i), 1.0, (0.4, 0.4))) for i, e in enumerate(EVALS[:5])]
+    assert all(k.flat_share(k.grey_for_keypoints(p)) > k.FLAT_CUE for p in pages)
+    never = sum(index.find(p, "never")[0] == i for i, p in enumerate(pages))
+    looks.clear()
+    cued = sum(index.find(p)[0] == i for i, p in enumerate(pages))
+    assert looks.count(enlarged) == 5 - never and wider not in looks
+    assert never <= 1 and cued >= 3, (never, cued)
+    assert cued == sum(index.find(p, "always")[0] == i for i, p in enumerate(pages))
+    # a picture's corner on a busy background (AugLy's overlay onto a background): the wider look, taken
+    # where the first look's matches agree on a similarity transform, finds what the first one missed
+    corners = [_download_stored(_paste_onto(e, OTHERS[i % len(OTHERS)], 1.0, (0.6, 0.6))) for i, e in enumerate(EVALS)]
+    never = sum(index.find(c, "never")[0] == i for i, c in enumerate(corners))
+    looks.clear()
+    cued = sum(index.find(c)[0] == i for i, c in enumerate(corners))
+    assert enlarged not in looks and 1 <= looks.count(wider) <= 10 - never
+    assert cued >= never + 2, (never, cued)  # measured: 3 and 5 of 10
+    assert cued == sum(index.find(c, "always")[0] == i for i, c in enumerate(corners))
+
+
+def test_flat_share():
+    from wit.imagehash.keypoints import FLAT_RANGE, flat_share
+
+    flat = np.full((64, 64), 200, np.uint8)
+    assert flat_share(flat) == 1.0
+    half = flat.copy()
+    half[:, 32:] = np.random.default_rng(0).integers(0, 256, (64, 32))
+    assert flat_share(half) == pytest.approx(0.5, abs=0.02)
+    ramp = (np.arange(64, dtype=np.uint8)[None, :] * (FLAT_RANGE + 1) // 7).repeat(64, 0)  # 8 px span > range
+    assert flat_share(ramp) == 0.0
+    assert flat_share(np.zeros((4, 4), np.uint8)) == 0.0

@@ -166,3 +166,16 @@ def test_a_save_killed_part_way_leaves_no_index_to_be_taken_for_whole(tmp_path, 
     monkeypatch.undo()
     index.save(str(ix))
     assert len(EvalIndex.load(str(ix)).shuffled) == 2
+
+
+def test_lag2_correlation_is_pearsons_r_of_the_pairs():
+    from wit.imagehash.shuffled import lag2_correlation
+
+    rng = np.random.default_rng(3)
+    smooth = np.cumsum(rng.normal(0, 4, (90, 120, 3)), axis=1).clip(-120, 120).astype(np.int16) + 128
+    for arr in (rng.integers(0, 256, (90, 120, 3), dtype=np.uint8), smooth.astype(np.uint8)):
+        g = arr[::2, ::2].astype(np.float64).mean(axis=2)
+        x = np.concatenate([g[:, :-1].ravel(), g[:-1, :].ravel()])
+        y = np.concatenate([g[:, 1:].ravel(), g[1:, :].ravel()])
+        assert lag2_correlation(arr) == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-4)
+    assert lag2_correlation(np.full((40, 40, 3), 9, np.uint8)) == 1.0

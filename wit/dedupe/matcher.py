@@ -86,7 +86,9 @@ class CopyMatcher:
         from wit.imagehash import keypoints as k
 
         return {"orb_features": k.KEYPOINTS, "side": k.SIDE, "ratio": k.RATIO, "min_inliers": k.MIN_INLIERS,
-                "second_look": {"upscale": k.UPSCALE, "orb_features": k.UPSCALED_KEYPOINTS}}
+                "second_look": {"page": {"flat_share_over": k.FLAT_CUE, "upscale": k.UPSCALE,
+                                         "orb_features": k.UPSCALED_KEYPOINTS},
+                                "other": {"agreeing_matches": k.GEO_CUE, "orb_features": k.WIDER_KEYPOINTS}}}
 
     @staticmethod
     def _shuffle_settings() -> dict:
