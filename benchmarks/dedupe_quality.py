@@ -207,12 +207,26 @@ def descriptor_costs(images: list[Image.Image], embedder=None) -> dict:
     for im in small[:40]:
         _describe_rows(im, False, False, False, True)
     out["turns_index_rows_ms_per_eval_image"] = round(1000 * (time.perf_counter() - t) / min(40, len(small)), 3)
-    from wit.imagehash.keypoints import orb_features
+    from wit.imagehash.keypoints import EVAL_KEYPOINTS, KeypointIndex, orb_features
 
     t = time.perf_counter()
     for im in small:
         orb_features(im)
     out["keypoints_ms"] = round(1000 * (time.perf_counter() - t) / len(small), 3)
+    # the whole keypoint step for images that copy nothing, as download stores them (256-px shorter
+    # side): one half of the photos indexed, the other half looked up (first look, then the second where
+    # cued, or always)
+    half = len(images) // 2
+    kpi = KeypointIndex.build([(i, orb_features(im, EVAL_KEYPOINTS)) for i, im in enumerate(images[:half])])
+    kpi.prepare()
+    stored = [Image.open(io.BytesIO(b)) for b in _rows(images[half:], "cost:").column("jpg").to_pylist()]
+    for im in stored:
+        im.load()
+    for mode in ("cued", "always"):
+        t = time.perf_counter()
+        for im in stored:
+            kpi.find(im, mode)
+        out[f"keypoints_find_{mode}_ms"] = round(1000 * (time.perf_counter() - t) / len(stored), 3)
     from wit.imagehash.shuffled import looks_shuffled
 
     t = time.perf_counter()

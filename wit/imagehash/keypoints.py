@@ -5,7 +5,7 @@ A global descriptor (pHash, a learned embedding) describes the whole picture, so
 only part of an eval image, or shows it inside something else, looks like another picture: an image
 pasted onto a background or a screenshot, another image laid over part of it, stripes across it, a
 perspective warp. Keypoints still find the part that is there. A query's ORB descriptors are matched
-to the index's (approximate nearest neighbours in Hamming space: FLANN's LSH tables, Lowe's ratio
+to the index's (approximate nearest neighbours in Hamming space: hash tables, ``wit.imagehash.lsh``; Lowe's ratio
 test); an eval image with at least ``MIN_GOOD`` matches is checked geometrically, and it is a copy when
 a plausible homography (orientation kept, area change within 1/100-100) explains at least
 ``MIN_INLIERS`` distinct ones (``_supported``: repeated texture otherwise lets RANSAC collapse many
@@ -13,10 +13,10 @@ matches onto a few points). Unrelated photos share almost no consistent matches,
 is the threshold.
 
 Both sides are described at the size download stores images (``SIDE``, the shorter side), so an eval
-image and its downloaded copy are seen at the same scale. Per image: ~2.5 ms for the features, and a
-search that grows with the index, and for a query that does not match a second look at twice the
-size with 2,000 features (``UPSCALE``), which finds pictures shown small: ~34 ms for an image that
-matches nothing, against 125 eval images of 1,000 keypoints each. An opt-in (``wit dedupe index
+image and its downloaded copy are seen at the same scale. Per image: ~2.1 ms for the features, a
+search that grows with the index (~0.55 ms against 125 eval images of 1,000 keypoints), and, for a
+query the first look does not match and where a cue says it may pay, a second look (``UPSCALE``):
+~3.9 ms on average for a photo that matches nothing, one thread. An opt-in (``wit dedupe index
 --keypoints``), not part of the default detector.
 """
 
@@ -59,8 +59,12 @@ LSH_TABLES = 8
 #   look's ratio-test matches hint at it: GEO_CUE of those to one eval image agree on a similarity
 #   transform (cv2.estimateAffinePartial2D, RANSAC_PIXELS). On AugLy backgrounds this look finds more than
 #   the enlarged one did (103 against 99 of 125 when taken on every image), at half its cost.
-# Measured on fold 0 of benchmarks/dedupe_quality.py (2,449 distractors): X% of the distractors get a
-# second look; the copies found: the first look alone 463, both kinds always 572, as cued 560.
+# Measured on the two folds of benchmarks/dedupe_quality.py (the copies no other descriptor finds, and
+# ~2,450 distractors each): 11.8% of fold 0's distractors get a second look (10.7% the enlarged one);
+# copies found by the first look alone 463 / 433, with the second taken always 572 / 546, as cued
+# 560 / 539, at ~3.9 ms per distractor against ~8.3 always (one thread). Against download_throughput's
+# index of 250 drawn pictures, 5% of its photos get one. The cue that counted votes alone (>= 4 to one
+# image) fired on a third of those photos: few descriptors per drawn picture make random votes pile up.
 UPSCALE, UPSCALED_KEYPOINTS = 2.0, 2000
 WIDER_KEYPOINTS = 1500
 FLAT_RANGE, FLAT_CUE = 4, 0.4
