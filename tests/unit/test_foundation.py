@@ -164,8 +164,9 @@ def test_config_rejects_unknown_key_and_bad_value(tmp_path):
         s.balance.t = 8  # frozen
 
 
-def test_cli_lists_every_command():
-    out = subprocess.run([sys.executable, "-m", "wit.cli", "--help"], capture_output=True, text=True, cwd=ROOT)
+@pytest.mark.parametrize("module", ["wit.cli", "wit"])  # `python -m wit` too (no console script needed)
+def test_cli_lists_every_command(module):
+    out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0
     for cmd in ["world", "queries", "candidates", "match", "balance", "download", "filter", "dedupe", "shard",
                 "train", "overlap", "run", "demo"]:
