@@ -158,7 +158,7 @@ class CopyMatcher:
     def _pixel_match(self, img) -> tuple[int, str] | None:
         """The shuffled-copy histogram (cheaper, and a shuffled image has no keypoints), then keypoints."""
         if self.shuffle_index is not None:
-            j, _ = self.shuffle_index.match(np.asarray(img.convert("RGB")))
+            j, _ = self.shuffle_index.match(np.asarray(img if img.mode == "RGB" else img.convert("RGB")))
             if j >= 0:
                 return j, "shuffled"
         if self.keypoint_index is not None:
